@@ -1,0 +1,37 @@
+// The interface between the engine and a compute backend (CPU today, CUDA where built).
+//
+// A backend runs the decoder forward pass for one engine step over a batch that mixes
+// sequences of any lengths: prefill sequences (many new tokens) and decode sequences (one new
+// token) side by side. It reads and writes the paged KV cache through each sequence's block
+// table. One call at a time (the engine thread); a backend owns its scratch memory.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "absl/status/status.h"
+
+namespace para {
+
+// One sequence's part of a step.
+struct ForwardSeq {
+  std::span<const int32_t> tokens;  // the new tokens, at positions start_pos, start_pos+1, ...
+  int32_t start_pos = 0;            // positions already in the KV cache
+  std::span<const int32_t> blocks;  // block table covering start_pos + tokens.size() positions
+  bool all_logits = false;          // logits for every new token (else only for the last)
+};
+
+// Rows of logits a batch produces, in order: per sequence, tokens.size() rows when all_logits,
+// else one row.
+int64_t NumLogitRows(std::span<const ForwardSeq> batch);
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  // Runs the forward pass, writes new K/V into the cache, and writes NumLogitRows(batch) rows of
+  // vocab_size logits to `logits`.
+  virtual absl::Status Forward(std::span<const ForwardSeq> batch, float* logits) = 0;
+  virtual const char* name() const = 0;
+};
+
+}  // namespace para

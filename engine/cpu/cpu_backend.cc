@@ -1,0 +1,242 @@
+#include "engine/cpu/cpu_backend.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+
+#include "engine/cpu/blas.h"
+#include "engine/cpu/kernels.h"
+
+namespace para::cpu {
+
+constexpr int32_t kQueryTile = 16;  // prefill rows per attention task
+
+std::vector<double> RopeInvFreq(const ModelConfig& c) {
+  const int64_t half = c.head_dim / 2;
+  std::vector<double> inv(half);
+  for (int64_t i = 0; i < half; ++i) inv[i] = std::pow(c.rope_theta, -2.0 * i / c.head_dim);
+  const RopeScaling& s = c.rope_scaling;
+  if (s.type == RopeScaling::Type::kLinear) {
+    for (double& f : inv) f /= s.factor;
+  } else if (s.type == RopeScaling::Type::kLlama3) {
+    const double old_len = static_cast<double>(s.original_max_position_embeddings);
+    const double low_wavelen = old_len / s.low_freq_factor;
+    const double high_wavelen = old_len / s.high_freq_factor;
+    for (double& f : inv) {
+      const double wavelen = 2 * M_PI / f;
+      if (wavelen > low_wavelen) {
+        f /= s.factor;
+      } else if (wavelen >= high_wavelen) {
+        const double smooth =
+            (old_len / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+        f = (1 - smooth) * f / s.factor + smooth * f;
+      }
+    }
+  }
+  return inv;
+}
+
+absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(const Model* model, KvCache* cache,
+                                                               ThreadPool* pool) {
+  if (absl::Status s = InitBlas(); !s.ok()) return s;
+  return std::unique_ptr<CpuBackend>(new CpuBackend(model, cache, pool));
+}
+
+CpuBackend::CpuBackend(const Model* model, KvCache* cache, ThreadPool* pool)
+    : model_(model),
+      cfg_(model->config()),
+      cache_(cache),
+      pool_(pool),
+      inv_freq_(RopeInvFreq(model->config())) {}
+
+void CpuBackend::PrepareRows(std::span<const ForwardSeq> batch) {
+  rows_ = 0;
+  for (const auto& s : batch) rows_ += static_cast<int64_t>(s.tokens.size());
+  row_info_.clear();
+  seq_row_begin_.clear();
+  attn_tasks_.clear();
+  for (int32_t si = 0; si < static_cast<int32_t>(batch.size()); ++si) {
+    const ForwardSeq& s = batch[si];
+    const int32_t begin = static_cast<int32_t>(row_info_.size());
+    seq_row_begin_.push_back(begin);
+    const int32_t n = static_cast<int32_t>(s.tokens.size());
+    for (int32_t i = 0; i < n; ++i) row_info_.push_back({si, s.start_pos + i});
+    for (int32_t g = 0; g < cfg_.num_key_value_heads; ++g)
+      for (int32_t r = 0; r < n; r += kQueryTile)
+        attn_tasks_.push_back({si, g, begin + r, begin + std::min(n, r + kQueryTile)});
+  }
+  const int64_t h = cfg_.hidden_size, qkv = cfg_.q_dim() + 2 * cfg_.kv_dim(),
+                f = cfg_.intermediate_size;
+  h_.EnsureSize(rows_ * h);
+  xn_.EnsureSize(rows_ * h);
+  qkv_.EnsureSize(rows_ * qkv);
+  attn_.EnsureSize(rows_ * cfg_.q_dim());
+  gu_.EnsureSize(rows_ * 2 * f);
+  act_.EnsureSize(rows_ * f);
+  const int64_t half = cfg_.head_dim / 2;
+  rope_cos_.EnsureSize(rows_ * half);
+  rope_sin_.EnsureSize(rows_ * half);
+  // Angles once per step, shared by all layers; computed in double like the reference math.
+  pool_->ParallelFor(rows_, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      for (int64_t i = 0; i < half; ++i) {
+        const double a = row_info_[r].pos * inv_freq_[i];
+        rope_cos_.data()[r * half + i] = static_cast<float>(std::cos(a));
+        rope_sin_.data()[r * half + i] = static_cast<float>(std::sin(a));
+      }
+    }
+  });
+}
+
+absl::Status CpuBackend::Forward(std::span<const ForwardSeq> batch, float* logits) {
+  PrepareRows(batch);
+  if (rows_ == 0) return absl::OkStatus();
+  const int64_t h = cfg_.hidden_size;
+  const float* embed = model_->weights().embed.data();
+  int64_t r = 0;
+  for (const auto& s : batch) {
+    for (int32_t tok : s.tokens) {
+      if (tok < 0 || tok >= cfg_.vocab_size)
+        return absl::InvalidArgumentError("token id " + std::to_string(tok) +
+                                          " is outside the vocabulary [0, " +
+                                          std::to_string(cfg_.vocab_size) + ")");
+      std::memcpy(h_.data() + r * h, embed + static_cast<int64_t>(tok) * h, h * sizeof(float));
+      ++r;
+    }
+  }
+  for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) Layer(batch, l);
+  Logits(batch, logits);
+  return absl::OkStatus();
+}
+
+void CpuBackend::Layer(std::span<const ForwardSeq> batch, int64_t l) {
+  const LayerWeights& w = model_->weights().layers[l];
+  const int64_t h = cfg_.hidden_size, f = cfg_.intermediate_size;
+  const int64_t qkv_n = cfg_.q_dim() + 2 * cfg_.kv_dim();
+  const float eps = static_cast<float>(cfg_.rms_norm_eps);
+  auto norm_rows = [&](const AlignedBuffer& weight) {
+    pool_->ParallelFor(rows_, [&](int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; ++r)
+        RmsNorm(h_.data() + r * h, weight.data(), eps, h, xn_.data() + r * h);
+    });
+  };
+  // Attention block.
+  norm_rows(w.attn_norm);
+  Linear(pool_, rows_, qkv_n, h, xn_.data(), h, w.wqkv.data(), 0.f, qkv_.data(), qkv_n);
+  RopeAndStore(batch, l);
+  Attention(batch, l);
+  Linear(pool_, rows_, h, cfg_.q_dim(), attn_.data(), cfg_.q_dim(), w.wo.data(), 1.f, h_.data(), h);
+  // MLP block.
+  norm_rows(w.ffn_norm);
+  Linear(pool_, rows_, 2 * f, h, xn_.data(), h, w.w_gate_up.data(), 0.f, gu_.data(), 2 * f);
+  pool_->ParallelFor(rows_, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r)
+      SiluMul(gu_.data() + r * 2 * f, gu_.data() + r * 2 * f + f, f, act_.data() + r * f);
+  });
+  Linear(pool_, rows_, h, f, act_.data(), f, w.w_down.data(), 1.f, h_.data(), h);
+}
+
+void CpuBackend::RopeAndStore(std::span<const ForwardSeq> batch, int64_t l) {
+  const int64_t hd = cfg_.head_dim, half = hd / 2;
+  const int64_t nq = cfg_.num_attention_heads, nkv = cfg_.num_key_value_heads;
+  const int64_t qkv_n = cfg_.q_dim() + 2 * cfg_.kv_dim();
+  const int32_t bs = cache_->block_size();
+  pool_->ParallelFor(rows_, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      float* q = qkv_.data() + r * qkv_n;
+      float* k = q + nq * hd;
+      const float* v = k + nkv * hd;
+      const float* cs = rope_cos_.data() + r * half;
+      const float* sn = rope_sin_.data() + r * half;
+      for (int64_t hq = 0; hq < nq; ++hq) Rope(cs, sn, half, q + hq * hd);
+      const Row& row = row_info_[r];
+      const int32_t block = batch[row.seq].blocks[row.pos / bs];
+      const int32_t slot = row.pos % bs;
+      for (int64_t g = 0; g < nkv; ++g) {
+        Rope(cs, sn, half, k + g * hd);
+        std::memcpy(cache_->Rows(block, l, 0, g) + slot * hd, k + g * hd, hd * sizeof(float));
+        std::memcpy(cache_->Rows(block, l, 1, g) + slot * hd, v + g * hd, hd * sizeof(float));
+      }
+    }
+  });
+}
+
+void CpuBackend::Attention(std::span<const ForwardSeq> batch, int64_t l) {
+  int64_t max_ctx = 0;
+  for (const auto& s : batch) max_ctx = std::max<int64_t>(max_ctx, s.start_pos + s.tokens.size());
+  const int64_t per_thread = max_ctx + 16;
+  scores_.EnsureSize(per_thread * pool_->num_threads());
+  std::atomic<int64_t> next{0};
+  pool_->RunOnAll([&](int t) {
+    float* scores = scores_.data() + t * per_thread;
+    for (int64_t i = next.fetch_add(1); i < static_cast<int64_t>(attn_tasks_.size());
+         i = next.fetch_add(1)) {
+      const AttnTask& task = attn_tasks_[i];
+      AttendTask(batch[task.seq], task, l, scores);
+    }
+  });
+}
+
+void CpuBackend::AttendTask(const ForwardSeq& seq, const AttnTask& task, int64_t l, float* scores) {
+  const int64_t hd = cfg_.head_dim;
+  const int64_t nq = cfg_.num_attention_heads, nkv = cfg_.num_key_value_heads;
+  const int64_t group = nq / nkv;
+  const int64_t qkv_n = cfg_.q_dim() + 2 * cfg_.kv_dim();
+  const int32_t bs = cache_->block_size();
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  for (int32_t r = task.row_begin; r < task.row_end; ++r) {
+    const int32_t ctx = row_info_[r].pos + 1;  // causal: positions [0, pos]
+    for (int64_t hq = task.kv_head * group; hq < (task.kv_head + 1) * group; ++hq) {
+      const float* q = qkv_.data() + r * qkv_n + hq * hd;
+      float max_score = -INFINITY;
+      for (int32_t j0 = 0; j0 < ctx; j0 += bs) {
+        const float* kb = cache_->Rows(seq.blocks[j0 / bs], l, 0, task.kv_head);
+        const int32_t n = std::min(bs, ctx - j0);
+        for (int32_t j = 0; j < n; ++j) {
+          const float s = Dot(q, kb + j * hd, hd) * scale;
+          scores[j0 + j] = s;
+          max_score = std::max(max_score, s);
+        }
+      }
+      float sum = 0.f;
+      for (int32_t j = 0; j < ctx; ++j) {
+        scores[j] = std::exp(scores[j] - max_score);
+        sum += scores[j];
+      }
+      const float inv = 1.0f / sum;
+      float* out = attn_.data() + r * nq * hd + hq * hd;
+      std::memset(out, 0, hd * sizeof(float));
+      for (int32_t j0 = 0; j0 < ctx; j0 += bs) {
+        const float* vb = cache_->Rows(seq.blocks[j0 / bs], l, 1, task.kv_head);
+        const int32_t n = std::min(bs, ctx - j0);
+        for (int32_t j = 0; j < n; ++j) Axpy(scores[j0 + j] * inv, vb + j * hd, hd, out);
+      }
+    }
+  }
+}
+
+void CpuBackend::Logits(std::span<const ForwardSeq> batch, float* logits) {
+  const int64_t h = cfg_.hidden_size;
+  std::vector<int64_t> rows;
+  for (size_t si = 0; si < batch.size(); ++si) {
+    const int64_t begin = seq_row_begin_[si], n = static_cast<int64_t>(batch[si].tokens.size());
+    if (batch[si].all_logits) {
+      for (int64_t i = 0; i < n; ++i) rows.push_back(begin + i);
+    } else if (n > 0) {
+      rows.push_back(begin + n - 1);
+    }
+  }
+  const int64_t m = static_cast<int64_t>(rows.size());
+  out_rows_.EnsureSize(m * h);
+  const float eps = static_cast<float>(cfg_.rms_norm_eps);
+  const float* norm = model_->weights().final_norm.data();
+  pool_->ParallelFor(m, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i)
+      RmsNorm(h_.data() + rows[i] * h, norm, eps, h, out_rows_.data() + i * h);
+  });
+  Linear(pool_, m, cfg_.vocab_size, h, out_rows_.data(), h, model_->weights().lm_head_data(), 0.f,
+         logits, cfg_.vocab_size);
+}
+
+}  // namespace para::cpu

@@ -1,0 +1,67 @@
+// The CPU backend: the LLaMA decoder forward pass over a mixed prefill/decode batch.
+//
+// GEMMs over all rows of the step go through OpenBLAS (one call per thread slice); norms, RoPE,
+// attention over the paged KV cache and SwiGLU are vectorised loops spread over the engine's
+// thread pool. Owns its scratch buffers (grown to the largest step seen); borrows the model,
+// cache and pool, which must outlive it. Used from the engine thread only.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+#include "engine/aligned_buffer.h"
+#include "engine/backend.h"
+#include "engine/kv_cache.h"
+#include "engine/model.h"
+#include "engine/thread_pool.h"
+
+namespace para::cpu {
+
+class CpuBackend final : public Backend {
+ public:
+  // Fails when OpenBLAS cannot be loaded.
+  static absl::StatusOr<std::unique_ptr<CpuBackend>> Create(const Model* model, KvCache* cache,
+                                                            ThreadPool* pool);
+  absl::Status Forward(std::span<const ForwardSeq> batch, float* logits) override;
+  const char* name() const override { return "cpu"; }
+
+ private:
+  CpuBackend(const Model* model, KvCache* cache, ThreadPool* pool);
+
+  struct Row {
+    int32_t seq;  // index into the batch
+    int32_t pos;  // absolute position
+  };
+  struct AttnTask {
+    int32_t seq;
+    int32_t kv_head;
+    int32_t row_begin, row_end;  // rows of the step (global row indices)
+  };
+
+  void PrepareRows(std::span<const ForwardSeq> batch);
+  void Layer(std::span<const ForwardSeq> batch, int64_t layer);
+  void RopeAndStore(std::span<const ForwardSeq> batch, int64_t layer);
+  void Attention(std::span<const ForwardSeq> batch, int64_t layer);
+  void AttendTask(const ForwardSeq& seq, const AttnTask& task, int64_t layer, float* scores);
+  void Logits(std::span<const ForwardSeq> batch, float* logits);
+
+  const Model* model_;
+  const ModelConfig& cfg_;
+  KvCache* cache_;
+  ThreadPool* pool_;
+  std::vector<double> inv_freq_;  // [head_dim / 2]
+
+  // Per-step state.
+  int64_t rows_ = 0;
+  std::vector<Row> row_info_;
+  std::vector<int32_t> seq_row_begin_;
+  std::vector<AttnTask> attn_tasks_;
+  AlignedBuffer h_, xn_, qkv_, attn_, gu_, act_, rope_cos_, rope_sin_, out_rows_, scores_;
+};
+
+// Inverse RoPE frequencies for a config, with its rope_scaling applied.
+std::vector<double> RopeInvFreq(const ModelConfig& config);
+
+}  // namespace para::cpu

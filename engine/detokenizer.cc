@@ -1,0 +1,129 @@
+#include "engine/detokenizer.h"
+
+#include <algorithm>
+
+namespace para {
+namespace {
+
+constexpr std::string_view kReplacement = "\xEF\xBF\xBD";  // U+FFFD
+
+// Length of the UTF-8 sequence a lead byte starts, 0 if it cannot start one.
+int SequenceLength(unsigned char b) {
+  if (b < 0x80) return 1;
+  if (b >= 0xC2 && b <= 0xDF) return 2;
+  if (b >= 0xE0 && b <= 0xEF) return 3;
+  if (b >= 0xF0 && b <= 0xF4) return 4;
+  return 0;
+}
+
+// Whether `b` may follow `lead` as the first continuation byte (excludes overlong forms,
+// surrogates and code points above U+10FFFF).
+bool ValidSecond(unsigned char lead, unsigned char b) {
+  switch (lead) {
+    case 0xE0:
+      return b >= 0xA0 && b <= 0xBF;
+    case 0xED:
+      return b >= 0x80 && b <= 0x9F;
+    case 0xF0:
+      return b >= 0x90 && b <= 0xBF;
+    case 0xF4:
+      return b >= 0x80 && b <= 0x8F;
+    default:
+      return b >= 0x80 && b <= 0xBF;
+  }
+}
+
+}  // namespace
+
+std::string TakeCompleteUtf8(std::string* bytes) {
+  std::string out;
+  const std::string& s = *bytes;
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto lead = static_cast<unsigned char>(s[i]);
+    const int len = SequenceLength(lead);
+    if (len == 0) {
+      out += kReplacement;
+      ++i;
+      continue;
+    }
+    int have = 1;
+    bool invalid = false;
+    while (have < len && i + have < s.size()) {
+      const auto b = static_cast<unsigned char>(s[i + have]);
+      if (have == 1 ? !ValidSecond(lead, b) : (b < 0x80 || b > 0xBF)) {
+        invalid = true;
+        break;
+      }
+      ++have;
+    }
+    if (invalid) {  // the lead byte can never be completed: replace it, resume at the next byte
+      out += kReplacement;
+      ++i;
+      continue;
+    }
+    if (have < len) break;  // incomplete but still valid: wait for more bytes
+    out.append(s, i, len);
+    i += len;
+  }
+  bytes->erase(0, i);
+  return out;
+}
+
+std::string IncrementalDetokenizer::Append(int32_t id) {
+  if (tokenizer_ == nullptr) return "";
+  pending_ += tokenizer_->TokenBytes(id);
+  return TakeCompleteUtf8(&pending_);
+}
+
+std::string IncrementalDetokenizer::Flush() {
+  std::string out = TakeCompleteUtf8(&pending_);
+  // Like sentencepiece's decoder: one replacement character per byte that never completed.
+  for (size_t i = 0; i < pending_.size(); ++i) out += kReplacement;
+  pending_.clear();
+  return out;
+}
+
+StopStringMatcher::StopStringMatcher(std::vector<std::string> stops) : stops_(std::move(stops)) {
+  stops_.erase(std::remove(stops_.begin(), stops_.end(), std::string()), stops_.end());
+}
+
+std::string StopStringMatcher::Feed(std::string_view text) {
+  if (matched_) return "";
+  held_.append(text);
+  size_t best = std::string::npos;
+  for (const auto& stop : stops_) {
+    size_t pos = held_.find(stop);
+    if (pos < best) {
+      best = pos;
+      matched_stop_ = stop;
+    }
+  }
+  if (best != std::string::npos) {
+    matched_ = true;
+    std::string out = held_.substr(0, best);
+    held_.clear();
+    return out;
+  }
+  // Hold back the longest tail of held_ that is a proper prefix of some stop string.
+  size_t keep = 0;
+  for (const auto& stop : stops_) {
+    for (size_t k = std::min(stop.size() - 1, held_.size()); k > keep; --k) {
+      if (held_.compare(held_.size() - k, k, stop, 0, k) == 0) {
+        keep = k;
+        break;
+      }
+    }
+  }
+  std::string out = held_.substr(0, held_.size() - keep);
+  held_.erase(0, held_.size() - keep);
+  return out;
+}
+
+std::string StopStringMatcher::Flush() {
+  std::string out = std::move(held_);
+  held_.clear();
+  return out;
+}
+
+}  // namespace para

@@ -1,0 +1,147 @@
+#include "engine/engine.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "engine/cpu/cpu_backend.h"
+#include "engine/status_macros.h"
+
+namespace para {
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
+  auto e = std::unique_ptr<Engine>(new Engine());
+  e->pool_ = std::make_unique<ThreadPool>(options.num_threads);
+  ASSIGN_OR_RETURN(e->model_, Model::Load(options.model_dir, e->pool_.get()));
+  const ModelConfig& c = e->model_->config();
+  e->max_model_len_ = options.max_model_len > 0 ? options.max_model_len : c.max_position_embeddings;
+  if (e->max_model_len_ > c.max_position_embeddings)
+    return absl::InvalidArgumentError(absl::StrCat("max_model_len ", e->max_model_len_,
+                                                   " exceeds the model's max_position_embeddings ",
+                                                   c.max_position_embeddings));
+  e->max_logprobs_ = options.max_logprobs;
+  ASSIGN_OR_RETURN(e->cache_, KvCache::Create(c, options.kv_cache));
+  ASSIGN_OR_RETURN(e->backend_,
+                   cpu::CpuBackend::Create(e->model_.get(), e->cache_.get(), e->pool_.get()));
+  e->scratch_.resize(e->pool_->num_threads());
+  return e;
+}
+
+Engine::~Engine() = default;
+
+absl::Status Engine::ValidateRequest(const GenerationRequest& r) const {
+  const int64_t n = static_cast<int64_t>(r.prompt_ids.size());
+  if (n == 0) return absl::InvalidArgumentError("prompt is empty");
+  if (n >= max_model_len_)
+    return absl::InvalidArgumentError(absl::StrCat("prompt has ", n,
+                                                   " tokens; the context limit is ", max_model_len_,
+                                                   " (prompt + at least one generated token)"));
+  const int64_t vocab = config().vocab_size;
+  for (int64_t i = 0; i < n; ++i) {
+    if (r.prompt_ids[i] < 0 || r.prompt_ids[i] >= vocab)
+      return absl::InvalidArgumentError(absl::StrCat("prompt token ", i, " has id ",
+                                                     r.prompt_ids[i],
+                                                     ", outside the vocabulary [0, ", vocab, ")"));
+  }
+  for (int32_t id : r.stopping.stop_token_ids)
+    if (id < 0 || id >= vocab)
+      return absl::InvalidArgumentError(
+          absl::StrCat("stop token id ", id, " is outside the vocabulary"));
+  if (r.stopping.max_tokens < 1)
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_tokens must be >= 1, got ", r.stopping.max_tokens));
+  if (cache_->BlocksFor(std::min<int64_t>(n + 1, max_model_len_)) > cache_->pool().num_blocks())
+    return absl::InvalidArgumentError(
+        absl::StrCat("prompt of ", n, " tokens needs more KV blocks than the pool has (",
+                     cache_->pool().num_blocks(), " blocks of ", cache_->block_size(), ")"));
+  return ValidateSamplingParams(r.sampling, max_logprobs_);
+}
+
+std::unique_ptr<Sequence> Engine::NewSequence(GenerationRequest request) {
+  uint64_t seed = request.sampling.seed ? *request.sampling.seed
+                                        : std::random_device{}() * 0x9E3779B97F4A7C15ull;
+  return std::make_unique<Sequence>(next_id_++, std::move(request), model_->tokenizer(), seed);
+}
+
+int32_t Engine::MaxBlocksFor(const GenerationRequest& r) const {
+  const int64_t total = std::min<int64_t>(
+      static_cast<int64_t>(r.prompt_ids.size()) + r.stopping.max_tokens, max_model_len_);
+  return cache_->BlocksFor(total);
+}
+
+absl::Status Engine::Forward(std::span<const ForwardItem> items, std::vector<float>* logits) {
+  // Reserve first so a failure leaves every sequence as it was.
+  std::vector<size_t> before;
+  for (const auto& it : items) before.push_back(it.kv->blocks.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    absl::Status s = cache_->Reserve(
+        items[i].kv, items[i].kv->num_cached + static_cast<int64_t>(items[i].tokens.size()));
+    if (!s.ok()) {
+      for (size_t j = 0; j <= i; ++j) {
+        auto& blocks = items[j].kv->blocks;
+        cache_->pool().Release(std::span<const int32_t>(blocks).subspan(before[j]));
+        blocks.resize(before[j]);
+      }
+      return s;
+    }
+  }
+  batch_.clear();
+  for (const auto& it : items)
+    batch_.push_back({it.tokens, it.kv->num_cached, it.kv->blocks, it.all_logits});
+  logits->resize(NumLogitRows(batch_) * config().vocab_size);
+  RETURN_IF_ERROR(backend_->Forward(batch_, logits->data()));
+  for (const auto& it : items) it.kv->num_cached += static_cast<int32_t>(it.tokens.size());
+  return absl::OkStatus();
+}
+
+absl::Status Engine::Step(std::span<Sequence* const> seqs, std::vector<SequenceUpdate>* updates) {
+  std::vector<ForwardItem> items;
+  std::vector<int64_t> first_row;  // first logits row of each sequence
+  std::vector<int32_t> cached_before;
+  int64_t rows = 0;
+  for (Sequence* s : seqs) {
+    const auto& toks = s->tokens();
+    const int32_t cached = s->kv().num_cached;
+    const bool want_prompt_lp = s->request().sampling.prompt_logprobs && !s->prompt_logprobs_done();
+    items.push_back({&s->kv(), std::span<const int32_t>(toks).subspan(cached), want_prompt_lp});
+    first_row.push_back(rows);
+    cached_before.push_back(cached);
+    rows += want_prompt_lp ? static_cast<int64_t>(toks.size()) - cached : 1;
+  }
+  RETURN_IF_ERROR(Forward(items, &logits_));
+  SampleAll(seqs, first_row, cached_before, updates);
+  return absl::OkStatus();
+}
+
+void Engine::SampleAll(std::span<Sequence* const> seqs, const std::vector<int64_t>& first_row,
+                       const std::vector<int32_t>& cached_before,
+                       std::vector<SequenceUpdate>* updates) {
+  const int64_t vocab = config().vocab_size;
+  const size_t base = updates->size();
+  updates->resize(base + seqs.size());
+  auto row = [&](int64_t r) { return std::span<const float>(logits_.data() + r * vocab, vocab); };
+  pool_->RunOnAll([&](int t) {
+    SamplerScratch* scratch = &scratch_[t];
+    for (size_t i = t; i < seqs.size(); i += pool_->num_threads()) {
+      Sequence* s = seqs[i];
+      const SamplingParams& p = s->request().sampling;
+      int64_t last = first_row[i];
+      if (p.prompt_logprobs && !s->prompt_logprobs_done()) {
+        // Rows cover positions [0, n): row j predicts prompt token j + 1.
+        // The sequence's rows cover positions [cached, size): row r predicts token r + 1.
+        const int64_t cached = cached_before[i];
+        const int64_t n = s->num_prompt();
+        for (int64_t j = std::max<int64_t>(0, cached); j + 1 < n; ++j)
+          s->AddPromptLogprobs(ComputeLogprobs(row(first_row[i] + j - cached), s->tokens()[j + 1],
+                                               *p.prompt_logprobs, scratch));
+        s->MarkPromptLogprobsDone();
+        last = first_row[i] + static_cast<int64_t>(s->tokens().size()) - 1 - cached;
+      }
+      const int32_t token = SampleToken(row(last), p, s->penalized(), s->rng(), scratch);
+      if (p.logprobs) s->AddLogprobs(ComputeLogprobs(row(last), token, *p.logprobs, scratch));
+      std::string delta = s->AppendToken(token, config().eos_token_ids, max_model_len_);
+      (*updates)[base + i] = {s, token, std::move(delta), s->finished()};
+    }
+  });
+}
+
+}  // namespace para

@@ -1,0 +1,93 @@
+// The engine: a loaded model, its paged KV cache, a compute backend and sampling, driven one
+// step at a time.
+//
+// Step() runs one forward pass over a batch of sequences (prefill and decode mixed), samples
+// one token for each and updates their state. Forward() is the lower-level teacher-forced pass
+// (given tokens in, logits out) used by tools and tests. The engine has no threads of its own
+// besides its compute pool and must be driven from one thread; it owns the model, cache and
+// backend. Sequences are owned by the caller, who must Release() them to return their blocks.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/backend.h"
+#include "engine/kv_cache.h"
+#include "engine/model.h"
+#include "engine/sequence.h"
+#include "engine/thread_pool.h"
+
+namespace para {
+
+struct EngineOptions {
+  std::string model_dir;
+  KvCacheOptions kv_cache;
+  int num_threads = 0;        // 0 = all cores
+  int64_t max_model_len = 0;  // context limit; 0 = max_position_embeddings
+  int32_t max_logprobs = 20;  // largest top-n a request may ask for
+};
+
+// What one Step did to one sequence.
+struct SequenceUpdate {
+  Sequence* seq;
+  int32_t token;           // the sampled token
+  std::string text_delta;  // text that may be streamed now
+  bool finished;
+};
+
+// One sequence's part of a teacher-forced Forward().
+struct ForwardItem {
+  KvSequence* kv;
+  std::span<const int32_t> tokens;  // appended at positions kv->num_cached, ...
+  bool all_logits = false;
+};
+
+class Engine {
+ public:
+  static absl::StatusOr<std::unique_ptr<Engine>> Create(const EngineOptions& options);
+  ~Engine();
+
+  const Model& model() const { return *model_; }
+  const ModelConfig& config() const { return model_->config(); }
+  KvCache& kv_cache() { return *cache_; }
+  int64_t max_model_len() const { return max_model_len_; }
+  ThreadPool& thread_pool() { return *pool_; }
+
+  // Checks a request against the model and limits: INVALID_ARGUMENT naming the problem.
+  absl::Status ValidateRequest(const GenerationRequest& request) const;
+  // A new sequence for a validated request (no blocks yet). Seeds its RNG from the request's
+  // seed, or from a random device when it has none.
+  std::unique_ptr<Sequence> NewSequence(GenerationRequest request);
+  // KV blocks a request can need over its whole life (prompt + max_tokens, capped by the context).
+  int32_t MaxBlocksFor(const GenerationRequest& request) const;
+
+  // Runs one step: each unfinished sequence processes its uncached tokens (its whole prompt at
+  // first, then one token) and samples one new token. Allocates the blocks it needs; fails with
+  // RESOURCE_EXHAUSTED (and changes nothing) when the pool cannot supply them.
+  absl::Status Step(std::span<Sequence* const> seqs, std::vector<SequenceUpdate>* updates);
+  // Teacher-forced forward pass; writes NumLogitRows rows of logits into `logits`.
+  absl::Status Forward(std::span<const ForwardItem> items, std::vector<float>* logits);
+  // Returns a sequence's blocks to the pool.
+  void Release(Sequence* seq) { cache_->Release(&seq->kv()); }
+
+ private:
+  Engine() = default;
+  void SampleAll(std::span<Sequence* const> seqs, const std::vector<int64_t>& first_row,
+                 const std::vector<int32_t>& cached_before, std::vector<SequenceUpdate>* updates);
+
+  std::unique_ptr<ThreadPool> pool_;
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<KvCache> cache_;
+  std::unique_ptr<Backend> backend_;
+  int64_t max_model_len_ = 0;
+  int32_t max_logprobs_ = 20;
+  int64_t next_id_ = 0;
+  std::vector<float> logits_;
+  std::vector<ForwardSeq> batch_;
+  std::vector<SamplerScratch> scratch_;  // one per thread
+};
+
+}  // namespace para

@@ -1,0 +1,84 @@
+#include "engine/kv_cache.h"
+
+#include <sys/mman.h>
+
+#include "absl/strings/str_cat.h"
+
+namespace para {
+
+BlockPool::BlockPool(int32_t num_blocks) : refcount_(num_blocks, 0) {
+  free_.reserve(num_blocks);
+  for (int32_t b = num_blocks - 1; b >= 0; --b) free_.push_back(b);
+}
+
+absl::Status BlockPool::Allocate(int32_t n, std::vector<int32_t>* out) {
+  if (n > num_free())
+    return absl::ResourceExhaustedError(absl::StrCat("KV block pool exhausted: need ", n,
+                                                     " blocks, ", num_free(), " of ", num_blocks(),
+                                                     " free"));
+  for (int32_t i = 0; i < n; ++i) {
+    int32_t b = free_.back();
+    free_.pop_back();
+    refcount_[b] = 1;
+    out->push_back(b);
+  }
+  return absl::OkStatus();
+}
+
+void BlockPool::Retain(int32_t block) { ++refcount_[block]; }
+
+void BlockPool::Release(std::span<const int32_t> blocks) {
+  for (int32_t b : blocks) {
+    if (--refcount_[b] == 0) free_.push_back(b);
+  }
+}
+
+absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(const ModelConfig& config,
+                                                         const KvCacheOptions& options) {
+  if (options.block_size <= 0 || options.block_size > 1024)
+    return absl::InvalidArgumentError(
+        absl::StrCat("block size ", options.block_size, " is outside [1, 1024]"));
+  const int64_t head_stride = static_cast<int64_t>(options.block_size) * config.head_dim;
+  const int64_t block_floats =
+      config.num_hidden_layers * 2 * config.num_key_value_heads * head_stride;
+  int64_t num_blocks = options.num_blocks;
+  if (num_blocks <= 0)
+    num_blocks = options.bytes / (block_floats * static_cast<int64_t>(sizeof(float)));
+  if (num_blocks <= 0)
+    return absl::InvalidArgumentError(absl::StrCat("KV cache budget of ", options.bytes,
+                                                   " bytes is smaller than one block (",
+                                                   block_floats * 4, " bytes)"));
+  if (num_blocks > (1 << 30)) return absl::InvalidArgumentError("too many KV blocks");
+  auto cache = std::unique_ptr<KvCache>(new KvCache(static_cast<int32_t>(num_blocks)));
+  cache->block_size_ = options.block_size;
+  cache->kv_heads_ = config.num_key_value_heads;
+  cache->head_stride_ = head_stride;
+  cache->block_floats_ = block_floats;
+  // Anonymous mapping: pages are committed lazily as blocks are first written.
+  cache->mapped_bytes_ = static_cast<size_t>(num_blocks * block_floats) * sizeof(float);
+  void* p = ::mmap(nullptr, cache->mapped_bytes_, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED)
+    return absl::ResourceExhaustedError(
+        absl::StrCat("cannot map ", cache->mapped_bytes_, " bytes for the KV cache"));
+  cache->base_ = static_cast<float*>(p);
+  return cache;
+}
+
+KvCache::~KvCache() {
+  if (base_ != nullptr) ::munmap(base_, mapped_bytes_);
+}
+
+absl::Status KvCache::Reserve(KvSequence* seq, int64_t num_tokens) {
+  const int32_t need = BlocksFor(num_tokens) - static_cast<int32_t>(seq->blocks.size());
+  if (need <= 0) return absl::OkStatus();
+  return pool_.Allocate(need, &seq->blocks);
+}
+
+void KvCache::Release(KvSequence* seq) {
+  pool_.Release(seq->blocks);
+  seq->blocks.clear();
+  seq->num_cached = 0;
+}
+
+}  // namespace para

@@ -1,0 +1,143 @@
+#include "engine/sampling.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "absl/strings/str_cat.h"
+
+namespace para {
+namespace {
+
+int32_t ArgMax(std::span<const float> v) {
+  return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
+}
+
+// Sorts ids (descending by value) so that the first `k` are the k largest, in order.
+void TopKSorted(const std::vector<float>& values, std::vector<int32_t>* ids, int64_t k) {
+  auto greater = [&](int32_t a, int32_t b) {
+    return values[a] > values[b] || (values[a] == values[b] && a < b);
+  };
+  if (k < static_cast<int64_t>(ids->size())) {
+    std::nth_element(ids->begin(), ids->begin() + k, ids->end(), greater);
+    ids->resize(k);
+  }
+  std::sort(ids->begin(), ids->end(), greater);
+}
+
+// Draws from exp(values[ids[i]] - max) restricted to ids (in order).
+int32_t Draw(const std::vector<float>& values, const std::vector<int32_t>& ids, int64_t n,
+             float max_value, std::mt19937_64* rng) {
+  double total = 0;
+  for (int64_t i = 0; i < n; ++i)
+    total += std::exp(static_cast<double>(values[ids[i]] - max_value));
+  const double u = UniformDouble(rng) * total;
+  double acc = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    acc += std::exp(static_cast<double>(values[ids[i]] - max_value));
+    if (u < acc) return ids[i];
+  }
+  return ids[n - 1];
+}
+
+}  // namespace
+
+absl::Status ValidateSamplingParams(const SamplingParams& p, int32_t max_logprobs) {
+  if (!std::isfinite(p.temperature) || p.temperature < 0)
+    return absl::InvalidArgumentError(
+        absl::StrCat("temperature must be a finite number >= 0, got ", p.temperature));
+  if (p.top_k < -1)
+    return absl::InvalidArgumentError(
+        absl::StrCat("top_k must be >= 0 (or -1 for off), got ", p.top_k));
+  if (!(p.top_p > 0 && p.top_p <= 1))
+    return absl::InvalidArgumentError(absl::StrCat("top_p must be in (0, 1], got ", p.top_p));
+  if (!std::isfinite(p.repetition_penalty) || p.repetition_penalty <= 0)
+    return absl::InvalidArgumentError(
+        absl::StrCat("repetition_penalty must be > 0, got ", p.repetition_penalty));
+  for (const auto& lp : {p.logprobs, p.prompt_logprobs}) {
+    if (lp && (*lp < 0 || *lp > max_logprobs))
+      return absl::InvalidArgumentError(
+          absl::StrCat("logprobs must be in [0, ", max_logprobs, "], got ", *lp));
+  }
+  return absl::OkStatus();
+}
+
+int32_t SampleToken(std::span<const float> logits, const SamplingParams& params,
+                    std::span<const int32_t> penalized, std::mt19937_64* rng,
+                    SamplerScratch* scratch) {
+  const int64_t vocab = static_cast<int64_t>(logits.size());
+  std::vector<float>& v = scratch->values;
+  v.assign(logits.begin(), logits.end());
+  if (params.repetition_penalty != 1.0f) {
+    for (int32_t id : penalized) {
+      if (id < 0 || id >= vocab) continue;
+      v[id] = v[id] > 0 ? v[id] / params.repetition_penalty : v[id] * params.repetition_penalty;
+    }
+  }
+  if (params.temperature == 0.0f || params.top_k == 1) return ArgMax(v);
+  const float inv_t = 1.0f / params.temperature;
+  for (float& x : v) x *= inv_t;
+  std::vector<int32_t>& ids = scratch->ids;
+  const bool top_k_on = params.top_k > 0 && params.top_k < vocab;
+  if (!top_k_on && params.top_p >= 1.0f) {  // plain sampling over the whole vocabulary
+    ids.resize(vocab);
+    std::iota(ids.begin(), ids.end(), 0);
+    return Draw(v, ids, vocab, *std::max_element(v.begin(), v.end()), rng);
+  }
+  ids.resize(vocab);
+  std::iota(ids.begin(), ids.end(), 0);
+  // Top-p without top-k: try the 1024 largest first, fall back to a full sort if they do not
+  // hold top_p of the mass.
+  int64_t k = top_k_on ? params.top_k : std::min<int64_t>(vocab, 1024);
+  const float max_value = *std::max_element(v.begin(), v.end());
+  double total = 0;
+  if (top_k_on) {
+    TopKSorted(v, &ids, k);
+    for (int32_t id : ids) total += std::exp(static_cast<double>(v[id] - max_value));
+  } else {
+    for (float x : v) total += std::exp(static_cast<double>(x - max_value));
+    std::vector<int32_t> all = ids;
+    TopKSorted(v, &ids, k);
+    double mass = 0;
+    for (int32_t id : ids) mass += std::exp(static_cast<double>(v[id] - max_value));
+    if (mass < params.top_p * total) {
+      ids = std::move(all);
+      TopKSorted(v, &ids, vocab);
+    }
+  }
+  int64_t keep = static_cast<int64_t>(ids.size());
+  if (params.top_p < 1.0f) {
+    double acc = 0;
+    for (int64_t i = 0; i < keep; ++i) {
+      acc += std::exp(static_cast<double>(v[ids[i]] - max_value));
+      if (acc >= params.top_p * total) {
+        keep = i + 1;
+        break;
+      }
+    }
+  }
+  return Draw(v, ids, keep, max_value, rng);
+}
+
+LogprobEntry ComputeLogprobs(std::span<const float> logits, int32_t token, int32_t top_n,
+                             SamplerScratch* scratch) {
+  const int64_t vocab = static_cast<int64_t>(logits.size());
+  const float max_value = *std::max_element(logits.begin(), logits.end());
+  double total = 0;
+  for (float x : logits) total += std::exp(static_cast<double>(x - max_value));
+  const double log_z = max_value + std::log(total);
+  LogprobEntry e;
+  e.token = token;
+  e.logprob = static_cast<float>(logits[token] - log_z);
+  if (top_n > 0) {
+    std::vector<int32_t>& ids = scratch->ids;
+    ids.resize(vocab);
+    std::iota(ids.begin(), ids.end(), 0);
+    scratch->values.assign(logits.begin(), logits.end());
+    TopKSorted(scratch->values, &ids, std::min<int64_t>(top_n, vocab));
+    for (int32_t id : ids) e.top.push_back({id, static_cast<float>(logits[id] - log_z)});
+  }
+  return e;
+}
+
+}  // namespace para

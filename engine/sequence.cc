@@ -1,0 +1,71 @@
+#include "engine/sequence.h"
+
+#include <algorithm>
+
+namespace para {
+
+const char* FinishReasonName(FinishReason r) {
+  switch (r) {
+    case FinishReason::kNone:
+      return "";
+    case FinishReason::kLength:
+      return "length";
+    case FinishReason::kStop:
+      return "stop";
+    case FinishReason::kEos:
+      return "eos";
+    case FinishReason::kCancelled:
+      return "cancelled";
+  }
+  return "";
+}
+
+Sequence::Sequence(int64_t id, GenerationRequest request, const Tokenizer* tokenizer, uint64_t seed)
+    : id_(id),
+      request_(std::move(request)),
+      tokens_(request_.prompt_ids),
+      num_prompt_(static_cast<int32_t>(tokens_.size())),
+      rng_(seed),
+      detok_(tokenizer),
+      stops_(request_.stopping.stop) {
+  if (request_.sampling.repetition_penalty != 1.0f) {
+    penalized_ = tokens_;
+    std::sort(penalized_.begin(), penalized_.end());
+    penalized_.erase(std::unique(penalized_.begin(), penalized_.end()), penalized_.end());
+  }
+}
+
+std::string Sequence::AppendToken(int32_t token, const std::vector<int32_t>& eos_ids,
+                                  int64_t max_len) {
+  tokens_.push_back(token);
+  if (request_.sampling.repetition_penalty != 1.0f) {
+    auto it = std::lower_bound(penalized_.begin(), penalized_.end(), token);
+    if (it == penalized_.end() || *it != token) penalized_.insert(it, token);
+  }
+  const StoppingParams& stop = request_.stopping;
+  auto contains = [](const std::vector<int32_t>& v, int32_t t) {
+    return std::find(v.begin(), v.end(), t) != v.end();
+  };
+  if (!stop.ignore_eos && contains(eos_ids, token)) return Finish(FinishReason::kEos);
+  if (contains(stop.stop_token_ids, token)) return Finish(FinishReason::kStop);
+  std::string delta = stops_.Feed(detok_.Append(token));
+  if (stops_.matched()) {
+    finish_ = FinishReason::kStop;
+    text_ += delta;
+    return delta;
+  }
+  text_ += delta;
+  if (num_generated() >= stop.max_tokens || static_cast<int64_t>(tokens_.size()) >= max_len)
+    return delta + Finish(FinishReason::kLength);
+  return delta;
+}
+
+std::string Sequence::Finish(FinishReason reason) {
+  finish_ = reason;
+  std::string tail = stops_.Feed(detok_.Flush());
+  if (!stops_.matched()) tail += stops_.Flush();
+  text_ += tail;
+  return tail;
+}
+
+}  // namespace para

@@ -1,0 +1,88 @@
+// One generation request's state inside the engine: its tokens, KV blocks, sampler state,
+// streamed text and finish status.
+//
+// Owned by whoever drives the engine (the offline runner, later the scheduler); the engine
+// mutates it during Step. Not thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/detokenizer.h"
+#include "engine/kv_cache.h"
+#include "engine/sampling.h"
+
+namespace para {
+
+struct StoppingParams {
+  int32_t max_tokens = 16;              // generated tokens at most
+  std::vector<int32_t> stop_token_ids;  // finish (reason "stop") when one is generated
+  std::vector<std::string> stop;        // finish when the text contains one; it is not emitted
+  bool ignore_eos = false;              // keep going past the model's EOS tokens
+};
+
+struct GenerationRequest {
+  std::vector<int32_t> prompt_ids;
+  SamplingParams sampling;
+  StoppingParams stopping;
+};
+
+enum class FinishReason { kNone, kLength, kStop, kEos, kCancelled };
+const char* FinishReasonName(FinishReason r);
+
+class Sequence {
+ public:
+  Sequence(int64_t id, GenerationRequest request, const Tokenizer* tokenizer, uint64_t seed);
+
+  int64_t id() const { return id_; }
+  const GenerationRequest& request() const { return request_; }
+  const std::vector<int32_t>& tokens() const { return tokens_; }
+  int32_t num_prompt() const { return num_prompt_; }
+  int32_t num_generated() const { return static_cast<int32_t>(tokens_.size()) - num_prompt_; }
+  std::span<const int32_t> generated() const {
+    return std::span<const int32_t>(tokens_).subspan(num_prompt_);
+  }
+  bool finished() const { return finish_ != FinishReason::kNone; }
+  FinishReason finish_reason() const { return finish_; }
+  const std::string& text() const { return text_; }
+  const std::vector<LogprobEntry>& logprobs() const { return logprobs_; }
+  const std::vector<LogprobEntry>& prompt_logprobs() const { return prompt_logprobs_; }
+  bool prompt_logprobs_done() const { return prompt_logprobs_done_; }
+
+  KvSequence& kv() { return kv_; }
+  const KvSequence& kv() const { return kv_; }
+  std::mt19937_64* rng() { return &rng_; }
+  std::span<const int32_t> penalized() const { return penalized_; }
+
+  // Appends a sampled token and updates text and finish status. Returns the text delta that
+  // may be streamed now. `eos_ids` are the model's end-of-sequence ids; `max_len` the context
+  // limit.
+  std::string AppendToken(int32_t token, const std::vector<int32_t>& eos_ids, int64_t max_len);
+  void AddLogprobs(LogprobEntry e) { logprobs_.push_back(std::move(e)); }
+  void AddPromptLogprobs(LogprobEntry e) { prompt_logprobs_.push_back(std::move(e)); }
+  void MarkPromptLogprobsDone() { prompt_logprobs_done_ = true; }
+  // Ends the sequence early (cancel); text held back so far is dropped.
+  void Cancel() { finish_ = FinishReason::kCancelled; }
+
+ private:
+  std::string Finish(FinishReason reason);
+
+  int64_t id_;
+  GenerationRequest request_;
+  std::vector<int32_t> tokens_;
+  int32_t num_prompt_;
+  KvSequence kv_;
+  std::mt19937_64 rng_;
+  std::vector<int32_t> penalized_;  // sorted distinct ids seen (for repetition penalty)
+  IncrementalDetokenizer detok_;
+  StopStringMatcher stops_;
+  std::string text_;
+  FinishReason finish_ = FinishReason::kNone;
+  std::vector<LogprobEntry> logprobs_;
+  std::vector<LogprobEntry> prompt_logprobs_;
+  bool prompt_logprobs_done_ = false;
+};
+
+}  // namespace para

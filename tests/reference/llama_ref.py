@@ -1,0 +1,234 @@
+"""Independent numpy reference for a LLaMA-family decoder (LlamaForCausalLM).
+
+Written from the math as Hugging Face transformers defines it; this file is the
+specification the C++ engine is tested against. All arithmetic is float64
+(weights are upcast exactly from F32/F16/BF16).
+
+Usage for debugging:
+    python3 llama_ref.py MODEL_DIR --ids 1,2,3 [--top 5] [--out logits.npy]
+"""
+import argparse
+import json
+import math
+import os
+import struct
+
+import numpy as np
+
+
+# ----------------------------------------------------------------------------
+# safetensors (parsed by hand)
+# ----------------------------------------------------------------------------
+def read_safetensors(path):
+    """Return {name: float64 ndarray} for one .safetensors file."""
+    with open(path, "rb") as f:
+        blob = f.read()
+    (n,) = struct.unpack("<Q", blob[:8])
+    header = json.loads(blob[8:8 + n].decode("utf-8"))
+    base = 8 + n
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        begin, end = info["data_offsets"]
+        raw = blob[base + begin: base + end]
+        dtype = info["dtype"]
+        if dtype == "F32":
+            arr = np.frombuffer(raw, dtype="<f4")
+        elif dtype == "F16":
+            arr = np.frombuffer(raw, dtype="<f2")
+        elif dtype == "BF16":
+            arr = (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
+        elif dtype == "F64":
+            arr = np.frombuffer(raw, dtype="<f8")
+        else:
+            raise ValueError(f"{path}: tensor {name}: unsupported dtype {dtype}")
+        shape = tuple(info["shape"])
+        if arr.size != math.prod(shape):
+            raise ValueError(f"{path}: tensor {name}: {arr.size} elements for shape {shape}")
+        out[name] = arr.reshape(shape).astype(np.float64)
+    return out
+
+
+def load_weights(model_dir):
+    index = os.path.join(model_dir, "model.safetensors.index.json")
+    if os.path.exists(index):
+        with open(index) as f:
+            weight_map = json.load(f)["weight_map"]
+        weights = {}
+        for fname in sorted(set(weight_map.values())):
+            weights.update(read_safetensors(os.path.join(model_dir, fname)))
+        missing = set(weight_map) - set(weights)
+        if missing:
+            raise ValueError(f"tensors listed in index but not found: {sorted(missing)[:5]}")
+        return weights
+    return read_safetensors(os.path.join(model_dir, "model.safetensors"))
+
+
+# ----------------------------------------------------------------------------
+# config / RoPE
+# ----------------------------------------------------------------------------
+def rope_inv_freq(head_dim, theta, rope_scaling):
+    """inv_freq[i] = theta^(-2i/d), then HF rope scaling ("linear" or "llama3")."""
+    inv_freq = 1.0 / theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
+    if not rope_scaling:
+        return inv_freq
+    kind = rope_scaling.get("rope_type", rope_scaling.get("type", "default"))
+    if kind == "default":
+        return inv_freq
+    if kind == "linear":
+        return inv_freq / float(rope_scaling["factor"])
+    if kind == "llama3":
+        factor = float(rope_scaling["factor"])
+        low = float(rope_scaling["low_freq_factor"])
+        high = float(rope_scaling["high_freq_factor"])
+        old_ctx = float(rope_scaling["original_max_position_embeddings"])
+        low_freq_wavelen = old_ctx / low
+        high_freq_wavelen = old_ctx / high
+        wavelen = 2 * math.pi / inv_freq
+        # long wavelengths: divide by factor; short: unchanged; in between: blend.
+        scaled = np.where(wavelen > low_freq_wavelen, inv_freq / factor, inv_freq)
+        smooth = (old_ctx / wavelen - low) / (high - low)
+        smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+        is_medium = ~(wavelen < high_freq_wavelen) & ~(wavelen > low_freq_wavelen)
+        return np.where(is_medium, smoothed, scaled)
+    raise NotImplementedError(f"rope_scaling type {kind!r}")
+
+
+def load_model(model_dir):
+    with open(os.path.join(model_dir, "config.json")) as f:
+        c = json.load(f)
+    n_heads = c["num_attention_heads"]
+    cfg = {
+        "hidden_size": c["hidden_size"],
+        "intermediate_size": c["intermediate_size"],
+        "num_hidden_layers": c["num_hidden_layers"],
+        "num_attention_heads": n_heads,
+        "num_key_value_heads": c.get("num_key_value_heads") or n_heads,
+        "head_dim": c.get("head_dim") or c["hidden_size"] // n_heads,
+        "rms_norm_eps": c.get("rms_norm_eps", 1e-6),
+        "rope_theta": c.get("rope_theta", 10000.0),
+        "rope_scaling": c.get("rope_scaling"),
+        "vocab_size": c["vocab_size"],
+        "tie_word_embeddings": c.get("tie_word_embeddings", False),
+    }
+    weights = load_weights(model_dir)
+    if "lm_head.weight" not in weights:
+        if not cfg["tie_word_embeddings"]:
+            raise ValueError("lm_head.weight missing and tie_word_embeddings is false")
+        weights["lm_head.weight"] = weights["model.embed_tokens.weight"]
+    elif cfg["tie_word_embeddings"]:
+        # HF ties the parameters: the embedding matrix is the output matrix.
+        weights["lm_head.weight"] = weights["model.embed_tokens.weight"]
+    inv_freq = rope_inv_freq(cfg["head_dim"], float(cfg["rope_theta"]), cfg["rope_scaling"])
+    return {"config": cfg, "weights": weights, "inv_freq": inv_freq}
+
+
+# ----------------------------------------------------------------------------
+# forward pass
+# ----------------------------------------------------------------------------
+def rms_norm(x, w, eps):
+    return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * w
+
+
+def rotate_half(x):
+    half = x.shape[-1] // 2
+    return np.concatenate([-x[..., half:], x[..., :half]], axis=-1)
+
+
+def apply_rope(x, cos, sin):
+    """x: [heads, T, d]; cos/sin: [T, d]."""
+    return x * cos + rotate_half(x) * sin
+
+
+def silu(x):
+    return x / (1.0 + np.exp(-x))
+
+
+def softmax(x, axis=-1):
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def log_softmax(logits, axis=-1):
+    x = np.asarray(logits, dtype=np.float64)
+    m = np.max(x, axis=axis, keepdims=True)
+    return x - m - np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True))
+
+
+def _linear(weights, x, name):
+    y = x @ weights[name + ".weight"].T          # HF Linear weight is [out, in]
+    if name + ".bias" in weights:                 # attention_bias / mlp_bias configs
+        y = y + weights[name + ".bias"]
+    return y
+
+
+def forward_logits(model, token_ids):
+    """Full causal forward over token_ids; returns float64 logits [T, vocab]."""
+    cfg, W = model["config"], model["weights"]
+    ids = np.asarray(token_ids, dtype=np.int64)
+    T = ids.shape[0]
+    nh, nkv, d = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
+    eps = cfg["rms_norm_eps"]
+    assert nh % nkv == 0 and d % 2 == 0
+
+    angles = np.arange(T, dtype=np.float64)[:, None] * model["inv_freq"][None, :]
+    emb = np.concatenate([angles, angles], axis=-1)            # [T, d]
+    cos, sin = np.cos(emb), np.sin(emb)
+    causal = np.triu(np.full((T, T), -np.inf), k=1)             # key j > query i masked
+
+    x = W["model.embed_tokens.weight"][ids]                     # [T, hidden]
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        h = rms_norm(x, W[p + "input_layernorm.weight"], eps)
+        q = _linear(W, h, p + "self_attn.q_proj").reshape(T, nh, d).transpose(1, 0, 2)
+        k = _linear(W, h, p + "self_attn.k_proj").reshape(T, nkv, d).transpose(1, 0, 2)
+        v = _linear(W, h, p + "self_attn.v_proj").reshape(T, nkv, d).transpose(1, 0, 2)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        # GQA: query head h reads kv head h // (nh // nkv)
+        k = np.repeat(k, nh // nkv, axis=0)
+        v = np.repeat(v, nh // nkv, axis=0)
+        scores = q @ k.transpose(0, 2, 1) / math.sqrt(d) + causal  # [nh, T, T]
+        attn = (softmax(scores) @ v).transpose(1, 0, 2).reshape(T, nh * d)
+        x = x + _linear(W, attn, p + "self_attn.o_proj")
+
+        h = rms_norm(x, W[p + "post_attention_layernorm.weight"], eps)
+        mlp = silu(_linear(W, h, p + "mlp.gate_proj")) * _linear(W, h, p + "mlp.up_proj")
+        x = x + _linear(W, mlp, p + "mlp.down_proj")
+
+    x = rms_norm(x, W["model.norm.weight"], eps)
+    return x @ W["lm_head.weight"].T
+
+
+def greedy_generate(model, prompt_ids, n_steps):
+    """Greedy (argmax of last row, first index on ties); returns generated ids only."""
+    ids = [int(t) for t in prompt_ids]
+    out = []
+    for _ in range(n_steps):
+        nxt = int(np.argmax(forward_logits(model, ids)[-1]))
+        ids.append(nxt)
+        out.append(nxt)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("model_dir")
+    ap.add_argument("--ids", required=True, help="comma-separated token ids")
+    ap.add_argument("--top", type=int, default=5, help="print top-k ids per row")
+    ap.add_argument("--out", help="also save float64 logits [T, vocab] to this .npy")
+    args = ap.parse_args()
+    model = load_model(args.model_dir)
+    ids = [int(s) for s in args.ids.split(",") if s.strip()]
+    logits = forward_logits(model, ids)
+    np.set_printoptions(precision=6, suppress=True, linewidth=140)
+    for i, row in enumerate(logits):
+        top = np.argsort(-row, kind="stable")[: args.top]
+        print(f"pos {i} tok {ids[i]}: top {[(int(t), round(float(row[t]), 6)) for t in top]}")
+        print("  logits[:8] =", row[:8])
+    if args.out:
+        np.save(args.out, logits)
+
+
+if __name__ == "__main__":
+    main()

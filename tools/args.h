@@ -1,0 +1,41 @@
+// A small command-line parser for the tools' GNU-style flags (--name value, --name=value,
+// repeatable flags, boolean switches), with precise errors for unknown or malformed flags.
+// Value type; not thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace para::tools {
+
+class Args {
+ public:
+  // `value_flags` take a value; `switches` do not. Names are given without the leading "--".
+  static absl::StatusOr<Args> Parse(int argc, char** argv, int first,
+                                    const std::set<std::string>& value_flags,
+                                    const std::set<std::string>& switches);
+
+  bool Has(const std::string& name) const { return values_.count(name) > 0; }
+  // The last value given for a flag.
+  std::optional<std::string> Get(const std::string& name) const;
+  std::vector<std::string> GetAll(const std::string& name) const;
+  std::string GetOr(const std::string& name, const std::string& fallback) const;
+  absl::StatusOr<int64_t> Int(const std::string& name, int64_t fallback) const;
+  absl::StatusOr<double> Double(const std::string& name, double fallback) const;
+  const std::vector<std::string>& positional() const { return positional_; }
+
+ private:
+  std::map<std::string, std::vector<std::string>> values_;
+  std::vector<std::string> positional_;
+};
+
+// Parses "1,2,3" into integers.
+absl::StatusOr<std::vector<int32_t>> ParseIdList(const std::string& text, const std::string& what);
+
+}  // namespace para::tools

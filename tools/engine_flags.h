@@ -1,0 +1,28 @@
+// The engine flags every tool shares (--model, --block-size, --kv-cache-blocks,
+// --kv-cache-bytes, --threads, --max-model-len) and their translation to EngineOptions.
+#pragma once
+
+#include <set>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "engine/engine.h"
+#include "tools/args.h"
+
+namespace para::tools {
+
+inline const std::set<std::string> kEngineFlags = {
+    "model", "block-size", "kv-cache-blocks", "kv-cache-bytes", "threads", "max-model-len"};
+inline constexpr const char* kEngineFlagsHelp =
+    "  --model DIR             Hugging Face LLaMA model directory (required)\n"
+    "  --block-size N          KV cache positions per block (default 16)\n"
+    "  --kv-cache-blocks N     KV cache size in blocks (default: from --kv-cache-bytes)\n"
+    "  --kv-cache-bytes N      KV cache budget in bytes (default 1073741824)\n"
+    "  --threads N             compute threads (default: all cores)\n"
+    "  --max-model-len N       context limit (default: max_position_embeddings)\n";
+
+absl::StatusOr<EngineOptions> EngineOptionsFromArgs(const Args& args);
+
+std::set<std::string> Union(std::set<std::string> a, const std::set<std::string>& b);
+
+}  // namespace para::tools

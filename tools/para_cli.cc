@@ -1,0 +1,211 @@
+// para-cli: offline generation through the engine.
+//   para-cli generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3 | --requests FILE.jsonl)
+//       [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]
+//       [--repetition-penalty R] [--stop STR]... [--stop-token-ids 1,2] [--ignore-eos]
+//       [--logprobs K] [--prompt-logprobs K] [--json] [engine flags]
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+
+#include "absl/strings/str_cat.h"
+#include "engine/batch_runner.h"
+#include "engine/status_macros.h"
+#include "tools/args.h"
+#include "tools/engine_flags.h"
+#include "tools/request_json.h"
+
+namespace para::tools {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr const char* kUsage =
+    "usage: para-cli generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3 | --requests "
+    "FILE.jsonl)\n"
+    "  --max-tokens N          tokens to generate at most (default 16)\n"
+    "  --temperature T         0 = greedy (default: the model's generation_config, else greedy)\n"
+    "  --top-k K --top-p P     nucleus / top-k filtering (default off)\n"
+    "  --seed S                per-request seed: same seed, same tokens, whatever else runs\n"
+    "  --repetition-penalty R  HF-style penalty on prompt and generated tokens (default 1)\n"
+    "  --stop STR              stop string (repeatable); not included in the text\n"
+    "  --stop-token-ids 1,2    stop token ids\n"
+    "  --ignore-eos            do not stop at the model's EOS token\n"
+    "  --logprobs K            chosen-token logprob plus the top K per generated token\n"
+    "  --prompt-logprobs K     the same for every prompt token after the first\n"
+    "  --requests FILE.jsonl   one JSON request per line, all run together in the same batches;\n"
+    "                          the flags above are the defaults for fields a line leaves out\n"
+    "  --json                  one JSON result per request, in input order\n"
+    "  --max-num-seqs N        sequences per step (default 256)\n"
+    "  --max-batched-tokens N  new tokens per step (default 8192)\n";
+
+const std::set<std::string> kValueFlags = {"prompt",
+                                           "prompt-ids",
+                                           "requests",
+                                           "max-tokens",
+                                           "temperature",
+                                           "top-k",
+                                           "top-p",
+                                           "seed",
+                                           "repetition-penalty",
+                                           "stop",
+                                           "stop-token-ids",
+                                           "logprobs",
+                                           "prompt-logprobs",
+                                           "max-num-seqs",
+                                           "max-batched-tokens"};
+
+// Request defaults from the flags (and the model's generation_config for the temperature).
+absl::StatusOr<GenerationRequest> DefaultsFromArgs(const Args& a, const ModelConfig& c) {
+  GenerationRequest r;
+  const GenerationDefaults& g = c.generation;
+  ASSIGN_OR_RETURN(int64_t max_tokens, a.Int("max-tokens", 16));
+  r.stopping.max_tokens = static_cast<int32_t>(max_tokens);
+  ASSIGN_OR_RETURN(double t,
+                   a.Double("temperature", g.do_sample ? g.temperature.value_or(1.0f) : 0.0));
+  r.sampling.temperature = static_cast<float>(t);
+  ASSIGN_OR_RETURN(int64_t top_k, a.Int("top-k", g.do_sample ? g.top_k.value_or(0) : 0));
+  r.sampling.top_k = static_cast<int32_t>(top_k);
+  ASSIGN_OR_RETURN(double top_p, a.Double("top-p", g.do_sample ? g.top_p.value_or(1.0f) : 1.0));
+  r.sampling.top_p = static_cast<float>(top_p);
+  ASSIGN_OR_RETURN(double rp, a.Double("repetition-penalty", g.repetition_penalty.value_or(1.0f)));
+  r.sampling.repetition_penalty = static_cast<float>(rp);
+  if (a.Has("seed")) {
+    ASSIGN_OR_RETURN(int64_t seed, a.Int("seed", 0));
+    r.sampling.seed = static_cast<uint64_t>(seed);
+  }
+  if (a.Has("logprobs")) {
+    ASSIGN_OR_RETURN(int64_t lp, a.Int("logprobs", 0));
+    r.sampling.logprobs = static_cast<int32_t>(lp);
+  }
+  if (a.Has("prompt-logprobs")) {
+    ASSIGN_OR_RETURN(int64_t lp, a.Int("prompt-logprobs", 0));
+    r.sampling.prompt_logprobs = static_cast<int32_t>(lp);
+  }
+  r.stopping.stop = a.GetAll("stop");
+  if (auto ids = a.Get("stop-token-ids")) {
+    ASSIGN_OR_RETURN(r.stopping.stop_token_ids, ParseIdList(*ids, "--stop-token-ids"));
+  }
+  r.stopping.ignore_eos = a.Has("ignore-eos");
+  return r;
+}
+
+// The requests to run: one from --prompt/--prompt-ids, or one per line of --requests.
+absl::StatusOr<std::vector<absl::StatusOr<GenerationRequest>>> CollectRequests(
+    const Args& a, const Model& model, const GenerationRequest& defaults) {
+  std::vector<absl::StatusOr<GenerationRequest>> out;
+  const int sources = a.Has("prompt") + a.Has("prompt-ids") + a.Has("requests");
+  if (sources != 1)
+    return absl::InvalidArgumentError("give exactly one of --prompt, --prompt-ids and --requests");
+  if (auto text = a.Get("prompt")) {
+    GenerationRequest r = defaults;
+    ASSIGN_OR_RETURN(r.prompt_ids, model.EncodePrompt(*text));
+    out.push_back(std::move(r));
+  } else if (auto ids = a.Get("prompt-ids")) {
+    GenerationRequest r = defaults;
+    ASSIGN_OR_RETURN(r.prompt_ids, ParseIdList(*ids, "--prompt-ids"));
+    out.push_back(std::move(r));
+  } else {
+    const std::string path = *a.Get("requests");
+    std::ifstream in(path);
+    if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
+    std::string line;
+    for (int line_no = 1; std::getline(in, line); ++line_no) {
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      json j = json::parse(line, nullptr, false);
+      if (j.is_discarded()) {
+        out.push_back(
+            absl::InvalidArgumentError(absl::StrCat(path, ":", line_no, ": not valid JSON")));
+        continue;
+      }
+      auto r = ParseRequestJson(j, model, defaults);
+      if (!r.ok())
+        r = absl::Status(r.status().code(),
+                         absl::StrCat(path, ":", line_no, ": ", r.status().message()));
+      out.push_back(std::move(r));
+    }
+  }
+  return out;
+}
+
+absl::Status Generate(int argc, char** argv) {
+  ASSIGN_OR_RETURN(
+      Args a, Args::Parse(argc, argv, 2, Union(kEngineFlags, kValueFlags), {"ignore-eos", "json"}));
+  if (!a.positional().empty())
+    return absl::InvalidArgumentError(
+        absl::StrCat("unexpected argument '", a.positional()[0], "'"));
+  ASSIGN_OR_RETURN(EngineOptions eo, EngineOptionsFromArgs(a));
+  ASSIGN_OR_RETURN(auto engine, Engine::Create(eo));
+  ASSIGN_OR_RETURN(GenerationRequest defaults, DefaultsFromArgs(a, engine->config()));
+  ASSIGN_OR_RETURN(auto parsed, CollectRequests(a, engine->model(), defaults));
+  BatchRunnerOptions ro;
+  ASSIGN_OR_RETURN(int64_t max_seqs, a.Int("max-num-seqs", ro.max_num_seqs));
+  ASSIGN_OR_RETURN(ro.max_batched_tokens, a.Int("max-batched-tokens", ro.max_batched_tokens));
+  ro.max_num_seqs = static_cast<int32_t>(max_seqs);
+  if (ro.max_num_seqs < 1 || ro.max_batched_tokens < 1)
+    return absl::InvalidArgumentError("--max-num-seqs and --max-batched-tokens must be >= 1");
+
+  // Valid requests run together; parse errors keep their slot in the output.
+  std::vector<GenerationRequest> runnable;
+  std::vector<int64_t> slot;
+  for (int64_t i = 0; i < static_cast<int64_t>(parsed.size()); ++i) {
+    if (parsed[i].ok()) {
+      runnable.push_back(*std::move(parsed[i]));
+      slot.push_back(i);
+    }
+  }
+  const bool as_json = a.Has("json");
+  const bool stream = !as_json && parsed.size() == 1;
+  StepCallback on_update = nullptr;
+  if (stream) {
+    on_update = [](int64_t, const SequenceUpdate& u) {
+      std::fwrite(u.text_delta.data(), 1, u.text_delta.size(), stdout);
+      std::fflush(stdout);
+    };
+  }
+  auto results = RunBatch(engine.get(), std::move(runnable), ro, on_update);
+  std::vector<absl::StatusOr<GenerationResult>> ordered(parsed.size(), absl::UnknownError("unset"));
+  for (int64_t i = 0; i < static_cast<int64_t>(parsed.size()); ++i)
+    if (!parsed[i].ok()) ordered[i] = parsed[i].status();
+  for (size_t k = 0; k < slot.size(); ++k) ordered[slot[k]] = std::move(results[k]);
+
+  int failures = 0;
+  for (int64_t i = 0; i < static_cast<int64_t>(ordered.size()); ++i) {
+    const auto& r = ordered[i];
+    failures += !r.ok();
+    if (as_json) {
+      json j = r.ok() ? ResultToJson(*r) : json{{"error", std::string(r.status().message())}};
+      j["index"] = i;
+      std::cout << j.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
+    } else if (!r.ok()) {
+      std::cerr << "request " << i << ": " << r.status().message() << "\n";
+    } else if (stream) {
+      std::cout << "\n[" << r->token_ids.size()
+                << " tokens, finish_reason=" << FinishReasonName(r->finish_reason) << "]\n";
+    } else {
+      std::cout << "[" << i << "] " << r->text << "\n";
+    }
+  }
+  std::cout.flush();
+  if (failures > 0 && parsed.size() == 1) return ordered[0].status();
+  return absl::OkStatus();
+}
+
+}  // namespace
+}  // namespace para::tools
+
+int main(int argc, char** argv) {
+  using namespace para::tools;
+  if (argc < 2 || std::string(argv[1]) != "generate") {
+    const bool help =
+        argc >= 2 && (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h");
+    std::fputs(kUsage, help ? stdout : stderr);
+    std::fputs(kEngineFlagsHelp, help ? stdout : stderr);
+    return help ? 0 : 2;
+  }
+  absl::Status s = Generate(argc, argv);
+  if (!s.ok()) {
+    std::fprintf(stderr, "para-cli generate: %s\n", s.ToString().c_str());
+    return 1;
+  }
+  return 0;
+}

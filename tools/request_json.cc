@@ -1,0 +1,90 @@
+#include "tools/request_json.h"
+
+#include <set>
+
+#include "absl/strings/str_cat.h"
+
+namespace para::tools {
+namespace {
+
+using json = nlohmann::json;
+
+absl::Status Fill(const json& j, const Model& model, GenerationRequest* r) {
+  static const std::set<std::string> kKnown = {
+      "prompt",     "prompt_ids", "max_tokens",         "temperature", "top_k",
+      "top_p",      "seed",       "repetition_penalty", "stop",        "stop_token_ids",
+      "ignore_eos", "logprobs",   "prompt_logprobs",    "adapter"};
+  for (const auto& [k, _] : j.items())
+    if (!kKnown.count(k))
+      return absl::InvalidArgumentError(absl::StrCat("unknown request field '", k, "'"));
+  if (j.contains("adapter"))
+    return absl::UnimplementedError(
+        "'adapter' is not supported by this build (PARA adapters are not loaded yet)");
+  const bool has_text = j.contains("prompt"), has_ids = j.contains("prompt_ids");
+  if (has_text == has_ids)
+    return absl::InvalidArgumentError("give exactly one of 'prompt' and 'prompt_ids'");
+  if (has_text) {
+    if (!j["prompt"].is_string()) return absl::InvalidArgumentError("'prompt' must be a string");
+    auto ids = model.EncodePrompt(j["prompt"].get<std::string>());
+    if (!ids.ok()) return ids.status();
+    r->prompt_ids = *std::move(ids);
+  } else {
+    r->prompt_ids = j["prompt_ids"].get<std::vector<int32_t>>();
+  }
+  SamplingParams& s = r->sampling;
+  StoppingParams& st = r->stopping;
+  if (j.contains("max_tokens")) st.max_tokens = j["max_tokens"].get<int32_t>();
+  if (j.contains("temperature")) s.temperature = j["temperature"].get<float>();
+  if (j.contains("top_k")) s.top_k = j["top_k"].get<int32_t>();
+  if (j.contains("top_p")) s.top_p = j["top_p"].get<float>();
+  if (j.contains("repetition_penalty")) s.repetition_penalty = j["repetition_penalty"].get<float>();
+  if (j.contains("seed")) s.seed = j["seed"].get<uint64_t>();
+  if (j.contains("logprobs") && !j["logprobs"].is_null()) s.logprobs = j["logprobs"].get<int32_t>();
+  if (j.contains("prompt_logprobs") && !j["prompt_logprobs"].is_null())
+    s.prompt_logprobs = j["prompt_logprobs"].get<int32_t>();
+  if (j.contains("stop")) {
+    st.stop = j["stop"].is_string() ? std::vector<std::string>{j["stop"].get<std::string>()}
+                                    : j["stop"].get<std::vector<std::string>>();
+  }
+  if (j.contains("stop_token_ids"))
+    st.stop_token_ids = j["stop_token_ids"].get<std::vector<int32_t>>();
+  if (j.contains("ignore_eos")) st.ignore_eos = j["ignore_eos"].get<bool>();
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<GenerationRequest> ParseRequestJson(const json& j, const Model& model,
+                                                   const GenerationRequest& defaults) {
+  if (!j.is_object()) return absl::InvalidArgumentError("request is not a JSON object");
+  GenerationRequest r = defaults;
+  r.prompt_ids.clear();
+  try {
+    if (absl::Status s = Fill(j, model, &r); !s.ok()) return s;
+  } catch (const json::exception& e) {  // a field of the wrong type
+    return absl::InvalidArgumentError(absl::StrCat("bad request field: ", e.what()));
+  }
+  return r;
+}
+
+json LogprobsToJson(const std::vector<LogprobEntry>& entries) {
+  json out = json::array();
+  for (const auto& e : entries) {
+    json top = json::array();
+    for (const auto& t : e.top) top.push_back({{"id", t.id}, {"logprob", t.logprob}});
+    out.push_back({{"id", e.token}, {"logprob", e.logprob}, {"top", top}});
+  }
+  return out;
+}
+
+json ResultToJson(const GenerationResult& r) {
+  json j = {{"prompt_tokens", r.num_prompt_tokens},
+            {"token_ids", r.token_ids},
+            {"text", r.text},
+            {"finish_reason", FinishReasonName(r.finish_reason)}};
+  if (!r.logprobs.empty()) j["logprobs"] = LogprobsToJson(r.logprobs);
+  if (!r.prompt_logprobs.empty()) j["prompt_logprobs"] = LogprobsToJson(r.prompt_logprobs);
+  return j;
+}
+
+}  // namespace para::tools
