@@ -10,6 +10,7 @@
 #include <span>
 
 #include "absl/status/status.h"
+#include "engine/para_adapter.h"
 
 namespace para {
 
@@ -19,6 +20,21 @@ struct ForwardSeq {
   int32_t start_pos = 0;            // positions already in the KV cache
   std::span<const int32_t> blocks;  // block table covering start_pos + tokens.size() positions
   bool all_logits = false;          // logits for every new token (else only for the last)
+
+  // PARA: the sequence's adapter (null = none) and its vector pages. When generate_vectors is
+  // set (the sequence's first prefill, start_pos == 0), the backend computes the vectors from the
+  // first prompt_len rows of this step, writes them to the pages, then scales with them; later
+  // steps only read them.
+  const ParaAdapter* para = nullptr;
+  std::span<const int32_t> vector_pages;
+  bool generate_vectors = false;
+  int32_t prompt_len = 0;
+};
+
+// Counters a backend keeps for tests and metrics.
+struct BackendStats {
+  int64_t forward_calls = 0;
+  int64_t para_generator_runs = 0;  // one per sequence whose vectors were generated
 };
 
 // Rows of logits a batch produces, in order: per sequence, tokens.size() rows when all_logits,
@@ -32,6 +48,7 @@ class Backend {
   // vocab_size logits to `logits`.
   virtual absl::Status Forward(std::span<const ForwardSeq> batch, float* logits) = 0;
   virtual const char* name() const = 0;
+  virtual const BackendStats& stats() const = 0;
 };
 
 }  // namespace para

@@ -49,7 +49,10 @@ absl::Status Engine::ValidateRequest(const GenerationRequest& r) const {
   if (r.stopping.max_tokens < 1)
     return absl::InvalidArgumentError(
         absl::StrCat("max_tokens must be >= 1, got ", r.stopping.max_tokens));
-  if (cache_->BlocksFor(std::min<int64_t>(n + 1, max_model_len_)) > cache_->pool().num_blocks())
+  if (r.para != nullptr) RETURN_IF_ERROR(CheckParaAdapter(*r.para));
+  const int32_t pages = r.para != nullptr ? cache_->para_pages() : 0;
+  if (cache_->BlocksFor(std::min<int64_t>(n + 1, max_model_len_)) + pages >
+      cache_->pool().num_blocks())
     return absl::InvalidArgumentError(
         absl::StrCat("prompt of ", n, " tokens needs more KV blocks than the pool has (",
                      cache_->pool().num_blocks(), " blocks of ", cache_->block_size(), ")"));
@@ -65,31 +68,75 @@ std::unique_ptr<Sequence> Engine::NewSequence(GenerationRequest request) {
 int32_t Engine::MaxBlocksFor(const GenerationRequest& r) const {
   const int64_t total = std::min<int64_t>(
       static_cast<int64_t>(r.prompt_ids.size()) + r.stopping.max_tokens, max_model_len_);
-  return cache_->BlocksFor(total);
+  return cache_->BlocksFor(total) + (r.para != nullptr ? cache_->para_pages() : 0);
 }
 
-absl::Status Engine::Forward(std::span<const ForwardItem> items, std::vector<float>* logits) {
-  // Reserve first so a failure leaves every sequence as it was.
-  std::vector<size_t> before;
-  for (const auto& it : items) before.push_back(it.kv->blocks.size());
+absl::StatusOr<std::shared_ptr<const ParaAdapter>> Engine::LoadParaAdapter(
+    const std::string& dir) const {
+  return ParaAdapter::Load(dir, config());
+}
+
+absl::Status Engine::CheckParaAdapter(const ParaAdapter& a) const {
+  const ModelConfig& c = config();
+  if (a.num_layers() != c.num_hidden_layers ||
+      a.d_out() != c.q_dim() + c.kv_dim() + c.intermediate_size)
+    return absl::InvalidArgumentError(
+        absl::StrCat("PARA adapter ", a.dir(), " was built for another model shape"));
+  return cache_->para_layout().status();
+}
+
+absl::Status Engine::Reserve(std::span<const ForwardItem> items) {
+  // All or nothing: on failure every sequence gets back exactly what it had.
+  std::vector<std::pair<size_t, size_t>> before;
+  for (const auto& it : items) before.push_back({it.kv->blocks.size(), it.kv->vector_pages.size()});
   for (size_t i = 0; i < items.size(); ++i) {
-    absl::Status s = cache_->Reserve(
-        items[i].kv, items[i].kv->num_cached + static_cast<int64_t>(items[i].tokens.size()));
+    const ForwardItem& it = items[i];
+    absl::Status s =
+        cache_->Reserve(it.kv, it.kv->num_cached + static_cast<int64_t>(it.tokens.size()));
+    if (s.ok() && it.para != nullptr) s = cache_->ReserveVectorPages(it.kv, cache_->para_pages());
     if (!s.ok()) {
       for (size_t j = 0; j <= i; ++j) {
-        auto& blocks = items[j].kv->blocks;
-        cache_->pool().Release(std::span<const int32_t>(blocks).subspan(before[j]));
-        blocks.resize(before[j]);
+        KvSequence* kv = items[j].kv;
+        cache_->pool().Release(std::span<const int32_t>(kv->blocks).subspan(before[j].first));
+        kv->blocks.resize(before[j].first);
+        cache_->pool().Release(
+            std::span<const int32_t>(kv->vector_pages).subspan(before[j].second));
+        kv->vector_pages.resize(before[j].second);
       }
       return s;
     }
   }
+  return absl::OkStatus();
+}
+
+absl::Status Engine::Forward(std::span<const ForwardItem> items, std::vector<float>* logits) {
+  for (const auto& it : items) {
+    if (it.para == nullptr) continue;
+    RETURN_IF_ERROR(CheckParaAdapter(*it.para));
+    if (!it.kv->vectors_ready && it.kv->num_cached != 0)
+      return absl::FailedPreconditionError(
+          "PARA vectors are generated on a sequence's first prefill (num_cached must be 0)");
+    if (!it.kv->vectors_ready && it.prompt_len > static_cast<int32_t>(it.tokens.size()))
+      return absl::InvalidArgumentError("prompt_len exceeds the tokens of the first prefill");
+  }
+  RETURN_IF_ERROR(Reserve(items));
   batch_.clear();
-  for (const auto& it : items)
-    batch_.push_back({it.tokens, it.kv->num_cached, it.kv->blocks, it.all_logits});
+  for (const auto& it : items) {
+    ForwardSeq s{it.tokens, it.kv->num_cached, it.kv->blocks, it.all_logits};
+    if (it.para != nullptr) {
+      s.para = it.para;
+      s.vector_pages = it.kv->vector_pages;
+      s.generate_vectors = !it.kv->vectors_ready;
+      s.prompt_len = it.prompt_len > 0 ? it.prompt_len : static_cast<int32_t>(it.tokens.size());
+    }
+    batch_.push_back(s);
+  }
   logits->resize(NumLogitRows(batch_) * config().vocab_size);
   RETURN_IF_ERROR(backend_->Forward(batch_, logits->data()));
-  for (const auto& it : items) it.kv->num_cached += static_cast<int32_t>(it.tokens.size());
+  for (const auto& it : items) {
+    it.kv->num_cached += static_cast<int32_t>(it.tokens.size());
+    if (it.para != nullptr) it.kv->vectors_ready = true;
+  }
   return absl::OkStatus();
 }
 
@@ -102,7 +149,8 @@ absl::Status Engine::Step(std::span<Sequence* const> seqs, std::vector<SequenceU
     const auto& toks = s->tokens();
     const int32_t cached = s->kv().num_cached;
     const bool want_prompt_lp = s->request().sampling.prompt_logprobs && !s->prompt_logprobs_done();
-    items.push_back({&s->kv(), std::span<const int32_t>(toks).subspan(cached), want_prompt_lp});
+    items.push_back({&s->kv(), std::span<const int32_t>(toks).subspan(cached), want_prompt_lp,
+                     s->request().para.get(), s->num_prompt()});
     first_row.push_back(rows);
     cached_before.push_back(cached);
     rows += want_prompt_lp ? static_cast<int64_t>(toks.size()) - cached : 1;

@@ -43,6 +43,10 @@ struct ForwardItem {
   KvSequence* kv;
   std::span<const int32_t> tokens;  // appended at positions kv->num_cached, ...
   bool all_logits = false;
+  // PARA adapter (null = none). Its vectors are generated on the item's first prefill
+  // (kv->num_cached == 0) from the first prompt_len tokens (0 = all of them), then reused.
+  const ParaAdapter* para = nullptr;
+  int32_t prompt_len = 0;
 };
 
 class Engine {
@@ -61,20 +65,27 @@ class Engine {
   // A new sequence for a validated request (no blocks yet). Seeds its RNG from the request's
   // seed, or from a random device when it has none.
   std::unique_ptr<Sequence> NewSequence(GenerationRequest request);
-  // KV blocks a request can need over its whole life (prompt + max_tokens, capped by the context).
+  // Pool blocks a request can need over its whole life: KV for prompt + max_tokens (capped by the
+  // context) plus its PARA vector pages.
   int32_t MaxBlocksFor(const GenerationRequest& request) const;
+  // Loads and validates a PARA adapter against this engine's model.
+  absl::StatusOr<std::shared_ptr<const ParaAdapter>> LoadParaAdapter(const std::string& dir) const;
+  const BackendStats& backend_stats() const { return backend_->stats(); }
 
   // Runs one step: each unfinished sequence processes its uncached tokens (its whole prompt at
   // first, then one token) and samples one new token. Allocates the blocks it needs; fails with
   // RESOURCE_EXHAUSTED (and changes nothing) when the pool cannot supply them.
   absl::Status Step(std::span<Sequence* const> seqs, std::vector<SequenceUpdate>* updates);
-  // Teacher-forced forward pass; writes NumLogitRows rows of logits into `logits`.
+  // Teacher-forced forward pass; writes NumLogitRows rows of logits into `logits`. Reserves the
+  // blocks (and PARA vector pages) each item needs; on failure nothing changes.
   absl::Status Forward(std::span<const ForwardItem> items, std::vector<float>* logits);
   // Returns a sequence's blocks to the pool.
   void Release(Sequence* seq) { cache_->Release(&seq->kv()); }
 
  private:
   Engine() = default;
+  absl::Status CheckParaAdapter(const ParaAdapter& adapter) const;
+  absl::Status Reserve(std::span<const ForwardItem> items);
   void SampleAll(std::span<Sequence* const> seqs, const std::vector<int64_t>& first_row,
                  const std::vector<int32_t>& cached_before, std::vector<SequenceUpdate>* updates);
 

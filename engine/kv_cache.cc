@@ -2,6 +2,8 @@
 
 #include <sys/mman.h>
 
+#include <cstring>
+
 #include "absl/strings/str_cat.h"
 
 namespace para {
@@ -54,6 +56,7 @@ absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(const ModelConfig& conf
   cache->kv_heads_ = config.num_key_value_heads;
   cache->head_stride_ = head_stride;
   cache->block_floats_ = block_floats;
+  cache->para_layout_ = ParaVectorLayout::Create(config, block_floats);
   // Anonymous mapping: pages are committed lazily as blocks are first written.
   cache->mapped_bytes_ = static_cast<size_t>(num_blocks * block_floats) * sizeof(float);
   void* p = ::mmap(nullptr, cache->mapped_bytes_, PROT_READ | PROT_WRITE,
@@ -75,10 +78,41 @@ absl::Status KvCache::Reserve(KvSequence* seq, int64_t num_tokens) {
   return pool_.Allocate(need, &seq->blocks);
 }
 
+absl::Status KvCache::ReserveVectorPages(KvSequence* seq, int32_t pages) {
+  const int32_t need = pages - static_cast<int32_t>(seq->vector_pages.size());
+  if (need <= 0) return absl::OkStatus();
+  return pool_.Allocate(need, &seq->vector_pages);
+}
+
 void KvCache::Release(KvSequence* seq) {
   pool_.Release(seq->blocks);
+  pool_.Release(seq->vector_pages);
   seq->blocks.clear();
+  seq->vector_pages.clear();
   seq->num_cached = 0;
+  seq->vectors_ready = false;
+}
+
+absl::StatusOr<KvSequence> KvCache::Fork(const KvSequence& parent) {
+  KvSequence child;
+  child.num_cached = parent.num_cached;
+  child.vectors_ready = parent.vectors_ready;
+  const int32_t full = parent.num_cached / block_size_;
+  const bool partial = parent.num_cached % block_size_ != 0;
+  if (partial) {
+    std::vector<int32_t> copy;
+    absl::Status s = pool_.Allocate(1, &copy);
+    if (!s.ok()) return s;
+    std::memcpy(Page(copy[0]), Page(parent.blocks[full]), block_bytes());
+    child.blocks.assign(parent.blocks.begin(), parent.blocks.begin() + full);
+    child.blocks.push_back(copy[0]);
+  } else {
+    child.blocks.assign(parent.blocks.begin(), parent.blocks.begin() + full);
+  }
+  for (int32_t i = 0; i < full; ++i) pool_.Retain(child.blocks[i]);
+  child.vector_pages = parent.vector_pages;
+  for (int32_t p : child.vector_pages) pool_.Retain(p);
+  return child;
 }
 
 }  // namespace para

@@ -18,6 +18,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "engine/model_config.h"
+#include "engine/para_vectors.h"
 
 namespace para {
 
@@ -40,10 +41,12 @@ class BlockPool {
   std::vector<int32_t> refcount_;  // per block
 };
 
-// The KV state of one sequence.
+// The paged state of one sequence: its KV blocks and, with a PARA adapter, its vector pages.
 struct KvSequence {
   std::vector<int32_t> blocks;
-  int32_t num_cached = 0;  // positions [0, num_cached) hold valid K/V
+  int32_t num_cached = 0;             // positions [0, num_cached) hold valid K/V
+  std::vector<int32_t> vector_pages;  // PARA vectors (see para_vectors.h); empty without an adapter
+  bool vectors_ready = false;         // the vectors have been generated (once, at first prefill)
 };
 
 struct KvCacheOptions {
@@ -71,8 +74,15 @@ class KvCache {
   // Grows `seq` so that positions [0, num_tokens) have blocks. RESOURCE_EXHAUSTED if the pool
   // cannot supply them (then `seq` is unchanged).
   absl::Status Reserve(KvSequence* seq, int64_t num_tokens);
-  // Returns all of `seq`'s blocks to the pool and resets it.
+  // Gives `seq` at least `pages` vector pages. RESOURCE_EXHAUSTED (and no change) if the pool
+  // cannot.
+  absl::Status ReserveVectorPages(KvSequence* seq, int32_t pages);
+  // Returns all of `seq`'s blocks and vector pages to the pool and resets it.
   void Release(KvSequence* seq);
+  // A copy of `parent` for a forked continuation: full KV blocks and the vector pages are shared
+  // (reference-counted, not copied); the partially filled last block is copied, since both
+  // sequences will write into it. RESOURCE_EXHAUSTED if no block is free for that copy.
+  absl::StatusOr<KvSequence> Fork(const KvSequence& parent);
 
   // Start of the [block_size, head_dim] key (kv = 0) or value (kv = 1) rows of one head.
   float* Rows(int32_t block, int64_t layer, int kv, int64_t kv_head) {
@@ -80,10 +90,16 @@ class KvCache {
   }
   // Raw page of the block (for storage other than K/V, such as PARA vectors).
   float* Page(int32_t block) { return base_ + block * block_floats_; }
+  // Where PARA vectors live in a sequence's vector pages; an error when blocks are too small
+  // to hold one vector (then requests with PARA adapters are refused).
+  const absl::StatusOr<ParaVectorLayout>& para_layout() const { return para_layout_; }
+  // Vector pages a sequence with a PARA adapter needs (0 when the layout is unusable).
+  int32_t para_pages() const { return para_layout_.ok() ? para_layout_->pages() : 0; }
 
  private:
   KvCache(int32_t num_blocks) : pool_(num_blocks) {}
   BlockPool pool_;
+  absl::StatusOr<ParaVectorLayout> para_layout_ = absl::UnknownError("unset");
   int32_t block_size_ = 0;
   int64_t kv_heads_ = 0;
   int64_t head_stride_ = 0;  // block_size * head_dim

@@ -6,12 +6,14 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "engine/detokenizer.h"
 #include "engine/kv_cache.h"
+#include "engine/para_adapter.h"
 #include "engine/sampling.h"
 
 namespace para {
@@ -27,6 +29,7 @@ struct GenerationRequest {
   std::vector<int32_t> prompt_ids;
   SamplingParams sampling;
   StoppingParams stopping;
+  std::shared_ptr<const ParaAdapter> para;  // the tenant's PARA adapter; null = base model
 };
 
 enum class FinishReason { kNone, kLength, kStop, kEos, kCancelled };

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "engine/batch_runner.h"
@@ -34,6 +35,8 @@ constexpr const char* kUsage =
     "  --prompt-logprobs K     the same for every prompt token after the first\n"
     "  --requests FILE.jsonl   one JSON request per line, all run together in the same batches;\n"
     "                          the flags above are the defaults for fields a line leaves out\n"
+    "  --adapter DIR           PARA adapter for the request(s); a requests line's \"adapter\"\n"
+    "                          overrides it (\"\" = base model), so one batch can mix tenants\n"
     "  --json                  one JSON result per request, in input order\n"
     "  --max-num-seqs N        sequences per step (default 256)\n"
     "  --max-batched-tokens N  new tokens per step (default 8192)\n";
@@ -52,7 +55,8 @@ const std::set<std::string> kValueFlags = {"prompt",
                                            "logprobs",
                                            "prompt-logprobs",
                                            "max-num-seqs",
-                                           "max-batched-tokens"};
+                                           "max-batched-tokens",
+                                           "adapter"};
 
 // Request defaults from the flags (and the model's generation_config for the temperature).
 absl::StatusOr<GenerationRequest> DefaultsFromArgs(const Args& a, const ModelConfig& c) {
@@ -91,7 +95,8 @@ absl::StatusOr<GenerationRequest> DefaultsFromArgs(const Args& a, const ModelCon
 
 // The requests to run: one from --prompt/--prompt-ids, or one per line of --requests.
 absl::StatusOr<std::vector<absl::StatusOr<GenerationRequest>>> CollectRequests(
-    const Args& a, const Model& model, const GenerationRequest& defaults) {
+    const Args& a, const Model& model, const GenerationRequest& defaults,
+    const AdapterResolver& adapters) {
   std::vector<absl::StatusOr<GenerationRequest>> out;
   const int sources = a.Has("prompt") + a.Has("prompt-ids") + a.Has("requests");
   if (sources != 1)
@@ -117,7 +122,7 @@ absl::StatusOr<std::vector<absl::StatusOr<GenerationRequest>>> CollectRequests(
             absl::InvalidArgumentError(absl::StrCat(path, ":", line_no, ": not valid JSON")));
         continue;
       }
-      auto r = ParseRequestJson(j, model, defaults);
+      auto r = ParseRequestJson(j, model, defaults, adapters);
       if (!r.ok())
         r = absl::Status(r.status().code(),
                          absl::StrCat(path, ":", line_no, ": ", r.status().message()));
@@ -136,7 +141,17 @@ absl::Status Generate(int argc, char** argv) {
   ASSIGN_OR_RETURN(EngineOptions eo, EngineOptionsFromArgs(a));
   ASSIGN_OR_RETURN(auto engine, Engine::Create(eo));
   ASSIGN_OR_RETURN(GenerationRequest defaults, DefaultsFromArgs(a, engine->config()));
-  ASSIGN_OR_RETURN(auto parsed, CollectRequests(a, engine->model(), defaults));
+  // Each adapter directory is loaded once and shared by every request naming it.
+  std::map<std::string, absl::StatusOr<std::shared_ptr<const ParaAdapter>>> loaded;
+  AdapterResolver adapters = [&](const std::string& dir) {
+    auto it = loaded.find(dir);
+    if (it == loaded.end()) it = loaded.emplace(dir, engine->LoadParaAdapter(dir)).first;
+    return it->second;
+  };
+  if (auto dir = a.Get("adapter")) {
+    ASSIGN_OR_RETURN(defaults.para, adapters(*dir));
+  }
+  ASSIGN_OR_RETURN(auto parsed, CollectRequests(a, engine->model(), defaults, adapters));
   BatchRunnerOptions ro;
   ASSIGN_OR_RETURN(int64_t max_seqs, a.Int("max-num-seqs", ro.max_num_seqs));
   ASSIGN_OR_RETURN(ro.max_batched_tokens, a.Int("max-batched-tokens", ro.max_batched_tokens));

@@ -13,6 +13,7 @@
 #include "tools/args.h"
 #include "tools/engine_flags.h"
 #include "tools/npy.h"
+#include "tools/tiny_adapter.h"
 #include "tools/tiny_model.h"
 
 namespace para::tools {
@@ -23,11 +24,25 @@ constexpr const char* kUsage =
     "  para-tool make-tiny-model DIR [--layers 2] [--hidden 64] [--heads 4] [--kv-heads 2]\n"
     "      [--head-dim hidden/heads] [--ffn 128] [--vocab 512] [--seed 0] [--dtype f32|f16|bf16]\n"
     "      [--shards 1] [--max-pos 2048] [--rope-theta 10000] [--tie-embeddings] [--no-tokenizer]\n"
+    "  para-tool make-tiny-adapter DIR --model MODEL_DIR [--r 8] [--pooler last|mean]\n"
+    "      [--activation gelu|gelu_tanh|relu|silu] [--seed 0] [--dtype f32|f16|bf16] [--identity]\n"
+    "      Writes a random PARA adapter for the model (--identity: W_up = 0, b_up = 1).\n"
     "  para-tool logits --model DIR --prompt-ids 1,2,3 --out FILE.npy [--prefill-len K]\n"
+    "      [--adapter PARA_DIR]\n"
     "      Writes float32 [T, vocab]: row i = logits after tokens 0..i. The first K tokens are "
     "one\n"
-    "      prefill (default: all), each later token one incremental decode step.\n"
+    "      prefill (default: all) and the prompt the PARA vectors are computed from; each later\n"
+    "      token is one incremental decode step.\n"
     "  para-tool info --model DIR\n";
+
+absl::StatusOr<DType> DTypeFlag(const Args& a) {
+  const std::string dtype = a.GetOr("dtype", "f32");
+  if (dtype == "f32") return DType::kF32;
+  if (dtype == "f16") return DType::kF16;
+  if (dtype == "bf16") return DType::kBF16;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--dtype must be f32, f16 or bf16, got '", dtype, "'"));
+}
 
 absl::Status MakeTiny(int argc, char** argv) {
   ASSIGN_OR_RETURN(Args a,
@@ -53,26 +68,42 @@ absl::Status MakeTiny(int argc, char** argv) {
   ASSIGN_OR_RETURN(o.rope_theta, a.Double("rope-theta", o.rope_theta));
   o.tie_embeddings = a.Has("tie-embeddings");
   o.tokenizer = !a.Has("no-tokenizer");
-  const std::string dtype = a.GetOr("dtype", "f32");
-  if (dtype == "f32") {
-    o.dtype = DType::kF32;
-  } else if (dtype == "f16") {
-    o.dtype = DType::kF16;
-  } else if (dtype == "bf16") {
-    o.dtype = DType::kBF16;
-  } else {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--dtype must be f32, f16 or bf16, got '", dtype, "'"));
-  }
+  ASSIGN_OR_RETURN(o.dtype, DTypeFlag(a));
   if (o.shards < 1 || o.shards > 99999)
     return absl::InvalidArgumentError("--shards must be in [1, 99999]");
   return MakeTinyModel(a.positional()[0], o);
 }
 
+absl::Status MakeTinyAdapter(int argc, char** argv) {
+  ASSIGN_OR_RETURN(
+      Args a, Args::Parse(argc, argv, 2, {"model", "r", "pooler", "activation", "seed", "dtype"},
+                          {"identity"}));
+  if (a.positional().size() != 1)
+    return absl::InvalidArgumentError("make-tiny-adapter needs exactly one DIR");
+  auto model = a.Get("model");
+  if (!model) return absl::InvalidArgumentError("make-tiny-adapter needs --model MODEL_DIR");
+  TinyParaOptions o;
+  ASSIGN_OR_RETURN(o.r, a.Int("r", o.r));
+  ASSIGN_OR_RETURN(int64_t seed, a.Int("seed", 0));
+  o.seed = static_cast<uint64_t>(seed);
+  ASSIGN_OR_RETURN(o.dtype, DTypeFlag(a));
+  o.identity = a.Has("identity");
+  // Pooler and activation go through the adapter config parser, so they accept what it accepts.
+  ASSIGN_OR_RETURN(ParaConfig pc,
+                   ParseParaConfig(absl::StrCat(R"({"peft_type":"PARA","r":1,"pooler":")",
+                                                a.GetOr("pooler", "last"), R"(","activation":")",
+                                                a.GetOr("activation", "gelu"), R"("})"),
+                                   "flags"));
+  o.pooler = pc.pooler;
+  o.activation = pc.activation;
+  return MakeTinyParaAdapter(a.positional()[0], *model, o);
+}
+
 absl::Status Logits(int argc, char** argv) {
   ASSIGN_OR_RETURN(
       Args a,
-      Args::Parse(argc, argv, 2, Union(kEngineFlags, {"prompt-ids", "out", "prefill-len"}), {}));
+      Args::Parse(argc, argv, 2,
+                  Union(kEngineFlags, {"prompt-ids", "out", "prefill-len", "adapter"}), {}));
   ASSIGN_OR_RETURN(EngineOptions eo, EngineOptionsFromArgs(a));
   auto ids_flag = a.Get("prompt-ids");
   auto out = a.Get("out");
@@ -84,15 +115,20 @@ absl::Status Logits(int argc, char** argv) {
   if (k < 1 || k > t)
     return absl::InvalidArgumentError("--prefill-len must be in [1, number of prompt ids]");
   ASSIGN_OR_RETURN(auto engine, Engine::Create(eo));
+  std::shared_ptr<const ParaAdapter> adapter;
+  if (auto dir = a.Get("adapter")) {
+    ASSIGN_OR_RETURN(adapter, engine->LoadParaAdapter(*dir));
+  }
   const int64_t vocab = engine->config().vocab_size;
   std::vector<float> all(t * vocab), step;
   KvSequence kv;
   std::span<const int32_t> span(ids);
-  ForwardItem prefill{&kv, span.subspan(0, k), true};
+  // The first k tokens are the prompt: PARA vectors come from them and are reused afterwards.
+  ForwardItem prefill{&kv, span.subspan(0, k), true, adapter.get()};
   RETURN_IF_ERROR(engine->Forward({&prefill, 1}, &step));
   std::copy(step.begin(), step.end(), all.begin());
   for (int64_t i = k; i < t; ++i) {
-    ForwardItem decode{&kv, span.subspan(i, 1), false};
+    ForwardItem decode{&kv, span.subspan(i, 1), false, adapter.get()};
     RETURN_IF_ERROR(engine->Forward({&decode, 1}, &step));
     std::copy(step.begin(), step.end(), all.begin() + i * vocab);
   }
@@ -133,6 +169,8 @@ int main(int argc, char** argv) {
   absl::Status s;
   if (cmd == "make-tiny-model") {
     s = MakeTiny(argc, argv);
+  } else if (cmd == "make-tiny-adapter") {
+    s = MakeTinyAdapter(argc, argv);
   } else if (cmd == "logits") {
     s = Logits(argc, argv);
   } else if (cmd == "info") {

@@ -9,7 +9,8 @@ namespace {
 
 using json = nlohmann::json;
 
-absl::Status Fill(const json& j, const Model& model, GenerationRequest* r) {
+absl::Status Fill(const json& j, const Model& model, const AdapterResolver& adapters,
+                  GenerationRequest* r) {
   static const std::set<std::string> kKnown = {
       "prompt",     "prompt_ids", "max_tokens",         "temperature", "top_k",
       "top_p",      "seed",       "repetition_penalty", "stop",        "stop_token_ids",
@@ -17,9 +18,17 @@ absl::Status Fill(const json& j, const Model& model, GenerationRequest* r) {
   for (const auto& [k, _] : j.items())
     if (!kKnown.count(k))
       return absl::InvalidArgumentError(absl::StrCat("unknown request field '", k, "'"));
-  if (j.contains("adapter"))
-    return absl::UnimplementedError(
-        "'adapter' is not supported by this build (PARA adapters are not loaded yet)");
+  if (j.contains("adapter")) {
+    const json& a = j["adapter"];
+    if (!a.is_null() && !a.is_string())
+      return absl::InvalidArgumentError("'adapter' must be a directory path, \"\" or null");
+    r->para = nullptr;
+    if (a.is_string() && !a.get<std::string>().empty()) {
+      auto loaded = adapters(a.get<std::string>());
+      if (!loaded.ok()) return loaded.status();
+      r->para = *std::move(loaded);
+    }
+  }
   const bool has_text = j.contains("prompt"), has_ids = j.contains("prompt_ids");
   if (has_text == has_ids)
     return absl::InvalidArgumentError("give exactly one of 'prompt' and 'prompt_ids'");
@@ -55,12 +64,13 @@ absl::Status Fill(const json& j, const Model& model, GenerationRequest* r) {
 }  // namespace
 
 absl::StatusOr<GenerationRequest> ParseRequestJson(const json& j, const Model& model,
-                                                   const GenerationRequest& defaults) {
+                                                   const GenerationRequest& defaults,
+                                                   const AdapterResolver& adapters) {
   if (!j.is_object()) return absl::InvalidArgumentError("request is not a JSON object");
   GenerationRequest r = defaults;
   r.prompt_ids.clear();
   try {
-    if (absl::Status s = Fill(j, model, &r); !s.ok()) return s;
+    if (absl::Status s = Fill(j, model, adapters, &r); !s.ok()) return s;
   } catch (const json::exception& e) {  // a field of the wrong type
     return absl::InvalidArgumentError(absl::StrCat("bad request field: ", e.what()));
   }

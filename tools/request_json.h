@@ -3,6 +3,8 @@
 // Pure functions; thread-safe.
 #pragma once
 
+#include <functional>
+#include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -12,12 +14,18 @@
 
 namespace para::tools {
 
-// A request line: {"prompt": "..." | "prompt_ids": [..], "max_tokens", "temperature", "top_k",
-// "top_p", "seed", "repetition_penalty", "stop": str|[str], "stop_token_ids", "ignore_eos",
-// "logprobs", "prompt_logprobs"}. `defaults` supplies fields the line leaves out. Unknown keys
-// are errors (they are usually typos).
+// Resolves an adapter directory to a loaded adapter (loading each directory once).
+using AdapterResolver =
+    std::function<absl::StatusOr<std::shared_ptr<const ParaAdapter>>(const std::string& dir)>;
+
+// A request line: {"prompt": "..." | "prompt_ids": [..], "adapter": DIR, "max_tokens",
+// "temperature", "top_k", "top_p", "seed", "repetition_penalty", "stop": str|[str],
+// "stop_token_ids", "ignore_eos", "logprobs", "prompt_logprobs"}. `defaults` supplies fields the
+// line leaves out ("adapter": "" or null means the base model). Unknown keys are errors (they are
+// usually typos).
 absl::StatusOr<GenerationRequest> ParseRequestJson(const nlohmann::json& j, const Model& model,
-                                                   const GenerationRequest& defaults);
+                                                   const GenerationRequest& defaults,
+                                                   const AdapterResolver& adapters);
 
 nlohmann::json ResultToJson(const GenerationResult& r);
 nlohmann::json LogprobsToJson(const std::vector<LogprobEntry>& entries);

@@ -92,6 +92,8 @@ void CpuBackend::PrepareRows(std::span<const ForwardSeq> batch) {
 absl::Status CpuBackend::Forward(std::span<const ForwardSeq> batch, float* logits) {
   PrepareRows(batch);
   if (rows_ == 0) return absl::OkStatus();
+  ++stats_.forward_calls;
+  PrepareParaVectors(batch);
   const int64_t h = cfg_.hidden_size;
   const float* embed = model_->weights().embed.data();
   int64_t r = 0;
@@ -107,7 +109,65 @@ absl::Status CpuBackend::Forward(std::span<const ForwardSeq> batch, float* logit
   }
   for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) Layer(batch, l);
   Logits(batch, logits);
+  stats_.para_generator_runs += static_cast<int64_t>(generating_.size());
   return absl::OkStatus();
+}
+
+void CpuBackend::PrepareParaVectors(std::span<const ForwardSeq> batch) {
+  para_vecs_.clear();
+  generating_.clear();
+  bool any = false;
+  for (const auto& s : batch) any |= s.para != nullptr;
+  if (!any) return;
+  const ParaVectorLayout& layout = *cache_->para_layout();  // the engine validated it
+  const int64_t layers = cfg_.num_hidden_layers;
+  para_vecs_.assign(batch.size() * layers * 3, nullptr);
+  for (int32_t si = 0; si < static_cast<int32_t>(batch.size()); ++si) {
+    const ForwardSeq& s = batch[si];
+    if (s.para == nullptr) continue;
+    if (s.generate_vectors) generating_.push_back(si);
+    for (int64_t l = 0; l < layers; ++l)
+      for (int seg = 0; seg < 3; ++seg) {
+        const ParaVectorLayout::Slot slot = layout.slot(l, seg);
+        para_vecs_[(si * layers + l) * 3 + seg] =
+            cache_->Page(s.vector_pages[slot.page]) + slot.offset;
+      }
+  }
+}
+
+// PARA generator for one layer: pool the prompt rows of the layer input, run the bottleneck,
+// write l_q, l_v, l_u into the sequence's vector pages.
+void CpuBackend::GenerateParaVectors(std::span<const ForwardSeq> batch, int64_t l) {
+  const int64_t h = cfg_.hidden_size;
+  pool_->ParallelForDynamic(static_cast<int64_t>(generating_.size()), [&](int64_t i) {
+    const int32_t si = generating_[i];
+    const ForwardSeq& s = batch[si];
+    const ParaAdapter& a = *s.para;
+    const ParaLayerWeights& w = a.layer(l);
+    const int64_t r = a.config().r;
+    const float* rows = h_.data() + static_cast<int64_t>(seq_row_begin_[si]) * h;
+    std::vector<float> pooled(h), t(r), out(a.d_out());
+    if (a.config().pooler == ParaPooler::kLast) {
+      std::memcpy(pooled.data(), rows + static_cast<int64_t>(s.prompt_len - 1) * h,
+                  h * sizeof(float));
+    } else {
+      std::vector<double> sum(h, 0.0);
+      for (int32_t p = 0; p < s.prompt_len; ++p)
+        for (int64_t j = 0; j < h; ++j) sum[j] += rows[p * h + j];
+      for (int64_t j = 0; j < h; ++j) pooled[j] = static_cast<float>(sum[j] / s.prompt_len);
+    }
+    for (int64_t k = 0; k < r; ++k)
+      t[k] = ParaActivate(a.config().activation, Dot(w.down.data() + k * h, pooled.data(), h));
+    for (int64_t o = 0; o < a.d_out(); ++o)
+      out[o] = Dot(w.up.data() + o * r, t.data(), r) + w.bias.data()[o];
+    const int64_t sizes[3] = {cfg_.q_dim(), cfg_.kv_dim(), cfg_.intermediate_size};
+    int64_t offset = 0;
+    for (int seg = 0; seg < 3; ++seg) {
+      std::memcpy(const_cast<float*>(Vec(si, l, seg)), out.data() + offset,
+                  sizes[seg] * sizeof(float));
+      offset += sizes[seg];
+    }
+  });
 }
 
 void CpuBackend::Layer(std::span<const ForwardSeq> batch, int64_t l) {
@@ -121,6 +181,7 @@ void CpuBackend::Layer(std::span<const ForwardSeq> batch, int64_t l) {
         RmsNorm(h_.data() + r * h, weight.data(), eps, h, xn_.data() + r * h);
     });
   };
+  if (!generating_.empty()) GenerateParaVectors(batch, l);  // from this layer's input, before use
   // Attention block.
   norm_rows(w.attn_norm);
   Linear(pool_, rows_, qkv_n, h, xn_.data(), h, w.wqkv.data(), 0.f, qkv_.data(), qkv_n);
@@ -131,8 +192,11 @@ void CpuBackend::Layer(std::span<const ForwardSeq> batch, int64_t l) {
   norm_rows(w.ffn_norm);
   Linear(pool_, rows_, 2 * f, h, xn_.data(), h, w.w_gate_up.data(), 0.f, gu_.data(), 2 * f);
   pool_->ParallelFor(rows_, [&](int64_t b, int64_t e) {
-    for (int64_t r = b; r < e; ++r)
-      SiluMul(gu_.data() + r * 2 * f, gu_.data() + r * 2 * f + f, f, act_.data() + r * f);
+    for (int64_t r = b; r < e; ++r) {
+      const float* row = gu_.data() + r * 2 * f;
+      SwiGluRow(row, row + f, Vec(row_info_[r].seq, l, ParaVectorLayout::kU), f,
+                act_.data() + r * f);
+    }
   });
   Linear(pool_, rows_, h, f, act_.data(), f, w.w_down.data(), 1.f, h_.data(), h);
 }
@@ -143,21 +207,21 @@ void CpuBackend::RopeAndStore(std::span<const ForwardSeq> batch, int64_t l) {
   const int64_t qkv_n = cfg_.q_dim() + 2 * cfg_.kv_dim();
   const int32_t bs = cache_->block_size();
   pool_->ParallelFor(rows_, [&](int64_t b, int64_t e) {
+    std::vector<float*> k_dst(nkv), v_dst(nkv);
     for (int64_t r = b; r < e; ++r) {
       float* q = qkv_.data() + r * qkv_n;
       float* k = q + nq * hd;
-      const float* v = k + nkv * hd;
-      const float* cs = rope_cos_.data() + r * half;
-      const float* sn = rope_sin_.data() + r * half;
-      for (int64_t hq = 0; hq < nq; ++hq) Rope(cs, sn, half, q + hq * hd);
+      float* v = k + nkv * hd;
       const Row& row = row_info_[r];
       const int32_t block = batch[row.seq].blocks[row.pos / bs];
       const int32_t slot = row.pos % bs;
       for (int64_t g = 0; g < nkv; ++g) {
-        Rope(cs, sn, half, k + g * hd);
-        std::memcpy(cache_->Rows(block, l, 0, g) + slot * hd, k + g * hd, hd * sizeof(float));
-        std::memcpy(cache_->Rows(block, l, 1, g) + slot * hd, v + g * hd, hd * sizeof(float));
+        k_dst[g] = cache_->Rows(block, l, 0, g) + slot * hd;
+        v_dst[g] = cache_->Rows(block, l, 1, g) + slot * hd;
       }
+      QkvRowEpilogue(q, k, v, nq, nkv, hd, rope_cos_.data() + r * half, rope_sin_.data() + r * half,
+                     Vec(row.seq, l, ParaVectorLayout::kQ), Vec(row.seq, l, ParaVectorLayout::kV),
+                     k_dst.data(), v_dst.data());
     }
   });
 }
@@ -201,7 +265,7 @@ void CpuBackend::AttendTask(const ForwardSeq& seq, const AttnTask& task, int64_t
       }
       float sum = 0.f;
       for (int32_t j = 0; j < ctx; ++j) {
-        scores[j] = std::exp(scores[j] - max_score);
+        scores[j] = ExpF(scores[j] - max_score);
         sum += scores[j];
       }
       const float inv = 1.0f / sum;

@@ -26,6 +26,7 @@ class CpuBackend final : public Backend {
                                                             ThreadPool* pool);
   absl::Status Forward(std::span<const ForwardSeq> batch, float* logits) override;
   const char* name() const override { return "cpu"; }
+  const BackendStats& stats() const override { return stats_; }
 
  private:
   CpuBackend(const Model* model, KvCache* cache, ThreadPool* pool);
@@ -41,6 +42,13 @@ class CpuBackend final : public Backend {
   };
 
   void PrepareRows(std::span<const ForwardSeq> batch);
+  void PrepareParaVectors(std::span<const ForwardSeq> batch);
+  // The PARA vector of a batch sequence for (layer, segment); null without an adapter.
+  const float* Vec(int32_t seq, int64_t layer, int segment) const {
+    return para_vecs_.empty() ? nullptr
+                              : para_vecs_[(seq * cfg_.num_hidden_layers + layer) * 3 + segment];
+  }
+  void GenerateParaVectors(std::span<const ForwardSeq> batch, int64_t layer);
   void Layer(std::span<const ForwardSeq> batch, int64_t layer);
   void RopeAndStore(std::span<const ForwardSeq> batch, int64_t layer);
   void Attention(std::span<const ForwardSeq> batch, int64_t layer);
@@ -52,12 +60,15 @@ class CpuBackend final : public Backend {
   KvCache* cache_;
   ThreadPool* pool_;
   std::vector<double> inv_freq_;  // [head_dim / 2]
+  BackendStats stats_;
 
   // Per-step state.
   int64_t rows_ = 0;
   std::vector<Row> row_info_;
   std::vector<int32_t> seq_row_begin_;
   std::vector<AttnTask> attn_tasks_;
+  std::vector<float*> para_vecs_;    // [seq][layer][segment], empty when no sequence has an adapter
+  std::vector<int32_t> generating_;  // batch indices of sequences generating vectors this step
   AlignedBuffer h_, xn_, qkv_, attn_, gu_, act_, rope_cos_, rope_sin_, out_rows_, scores_;
 };
 

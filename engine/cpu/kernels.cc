@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 namespace para::cpu {
 
@@ -20,7 +21,7 @@ void SiluMul(const float* gate, const float* up, int64_t n, float* out) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
     const float g = gate[i];
-    out[i] = g / (1.0f + std::exp(-g)) * up[i];
+    out[i] = g / (1.0f + ExpF(-g)) * up[i];
   }
 }
 
@@ -43,6 +44,38 @@ void Rope(const float* cos, const float* sin, int64_t half, float* x) {
     const float a = x[i], b = x2[i];
     x[i] = a * cos[i] - b * sin[i];
     x2[i] = b * cos[i] + a * sin[i];
+  }
+}
+
+void QkvRowEpilogue(float* q, float* k, float* v, int64_t nq, int64_t nkv, int64_t hd,
+                    const float* cos, const float* sin, const float* lq, const float* lv,
+                    float* const* k_dst, float* const* v_dst) {
+  const int64_t half = hd / 2;
+  if (lq != nullptr) {
+#pragma omp simd
+    for (int64_t i = 0; i < nq * hd; ++i) q[i] *= lq[i];
+  }
+  for (int64_t h = 0; h < nq; ++h) Rope(cos, sin, half, q + h * hd);
+  if (lv != nullptr) {
+#pragma omp simd
+    for (int64_t i = 0; i < nkv * hd; ++i) v[i] *= lv[i];
+  }
+  for (int64_t g = 0; g < nkv; ++g) {
+    Rope(cos, sin, half, k + g * hd);
+    std::memcpy(k_dst[g], k + g * hd, hd * sizeof(float));
+    std::memcpy(v_dst[g], v + g * hd, hd * sizeof(float));
+  }
+}
+
+void SwiGluRow(const float* gate, const float* up, const float* lu, int64_t n, float* out) {
+  if (lu == nullptr) {
+    SiluMul(gate, up, n, out);
+    return;
+  }
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    out[i] = g / (1.0f + ExpF(-g)) * (up[i] * lu[i]);
   }
 }
 

@@ -9,6 +9,25 @@
 
 namespace para::cpu {
 
+// exp(x) in float32 within a few ulp over the whole float range (0 below -87.3, clamped above
+// 88.7), written without calls or branches so loops that use it vectorise. x = n·ln2 + r with
+// n = round(x / ln2) and r reduced in two steps (ln2 split so n·ln2_hi is exact), |r| <= ln2/2;
+// e^r by a degree-6 polynomial fitted here to relative error 1e-7; 2^n goes into the exponent.
+inline float ExpF(float x) {
+  x = x < -87.3f ? -87.3f : (x > 88.7f ? 88.7f : x);
+  const float n = __builtin_floorf(x * 1.44269504088896341f + 0.5f);
+  const float r = (x - n * 0.693145751953125f) - n * 1.428606765330187e-06f;
+  float p = 0.0013859296450391412f;
+  p = p * r + 0.008374767377972603f;
+  p = p * r + 0.04166772589087486f;
+  p = p * r + 0.1666642129421234f;
+  p = p * r + 0.4999999403953552f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const int32_t bits = __builtin_bit_cast(int32_t, p) + (static_cast<int32_t>(n) << 23);
+  return x <= -87.3f ? 0.0f : __builtin_bit_cast(float, bits);
+}
+
 // out[i] = x[i] / sqrt(mean(x^2) + eps) * w[i], for one row of n.
 void RmsNorm(const float* x, const float* w, float eps, int64_t n, float* out);
 // out[i] = silu(gate[i]) * up[i]
@@ -19,6 +38,15 @@ void Axpy(float a, const float* x, int64_t n, float* y);
 // Rotary embedding (Hugging Face "rotate_half" layout) of one head in place:
 // x[i], x[i+d/2] rotated by the angle with cos[i], sin[i], i < d/2.
 void Rope(const float* cos, const float* sin, int64_t half, float* x);
+
+// One row's attention-input epilogue, in place on the row's q, k, v of the fused QKV output:
+// q *= lq (PARA, when lq is non-null) then RoPE; k RoPE; v *= lv (when non-null); then each KV
+// head's k and v row is copied to k_dst[g] / v_dst[g] (its slot in the paged cache).
+void QkvRowEpilogue(float* q, float* k, float* v, int64_t nq, int64_t nkv, int64_t hd,
+                    const float* cos, const float* sin, const float* lq, const float* lv,
+                    float* const* k_dst, float* const* v_dst);
+// One row of SwiGLU: out = silu(gate) * (up * lu), lu may be null (unscaled).
+void SwiGluRow(const float* gate, const float* up, const float* lu, int64_t n, float* out);
 
 // C[M,N] = X[M,K] . W[N,K]^T + beta * C, with W row-major [out, in] as in checkpoints.
 // Splits N across the pool's threads; each part is one single-threaded BLAS call. InitBlas()

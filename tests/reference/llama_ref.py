@@ -163,8 +163,15 @@ def _linear(weights, x, name):
     return y
 
 
-def forward_logits(model, token_ids):
-    """Full causal forward over token_ids; returns float64 logits [T, vocab]."""
+def forward_logits(model, token_ids, para=None):
+    """Full causal forward over token_ids; returns float64 logits [T, vocab].
+
+    para: optional adapter hook (PARA, see para_ref.py). Called once per layer as
+    para(i, resid) with resid the residual stream [T, hidden] entering layer i (before
+    input_layernorm); returns None (layer unscaled) or (l_q, l_v, l_u), vectors that scale the
+    q_proj output (before RoPE), the v_proj output (the values attention reads) and the
+    mlp.up_proj output of every row. k, o, gate and down projections are never scaled.
+    """
     cfg, W = model["config"], model["weights"]
     ids = np.asarray(token_ids, dtype=np.int64)
     T = ids.shape[0]
@@ -180,10 +187,16 @@ def forward_logits(model, token_ids):
     x = W["model.embed_tokens.weight"][ids]                     # [T, hidden]
     for i in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{i}."
+        scale = para(i, x) if para is not None else None
         h = rms_norm(x, W[p + "input_layernorm.weight"], eps)
-        q = _linear(W, h, p + "self_attn.q_proj").reshape(T, nh, d).transpose(1, 0, 2)
-        k = _linear(W, h, p + "self_attn.k_proj").reshape(T, nkv, d).transpose(1, 0, 2)
-        v = _linear(W, h, p + "self_attn.v_proj").reshape(T, nkv, d).transpose(1, 0, 2)
+        q = _linear(W, h, p + "self_attn.q_proj")
+        k = _linear(W, h, p + "self_attn.k_proj")
+        v = _linear(W, h, p + "self_attn.v_proj")
+        if scale is not None:
+            q, v = q * scale[0], v * scale[1]
+        q = q.reshape(T, nh, d).transpose(1, 0, 2)
+        k = k.reshape(T, nkv, d).transpose(1, 0, 2)
+        v = v.reshape(T, nkv, d).transpose(1, 0, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         # GQA: query head h reads kv head h // (nh // nkv)
         k = np.repeat(k, nh // nkv, axis=0)
@@ -193,7 +206,10 @@ def forward_logits(model, token_ids):
         x = x + _linear(W, attn, p + "self_attn.o_proj")
 
         h = rms_norm(x, W[p + "post_attention_layernorm.weight"], eps)
-        mlp = silu(_linear(W, h, p + "mlp.gate_proj")) * _linear(W, h, p + "mlp.up_proj")
+        up = _linear(W, h, p + "mlp.up_proj")
+        if scale is not None:
+            up = up * scale[2]
+        mlp = silu(_linear(W, h, p + "mlp.gate_proj")) * up
         x = x + _linear(W, mlp, p + "mlp.down_proj")
 
     x = rms_norm(x, W["model.norm.weight"], eps)

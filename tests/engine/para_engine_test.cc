@@ -1,0 +1,247 @@
+// PARA in the engine: identity adapters are exactly the base model; a request's logits do not
+// change when 31 others with 16 different adapters (and none) share its batches; the generator
+// runs once per request; vector pages are pool blocks that come back.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "engine/batch_runner.h"
+#include "engine/engine.h"
+#include "tests/engine/test_model.h"
+#include "tools/tiny_adapter.h"
+
+namespace para {
+namespace {
+
+std::vector<int32_t> Ids(int n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<int32_t> ids;
+  for (int i = 0; i < n; ++i) ids.push_back(3 + static_cast<int32_t>(rng() % 500));
+  return ids;
+}
+
+std::shared_ptr<const ParaAdapter> MakeAdapter(Engine& e, uint64_t seed, ParaPooler pooler,
+                                               bool identity = false) {
+  tools::TinyParaOptions o;
+  o.seed = seed;
+  o.pooler = pooler;
+  o.identity = identity;
+  o.r = 4 + static_cast<int64_t>(seed % 3) * 4;
+  const std::string dir = testing::MakeTempDir("pa_");
+  EXPECT_TRUE(tools::MakeTinyParaAdapter(dir, e.model().dir(), o).ok());
+  auto a = e.LoadParaAdapter(dir);
+  EXPECT_TRUE(a.ok()) << a.status();
+  return *a;
+}
+
+// One sequence's teacher-forced run: prefill `k` tokens, then decode the rest one per step.
+struct Stream {
+  std::vector<int32_t> ids;
+  int k;
+  const ParaAdapter* adapter;
+  KvSequence kv;
+  size_t pos = 0;
+  std::vector<std::vector<float>> rows;  // logits per position from k-1 on
+};
+
+// Steps every stream together (a prefill or a single decode token each step) until all are done.
+void RunTogether(Engine& e, std::vector<Stream*> streams) {
+  const int64_t vocab = e.config().vocab_size;
+  std::vector<float> logits;
+  for (;;) {
+    std::vector<ForwardItem> items;
+    std::vector<Stream*> in_step;
+    for (Stream* s : streams) {
+      if (s->pos >= s->ids.size()) continue;
+      const size_t n = s->pos == 0 ? s->k : 1;
+      items.push_back(
+          {&s->kv, std::span<const int32_t>(s->ids).subspan(s->pos, n), false, s->adapter});
+      in_step.push_back(s);
+    }
+    if (items.empty()) break;
+    ASSERT_TRUE(e.Forward(items, &logits).ok());
+    for (size_t i = 0; i < in_step.size(); ++i) {
+      in_step[i]->rows.emplace_back(logits.begin() + i * vocab, logits.begin() + (i + 1) * vocab);
+      in_step[i]->pos += items[i].tokens.size();
+    }
+  }
+  for (Stream* s : streams) e.kv_cache().Release(&s->kv);
+}
+
+float MaxDiff(const std::vector<float>& a, const std::vector<float>& b) {
+  float m = 0;
+  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(a[i] - b[i]));
+  return m;
+}
+
+TEST(ParaEngineTest, IdentityAdapterGivesExactlyTheBaseLogits) {
+  auto e = testing::MakeEngine(testing::DefaultTinyModelDir());
+  for (ParaPooler pooler : {ParaPooler::kLast, ParaPooler::kMean}) {
+    auto identity = MakeAdapter(*e, 1, pooler, /*identity=*/true);
+    Stream base{Ids(20, 3), 7, nullptr, {}};
+    Stream with{Ids(20, 3), 7, identity.get(), {}};
+    RunTogether(*e, {&base});
+    RunTogether(*e, {&with});
+    ASSERT_EQ(base.rows.size(), with.rows.size());
+    for (size_t i = 0; i < base.rows.size(); ++i)
+      EXPECT_EQ(base.rows[i], with.rows[i]) << "step " << i;
+  }
+}
+
+TEST(ParaEngineTest, AdapterChangesTheLogits) {
+  auto e = testing::MakeEngine(testing::DefaultTinyModelDir());
+  auto a = MakeAdapter(*e, 2, ParaPooler::kLast);
+  Stream base{Ids(12, 4), 12, nullptr, {}};
+  Stream with{Ids(12, 4), 12, a.get(), {}};
+  RunTogether(*e, {&base});
+  RunTogether(*e, {&with});
+  EXPECT_GT(MaxDiff(base.rows[0], with.rows[0]), 1e-2f);
+}
+
+TEST(ParaEngineTest, MixedBatchOf32With16AdaptersEqualsSoloRuns) {
+  auto e = testing::MakeEngine(testing::DefaultTinyModelDir(), 1024);
+  std::vector<std::shared_ptr<const ParaAdapter>> adapters;
+  for (int i = 0; i < 16; ++i)
+    adapters.push_back(MakeAdapter(*e, 100 + i, i % 2 ? ParaPooler::kMean : ParaPooler::kLast));
+  std::vector<Stream> solo(32), mixed(32);
+  for (int i = 0; i < 32; ++i) {
+    // Requests 0..23 use adapters (16 distinct, some shared); 24..31 use none.
+    const ParaAdapter* a = i < 24 ? adapters[i % 16].get() : nullptr;
+    const auto ids = Ids(6 + (i * 5) % 23 + 8, 1000 + i);
+    const int k = 3 + (i * 7) % 11;
+    solo[i] = {ids, k, a, {}};
+    mixed[i] = {ids, k, a, {}};
+  }
+  for (auto& s : solo) RunTogether(*e, {&s});
+  std::vector<Stream*> all;
+  for (auto& s : mixed) all.push_back(&s);
+  RunTogether(*e, all);
+  for (int i = 0; i < 32; ++i) {
+    ASSERT_EQ(solo[i].rows.size(), mixed[i].rows.size());
+    for (size_t r = 0; r < solo[i].rows.size(); ++r)
+      ASSERT_LE(MaxDiff(solo[i].rows[r], mixed[i].rows[r]), 1e-5f)
+          << "request " << i << " step " << r;
+  }
+  EXPECT_EQ(e->kv_cache().pool().num_free(), e->kv_cache().pool().num_blocks());
+}
+
+TEST(ParaEngineTest, GreedyOutputsInAMixedBatchEqualSoloOutputs) {
+  auto e = testing::MakeEngine(testing::DefaultTinyModelDir(), 1024);
+  std::vector<std::shared_ptr<const ParaAdapter>> adapters;
+  for (int i = 0; i < 16; ++i)
+    adapters.push_back(MakeAdapter(*e, 300 + i, i % 2 ? ParaPooler::kMean : ParaPooler::kLast));
+  std::vector<GenerationRequest> reqs;
+  for (int i = 0; i < 32; ++i) {
+    GenerationRequest r;
+    r.prompt_ids = Ids(4 + i % 9, 500 + i);
+    r.sampling.temperature = 0;
+    r.stopping.max_tokens = 12;
+    r.stopping.ignore_eos = true;
+    if (i % 3 != 2) r.para = adapters[i % 16];
+    reqs.push_back(r);
+  }
+  auto together = RunBatch(e.get(), reqs, {});
+  for (int i = 0; i < 32; ++i) {
+    auto alone = RunBatch(e.get(), {reqs[i]}, {});
+    ASSERT_TRUE(together[i].ok() && alone[0].ok());
+    EXPECT_EQ(together[i]->token_ids, alone[0]->token_ids) << "request " << i;
+  }
+  EXPECT_EQ(e->kv_cache().pool().num_free(), e->kv_cache().pool().num_blocks());
+}
+
+TEST(ParaEngineTest, GeneratorRunsOncePerRequestNotAtDecode) {
+  auto e = testing::MakeEngine(testing::DefaultTinyModelDir());
+  auto a = MakeAdapter(*e, 7, ParaPooler::kMean);
+  std::vector<GenerationRequest> reqs(3);
+  for (int i = 0; i < 3; ++i) {
+    reqs[i].prompt_ids = Ids(5 + i, 40 + i);
+    reqs[i].stopping.max_tokens = 10;
+    reqs[i].stopping.ignore_eos = true;
+    reqs[i].para = a;
+  }
+  reqs[2].para = nullptr;  // a base-model request never runs it
+  const BackendStats before = e->backend_stats();
+  auto results = RunBatch(e.get(), reqs, {});
+  const BackendStats after = e->backend_stats();
+  EXPECT_EQ(after.forward_calls - before.forward_calls, 10);  // one prefill step + 9 decode steps
+  EXPECT_EQ(after.para_generator_runs - before.para_generator_runs, 2);
+}
+
+TEST(ParaEngineTest, VectorPagesAreCountedAndReturned) {
+  auto e = testing::MakeEngine(testing::DefaultTinyModelDir(), 64, 16);
+  auto a = MakeAdapter(*e, 9, ParaPooler::kLast);
+  KvCache& cache = e->kv_cache();
+  ASSERT_TRUE(cache.para_layout().ok());
+  const int32_t pages = cache.para_pages();
+  ASSERT_GE(pages, 1);
+  GenerationRequest r;
+  r.prompt_ids = Ids(20, 1);
+  r.stopping.max_tokens = 5;
+  const int32_t base_blocks = e->MaxBlocksFor(r);
+  r.para = a;
+  EXPECT_EQ(e->MaxBlocksFor(r), base_blocks + pages);
+
+  KvSequence kv;
+  std::vector<float> logits;
+  ForwardItem item{&kv, r.prompt_ids, false, a.get()};
+  ASSERT_TRUE(e->Forward({&item, 1}, &logits).ok());
+  EXPECT_EQ(static_cast<int32_t>(kv.vector_pages.size()), pages);
+  EXPECT_EQ(cache.pool().num_used(), 2 + pages);  // 20 positions = 2 blocks of 16, plus vectors
+
+  // A fork shares the vector pages and full blocks; the partial last block is copied.
+  auto child = cache.Fork(kv);
+  ASSERT_TRUE(child.ok());
+  EXPECT_EQ(child->vector_pages, kv.vector_pages);
+  EXPECT_EQ(cache.pool().refcount(kv.vector_pages[0]), 2);
+  EXPECT_EQ(child->blocks[0], kv.blocks[0]);
+  EXPECT_NE(child->blocks[1], kv.blocks[1]);
+  EXPECT_EQ(cache.pool().num_used(), 3 + pages);
+  cache.Release(&kv);
+  EXPECT_EQ(cache.pool().num_used(), 2 + pages);  // the child still holds its share
+  cache.Release(&*child);
+  EXPECT_EQ(cache.pool().num_free(), cache.pool().num_blocks());
+}
+
+TEST(ParaEngineTest, ForkedSequenceContinuesWithTheParentsVectors) {
+  auto e = testing::MakeEngine(testing::DefaultTinyModelDir(), 64, 4);
+  auto a = MakeAdapter(*e, 11, ParaPooler::kLast);
+  const auto ids = Ids(11, 5);
+  // Reference: one sequence through all 11 tokens.
+  Stream whole{ids, 9, a.get(), {}};
+  RunTogether(*e, {&whole});
+  // Parent prefills 9 tokens; a fork decodes the last two.
+  KvSequence parent;
+  std::vector<float> logits;
+  ForwardItem pre{&parent, std::span<const int32_t>(ids).subspan(0, 9), false, a.get()};
+  ASSERT_TRUE(e->Forward({&pre, 1}, &logits).ok());
+  auto child = e->kv_cache().Fork(parent);
+  ASSERT_TRUE(child.ok());
+  for (int i = 9; i < 11; ++i) {
+    ForwardItem d{&*child, std::span<const int32_t>(ids).subspan(i, 1), false, a.get()};
+    ASSERT_TRUE(e->Forward({&d, 1}, &logits).ok());
+    EXPECT_LE(MaxDiff(logits, whole.rows[i - 8]), 1e-5f);
+  }
+  EXPECT_EQ(e->backend_stats().para_generator_runs, 2);  // the reference run and the parent only
+  e->kv_cache().Release(&parent);
+  e->kv_cache().Release(&*child);
+}
+
+TEST(ParaEngineTest, BlocksTooSmallForVectorsRefuseAdapterRequests) {
+  tools::TinyModelOptions o;
+  o.ffn = 256;  // a page of one position holds 2 layers * 2 * 2 kv heads * 16 = 128 floats
+  auto e = testing::MakeEngine(testing::TinyModelDir(o), 64, 1);
+  EXPECT_FALSE(e->kv_cache().para_layout().ok());
+  auto a = MakeAdapter(*e, 1, ParaPooler::kLast);
+  GenerationRequest r;
+  r.prompt_ids = {1, 2, 3};
+  r.para = a;
+  absl::Status s = e->ValidateRequest(r);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(s.message().find("--block-size"), std::string::npos);
+  r.para = nullptr;
+  EXPECT_TRUE(e->ValidateRequest(r).ok());
+}
+
+}  // namespace
+}  // namespace para
