@@ -1,16 +1,19 @@
 // para-bench-engine: decode and prefill throughput of the engine on one model, with this
-// machine's measured memory bandwidth and the batch-1 decode bound it implies.
+// machine's measured memory bandwidth and the batch-1 decode bound it implies, and optionally
+// the same decode batches with PARA and LoRA adapters, as ratios to the base model from one run.
 //
 //   para-bench-engine --model DIR [--batches 1,8,32] [--prompt-len 64] [--decode-steps 16]
-//                     [--prefill-len 512] [--threads N] [--para-adapters N [--adapter-dir D]]
+//                     [--prefill-len 512] [--threads N]
+//                     [--adapters N [--compare
+//                     para,lora-r8-qv,lora-r16-qv,lora-r8-all,lora-r16-all]
+//                      [--adapter-dir D]]
 //
-// Decode throughput is the batch size over the median step time of --decode-steps steps. With
-// --para-adapters N, every decode batch also runs with PARA adapters (min(batch, N) distinct
-// ones, r = 12, written once to --adapter-dir, default MODEL-para-adapters), its steps alternating
-// with the base batch's, and PARA/base is printed.
-//
-// Batch-1 decode must stream every weight once per token, so its ceiling is
-// bandwidth / (bytes of weights read per token). Larger batches reuse each weight for every row.
+// Decode throughput is the batch size over the median step time (forward pass + greedy sampling
+// of every sequence). With --adapters N, each decode batch size b also runs once per --compare
+// variant with min(b, N) distinct adapters (PARA r = 12; LoRA of the named rank on q,v or on all
+// seven projections), written once to --adapter-dir (default MODEL-bench-adapters). The base batch
+// and every variant's batch are all prefilled first; then their decode steps alternate one by one,
+// in an order that rotates every round, so the drifts of a shared machine hit all alike.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -19,7 +22,9 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "engine/aligned_buffer.h"
 #include "engine/cpu/blas.h"
 #include "engine/engine.h"
@@ -27,6 +32,7 @@
 #include "tools/args.h"
 #include "tools/engine_flags.h"
 #include "tools/tiny_adapter.h"
+#include "tools/tiny_lora.h"
 
 namespace para::bench {
 namespace {
@@ -71,14 +77,18 @@ std::vector<int32_t> RandomPrompt(int n, int64_t vocab, uint64_t seed) {
   return ids;
 }
 
-using Adapters = std::vector<std::shared_ptr<const ParaAdapter>>;
+// A bench variant: no adapter, PARA, or LoRA of one rank and target set, with its adapters.
+struct Variant {
+  std::string name;
+  std::vector<AdapterRef> adapters;  // empty = base model
+};
 
 // A batch of `b` decoding sequences, prefilled with `prompt` tokens each (untimed).
-// Sequence i uses adapters[i % adapters.size()] (none when empty).
+// Sequence i uses adapters[i % adapters.size()].
 class DecodeBatch {
  public:
-  static absl::StatusOr<std::unique_ptr<DecodeBatch>> Start(Engine& e, int b, int prompt, int steps,
-                                                            const Adapters& adapters) {
+  static absl::StatusOr<std::unique_ptr<DecodeBatch>> Start(
+      Engine& e, int b, int prompt, int steps, const std::vector<AdapterRef>& adapters) {
     auto d = std::make_unique<DecodeBatch>();
     d->engine_ = &e;
     for (int i = 0; i < b; ++i) {
@@ -87,7 +97,10 @@ class DecodeBatch {
       r.sampling.temperature = 0;
       r.stopping.max_tokens = steps + 2;
       r.stopping.ignore_eos = true;
-      if (!adapters.empty()) r.para = adapters[i % adapters.size()];
+      if (!adapters.empty()) {
+        r.para = adapters[i % adapters.size()].para;
+        r.lora = adapters[i % adapters.size()].lora;
+      }
       RETURN_IF_ERROR(e.ValidateRequest(r));
       d->seqs_.push_back(e.NewSequence(std::move(r)));
       d->ptrs_.push_back(d->seqs_.back().get());
@@ -99,7 +112,7 @@ class DecodeBatch {
   ~DecodeBatch() {
     for (Sequence* s : ptrs_) engine_->Release(s);
   }
-  // One decode step (forward + greedy sampling of every sequence); returns its seconds.
+  // One decode step; returns its seconds.
   absl::StatusOr<double> TimedStep() {
     auto t0 = Clock::now();
     RETURN_IF_ERROR(Step());
@@ -138,84 +151,114 @@ absl::StatusOr<double> PrefillThroughput(Engine& e, int len, int count) {
   return count * len / secs;
 }
 
-// N random PARA adapters (r = 12) for the model, written once under `dir` and then reused.
-absl::StatusOr<Adapters> BenchAdapters(Engine& e, int n, const std::string& dir) {
-  Adapters out;
+// The adapters of one --compare variant ("para", "lora-r16-all", ...): n of them, written once.
+absl::StatusOr<Variant> MakeVariant(Engine& e, const std::string& name, int n,
+                                    const std::string& dir) {
+  Variant v{name, {}};
   for (int i = 0; i < n; ++i) {
-    const std::string path = absl::StrCat(dir, "/para_", i);
+    const std::string path = absl::StrCat(dir, "/", name, "_", i);
     if (!std::filesystem::exists(path + "/adapter_config.json")) {
-      tools::TinyParaOptions o;
-      o.r = 12;
-      o.seed = static_cast<uint64_t>(i);
-      o.pooler = i % 2 ? ParaPooler::kMean : ParaPooler::kLast;
-      RETURN_IF_ERROR(tools::MakeTinyParaAdapter(path, e.model().dir(), o));
+      if (name == "para") {
+        tools::TinyParaOptions o;
+        o.r = 12;
+        o.seed = static_cast<uint64_t>(i);
+        o.pooler = i % 2 ? ParaPooler::kMean : ParaPooler::kLast;
+        RETURN_IF_ERROR(tools::MakeTinyParaAdapter(path, e.model().dir(), o));
+      } else {
+        std::vector<std::string> parts = absl::StrSplit(name, '-');  // lora-r16-all
+        int64_t r = 0;
+        if (parts.size() != 3 || parts[0] != "lora" || parts[1].size() < 2 ||
+            !absl::SimpleAtoi(parts[1].substr(1), &r) || (parts[2] != "qv" && parts[2] != "all"))
+          return absl::InvalidArgumentError(absl::StrCat("--compare: unknown variant '", name,
+                                                         "' (para, or lora-rR-qv / lora-rR-all)"));
+        tools::TinyLoraOptions o;
+        o.r = r;
+        o.alpha = 2.0 * r;
+        ASSIGN_OR_RETURN(o.targets,
+                         tools::ParseLoraTargets(parts[2] == "all" ? "all" : "q_proj,v_proj"));
+        o.seed = static_cast<uint64_t>(i);
+        RETURN_IF_ERROR(tools::MakeTinyLoraAdapter(path, e.model().dir(), o));
+      }
     }
-    ASSIGN_OR_RETURN(auto a, e.LoadParaAdapter(path));
-    out.push_back(std::move(a));
+    ASSIGN_OR_RETURN(AdapterRef ref, e.LoadAdapter(path));
+    v.adapters.push_back(std::move(ref));
   }
-  return out;
+  return v;
 }
 
-// Decode throughput at batch b, and with --para-adapters the same batch with PARA adapters
-// (min(b, N) distinct ones). Base and PARA steps alternate, one each, so slow drifts of a shared
-// machine hit both alike; throughput comes from the median step time of each.
-absl::Status CompareDecode(Engine& e, int b, int prompt, int steps, const Adapters& adapters,
-                           double bound) {
-  const Adapters distinct(adapters.begin(),
-                          adapters.begin() + std::min<size_t>(b, adapters.size()));
-  ASSIGN_OR_RETURN(auto base_batch, DecodeBatch::Start(e, b, prompt, steps, {}));
-  std::unique_ptr<DecodeBatch> para_batch;
-  if (!distinct.empty()) {
-    ASSIGN_OR_RETURN(para_batch, DecodeBatch::Start(e, b, prompt, steps, distinct));
+// Decode at batch b for the base model and every variant, steps interleaved.
+absl::Status CompareDecode(Engine& e, int b, int prompt, int steps,
+                           const std::vector<Variant>& variants, double bound) {
+  std::vector<std::unique_ptr<DecodeBatch>> batches;
+  std::vector<std::string> names = {"base"};
+  ASSIGN_OR_RETURN(auto base, DecodeBatch::Start(e, b, prompt, steps, {}));
+  batches.push_back(std::move(base));
+  for (const Variant& v : variants) {
+    const std::vector<AdapterRef> distinct(
+        v.adapters.begin(), v.adapters.begin() + std::min<size_t>(b, v.adapters.size()));
+    ASSIGN_OR_RETURN(auto batch, DecodeBatch::Start(e, b, prompt, steps, distinct));
+    batches.push_back(std::move(batch));
+    names.push_back(absl::StrCat(v.name, ", ", distinct.size(), " distinct"));
   }
-  std::vector<double> base_t, para_t;
-  for (int s = 0; s < steps; ++s) {
-    ASSIGN_OR_RETURN(double t, base_batch->TimedStep());
-    base_t.push_back(t);
-    if (para_batch) {
-      ASSIGN_OR_RETURN(double tp, para_batch->TimedStep());
-      para_t.push_back(tp);
+  std::vector<std::vector<double>> times(batches.size());
+  // Each round starts one batch later, so no batch always runs first or after the same one.
+  for (int s = 0; s < steps; ++s)
+    for (size_t j = 0; j < batches.size(); ++j) {
+      const size_t i = (s + j) % batches.size();
+      ASSIGN_OR_RETURN(double t, batches[i]->TimedStep());
+      times[i].push_back(t);
     }
-  }
-  const double base = b / Median(base_t);
+  const double base_tps = b / Median(times[0]);
   const std::string note =
-      b == 1 ? absl::StrCat(static_cast<int>(100 * base / bound), "% of the bandwidth bound")
-             : absl::StrCat(static_cast<int>(base / b * 1000) / 1000.0, " tok/s per sequence");
-  std::printf("decode batch %-13d %12.2f %s\n", b, base, note.c_str());
-  if (para_batch) {
-    const double para = b / Median(para_t);
-    std::printf("  + PARA, %3zu distinct %12.2f PARA/base = %.4f (%+.2f%%)\n", distinct.size(),
-                para, para / base, 100.0 * (para / base - 1.0));
+      b == 1 ? absl::StrCat(static_cast<int>(100 * base_tps / bound), "% of the bandwidth bound")
+             : absl::StrCat(static_cast<int>(base_tps / b * 1000) / 1000.0, " tok/s per sequence");
+  std::printf("decode batch %-13d %12.2f %s\n", b, base_tps, note.c_str());
+  for (size_t i = 1; i < batches.size(); ++i) {
+    const double tps = b / Median(times[i]);
+    std::printf("  %-24s %12.2f x%.4f of base (%+.2f%%)\n", names[i].c_str(), tps, tps / base_tps,
+                100.0 * (tps / base_tps - 1.0));
   }
   return absl::OkStatus();
 }
 
 absl::Status Run(int argc, char** argv) {
-  ASSIGN_OR_RETURN(tools::Args a,
-                   tools::Args::Parse(argc, argv, 1,
-                                      tools::Union(tools::kEngineFlags,
-                                                   {"batches", "prompt-len", "decode-steps",
-                                                    "prefill-len", "para-adapters", "adapter-dir"}),
-                                      {}));
+  ASSIGN_OR_RETURN(
+      tools::Args a,
+      tools::Args::Parse(
+          argc, argv, 1,
+          tools::Union(tools::kEngineFlags, {"batches", "prompt-len", "decode-steps", "prefill-len",
+                                             "adapters", "compare", "adapter-dir"}),
+          {}));
   ASSIGN_OR_RETURN(EngineOptions eo, tools::EngineOptionsFromArgs(a));
   ASSIGN_OR_RETURN(std::vector<int32_t> batches,
                    tools::ParseIdList(a.GetOr("batches", "1,8,32"), "--batches"));
   ASSIGN_OR_RETURN(int64_t prompt, a.Int("prompt-len", 64));
   ASSIGN_OR_RETURN(int64_t steps, a.Int("decode-steps", 16));
   ASSIGN_OR_RETURN(int64_t prefill, a.Int("prefill-len", 512));
-  ASSIGN_OR_RETURN(int64_t n_adapters, a.Int("para-adapters", 0));
-  if (!a.Has("kv-cache-bytes") && !a.Has("kv-cache-blocks")) eo.kv_cache.bytes = 3ll << 30;
+  ASSIGN_OR_RETURN(int64_t n_adapters, a.Int("adapters", 0));
+  if (!a.Has("kv-cache-bytes") && !a.Has("kv-cache-blocks")) eo.kv_cache.bytes = 4ll << 30;
   auto t0 = Clock::now();
   ASSIGN_OR_RETURN(auto engine, Engine::Create(eo));
   const ModelConfig& c = engine->config();
   std::printf(
       "model: %s  (%ld layers, hidden %ld, heads %ld/%ld kv, ffn %ld, vocab %ld, %.0f M params, "
-      "F32 compute)\n",
+      "F32)\n",
       eo.model_dir.c_str(), c.num_hidden_layers, c.hidden_size, c.num_attention_heads,
       c.num_key_value_heads, c.intermediate_size, c.vocab_size, c.NumParameters() / 1e6);
   std::printf("loaded in %.1f s; threads %d; OpenBLAS kernels %s; KV cache %d blocks of %d\n",
               Seconds(t0, Clock::now()), engine->thread_pool().num_threads(), cpu::BlasKernelName(),
               engine->kv_cache().pool().num_blocks(), engine->kv_cache().block_size());
+  std::vector<Variant> variants;
+  if (n_adapters > 0) {
+    const std::string dir = a.GetOr("adapter-dir", absl::StrCat(eo.model_dir, "-bench-adapters"));
+    for (absl::string_view name :
+         absl::StrSplit(a.GetOr("compare", "para,lora-r8-qv,lora-r16-qv,lora-r8-all,lora-r16-all"),
+                        ',', absl::SkipEmpty())) {
+      ASSIGN_OR_RETURN(Variant v,
+                       MakeVariant(*engine, std::string(name), static_cast<int>(n_adapters), dir));
+      variants.push_back(std::move(v));
+    }
+  }
   const double bw = MeasureBandwidth(engine->thread_pool());
   // Batch-1 decode reads every weight except the embedding table (one row of it) once per token.
   const double bytes_per_token =
@@ -226,14 +269,9 @@ absl::Status Run(int argc, char** argv) {
       "token)\n\n",
       bw, bound, bytes_per_token / 1e9);
   std::printf("%-26s %12s %s\n", "phase", "tokens/s", "notes");
-  ASSIGN_OR_RETURN(
-      Adapters adapters,
-      BenchAdapters(*engine, static_cast<int>(n_adapters),
-                    a.GetOr("adapter-dir", absl::StrCat(eo.model_dir, "-para-adapters"))));
-  for (int b : batches) {
+  for (int b : batches)
     RETURN_IF_ERROR(CompareDecode(*engine, b, static_cast<int>(prompt), static_cast<int>(steps),
-                                  adapters, bound));
-  }
+                                  variants, bound));
   ASSIGN_OR_RETURN(double p1, PrefillThroughput(*engine, static_cast<int>(prefill), 1));
   std::printf("prefill 1 x %-14ld %12.1f\n", prefill, p1);
   ASSIGN_OR_RETURN(double p4, PrefillThroughput(*engine, static_cast<int>(prefill / 4), 4));

@@ -10,6 +10,7 @@
 #include <span>
 
 #include "absl/status/status.h"
+#include "engine/lora_adapter.h"
 #include "engine/para_adapter.h"
 
 namespace para {
@@ -29,6 +30,9 @@ struct ForwardSeq {
   std::span<const int32_t> vector_pages;
   bool generate_vectors = false;
   int32_t prompt_len = 0;
+
+  // LoRA: the sequence's adapter (null = none); its deltas are added after the shared GEMMs.
+  const LoraAdapter* lora = nullptr;
 };
 
 // Counters a backend keeps for tests and metrics.

@@ -1,10 +1,13 @@
 #include "engine/engine.h"
 
 #include <algorithm>
+#include <fstream>
+#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "engine/cpu/cpu_backend.h"
 #include "engine/status_macros.h"
+#include "nlohmann/json.hpp"
 
 namespace para {
 
@@ -19,6 +22,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& opti
                                                    " exceeds the model's max_position_embeddings ",
                                                    c.max_position_embeddings));
   e->max_logprobs_ = options.max_logprobs;
+  e->max_lora_rank_ = options.max_lora_rank;
   ASSIGN_OR_RETURN(e->cache_, KvCache::Create(c, options.kv_cache));
   ASSIGN_OR_RETURN(e->backend_,
                    cpu::CpuBackend::Create(e->model_.get(), e->cache_.get(), e->pool_.get()));
@@ -49,7 +53,10 @@ absl::Status Engine::ValidateRequest(const GenerationRequest& r) const {
   if (r.stopping.max_tokens < 1)
     return absl::InvalidArgumentError(
         absl::StrCat("max_tokens must be >= 1, got ", r.stopping.max_tokens));
+  if (r.para != nullptr && r.lora != nullptr)
+    return absl::InvalidArgumentError("a request takes one adapter, PARA or LoRA, not both");
   if (r.para != nullptr) RETURN_IF_ERROR(CheckParaAdapter(*r.para));
+  if (r.lora != nullptr) RETURN_IF_ERROR(CheckLoraAdapter(*r.lora));
   const int32_t pages = r.para != nullptr ? cache_->para_pages() : 0;
   if (cache_->BlocksFor(std::min<int64_t>(n + 1, max_model_len_)) + pages >
       cache_->pool().num_blocks())
@@ -74,6 +81,39 @@ int32_t Engine::MaxBlocksFor(const GenerationRequest& r) const {
 absl::StatusOr<std::shared_ptr<const ParaAdapter>> Engine::LoadParaAdapter(
     const std::string& dir) const {
   return ParaAdapter::Load(dir, config());
+}
+
+absl::StatusOr<std::shared_ptr<const LoraAdapter>> Engine::LoadLoraAdapter(
+    const std::string& dir) const {
+  return LoraAdapter::Load(dir, config(), max_lora_rank_);
+}
+
+absl::StatusOr<AdapterRef> Engine::LoadAdapter(const std::string& dir) const {
+  const std::string path = dir + "/adapter_config.json";
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const nlohmann::json j = nlohmann::json::parse(ss.str(), nullptr, false);
+  const auto type = j.is_object() ? j.find("peft_type") : j.end();
+  AdapterRef ref;
+  if (type != j.end() && *type == "LORA") {
+    ASSIGN_OR_RETURN(ref.lora, LoadLoraAdapter(dir));
+  } else if (type != j.end() && *type == "PARA") {
+    ASSIGN_OR_RETURN(ref.para, LoadParaAdapter(dir));
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": peft_type ", type == j.end() ? std::string("is missing") : "is " + type->dump(),
+        "; supported: \"PARA\", \"LORA\""));
+  }
+  return ref;
+}
+
+absl::Status Engine::CheckLoraAdapter(const LoraAdapter& a) const {
+  if (a.num_layers() != config().num_hidden_layers)
+    return absl::InvalidArgumentError(
+        absl::StrCat("LoRA adapter ", a.dir(), " was built for another model shape"));
+  return absl::OkStatus();
 }
 
 absl::Status Engine::CheckParaAdapter(const ParaAdapter& a) const {
@@ -111,8 +151,11 @@ absl::Status Engine::Reserve(std::span<const ForwardItem> items) {
 
 absl::Status Engine::Forward(std::span<const ForwardItem> items, std::vector<float>* logits) {
   for (const auto& it : items) {
+    if (it.lora != nullptr) RETURN_IF_ERROR(CheckLoraAdapter(*it.lora));
     if (it.para == nullptr) continue;
     RETURN_IF_ERROR(CheckParaAdapter(*it.para));
+    if (it.lora != nullptr)
+      return absl::InvalidArgumentError("an item takes one adapter, PARA or LoRA");
     if (!it.kv->vectors_ready && it.kv->num_cached != 0)
       return absl::FailedPreconditionError(
           "PARA vectors are generated on a sequence's first prefill (num_cached must be 0)");
@@ -123,6 +166,7 @@ absl::Status Engine::Forward(std::span<const ForwardItem> items, std::vector<flo
   batch_.clear();
   for (const auto& it : items) {
     ForwardSeq s{it.tokens, it.kv->num_cached, it.kv->blocks, it.all_logits};
+    s.lora = it.lora;
     if (it.para != nullptr) {
       s.para = it.para;
       s.vector_pages = it.kv->vector_pages;
@@ -150,7 +194,7 @@ absl::Status Engine::Step(std::span<Sequence* const> seqs, std::vector<SequenceU
     const int32_t cached = s->kv().num_cached;
     const bool want_prompt_lp = s->request().sampling.prompt_logprobs && !s->prompt_logprobs_done();
     items.push_back({&s->kv(), std::span<const int32_t>(toks).subspan(cached), want_prompt_lp,
-                     s->request().para.get(), s->num_prompt()});
+                     s->request().para.get(), s->num_prompt(), s->request().lora.get()});
     first_row.push_back(rows);
     cached_before.push_back(cached);
     rows += want_prompt_lp ? static_cast<int64_t>(toks.size()) - cached : 1;

@@ -25,9 +25,16 @@ namespace para {
 struct EngineOptions {
   std::string model_dir;
   KvCacheOptions kv_cache;
-  int num_threads = 0;        // 0 = all cores
-  int64_t max_model_len = 0;  // context limit; 0 = max_position_embeddings
-  int32_t max_logprobs = 20;  // largest top-n a request may ask for
+  int num_threads = 0;         // 0 = all cores
+  int64_t max_model_len = 0;   // context limit; 0 = max_position_embeddings
+  int32_t max_logprobs = 20;   // largest top-n a request may ask for
+  int64_t max_lora_rank = 64;  // LoRA adapters with a larger rank are refused
+};
+
+// A loaded adapter of either kind (at most one is set).
+struct AdapterRef {
+  std::shared_ptr<const ParaAdapter> para;
+  std::shared_ptr<const LoraAdapter> lora;
 };
 
 // What one Step did to one sequence.
@@ -47,6 +54,7 @@ struct ForwardItem {
   // (kv->num_cached == 0) from the first prompt_len tokens (0 = all of them), then reused.
   const ParaAdapter* para = nullptr;
   int32_t prompt_len = 0;
+  const LoraAdapter* lora = nullptr;  // LoRA adapter (null = none)
 };
 
 class Engine {
@@ -70,6 +78,10 @@ class Engine {
   int32_t MaxBlocksFor(const GenerationRequest& request) const;
   // Loads and validates a PARA adapter against this engine's model.
   absl::StatusOr<std::shared_ptr<const ParaAdapter>> LoadParaAdapter(const std::string& dir) const;
+  // Loads and validates a PEFT LoRA adapter against this engine's model and max_lora_rank.
+  absl::StatusOr<std::shared_ptr<const LoraAdapter>> LoadLoraAdapter(const std::string& dir) const;
+  // Loads either kind, by adapter_config.json's peft_type ("PARA" or "LORA").
+  absl::StatusOr<AdapterRef> LoadAdapter(const std::string& dir) const;
   const BackendStats& backend_stats() const { return backend_->stats(); }
 
   // Runs one step: each unfinished sequence processes its uncached tokens (its whole prompt at
@@ -85,6 +97,7 @@ class Engine {
  private:
   Engine() = default;
   absl::Status CheckParaAdapter(const ParaAdapter& adapter) const;
+  absl::Status CheckLoraAdapter(const LoraAdapter& adapter) const;
   absl::Status Reserve(std::span<const ForwardItem> items);
   void SampleAll(std::span<Sequence* const> seqs, const std::vector<int64_t>& first_row,
                  const std::vector<int32_t>& cached_before, std::vector<SequenceUpdate>* updates);
@@ -95,6 +108,7 @@ class Engine {
   std::unique_ptr<Backend> backend_;
   int64_t max_model_len_ = 0;
   int32_t max_logprobs_ = 20;
+  int64_t max_lora_rank_ = 64;
   int64_t next_id_ = 0;
   std::vector<float> logits_;
   std::vector<ForwardSeq> batch_;

@@ -205,9 +205,9 @@ absl::StatusOr<const TensorView*> TensorStore::Get(const std::string& name,
                                                    " has dtype ", DTypeName(t->dtype),
                                                    "; supported: F32, F16, BF16"));
   if (t->shape != shape)
-    return absl::InvalidArgumentError(
-        absl::StrCat("tensor '", name, "' in ", *t->file, " has shape ", t->ShapeString(),
-                     ", expected [", absl::StrJoin(shape, ", "), "] from config.json"));
+    return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' in ", *t->file,
+                                                   " has shape ", t->ShapeString(), ", expected [",
+                                                   absl::StrJoin(shape, ", "), "]"));
   return t;
 }
 

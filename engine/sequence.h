@@ -13,6 +13,7 @@
 
 #include "engine/detokenizer.h"
 #include "engine/kv_cache.h"
+#include "engine/lora_adapter.h"
 #include "engine/para_adapter.h"
 #include "engine/sampling.h"
 
@@ -29,7 +30,8 @@ struct GenerationRequest {
   std::vector<int32_t> prompt_ids;
   SamplingParams sampling;
   StoppingParams stopping;
-  std::shared_ptr<const ParaAdapter> para;  // the tenant's PARA adapter; null = base model
+  std::shared_ptr<const ParaAdapter> para;  // the tenant's PARA adapter; null = none
+  std::shared_ptr<const LoraAdapter> lora;  // or its LoRA adapter; both null = base model
 };
 
 enum class FinishReason { kNone, kLength, kStop, kEos, kCancelled };

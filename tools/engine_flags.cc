@@ -14,6 +14,8 @@ absl::StatusOr<EngineOptions> EngineOptionsFromArgs(const Args& args) {
   ASSIGN_OR_RETURN(int64_t bytes, args.Int("kv-cache-bytes", 1ll << 30));
   ASSIGN_OR_RETURN(int64_t threads, args.Int("threads", 0));
   ASSIGN_OR_RETURN(int64_t max_len, args.Int("max-model-len", 0));
+  ASSIGN_OR_RETURN(o.max_lora_rank, args.Int("max-lora-rank", o.max_lora_rank));
+  if (o.max_lora_rank < 1) return absl::InvalidArgumentError("--max-lora-rank must be >= 1");
   if (blocks < 0 || bytes <= 0 || threads < 0 || max_len < 0)
     return absl::InvalidArgumentError(
         "--kv-cache-blocks, --kv-cache-bytes, --threads and --max-model-len must not be negative");

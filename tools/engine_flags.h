@@ -12,14 +12,16 @@
 namespace para::tools {
 
 inline const std::set<std::string> kEngineFlags = {
-    "model", "block-size", "kv-cache-blocks", "kv-cache-bytes", "threads", "max-model-len"};
+    "model",   "block-size",    "kv-cache-blocks", "kv-cache-bytes",
+    "threads", "max-model-len", "max-lora-rank"};
 inline constexpr const char* kEngineFlagsHelp =
     "  --model DIR             Hugging Face LLaMA model directory (required)\n"
     "  --block-size N          KV cache positions per block (default 16)\n"
     "  --kv-cache-blocks N     KV cache size in blocks (default: from --kv-cache-bytes)\n"
     "  --kv-cache-bytes N      KV cache budget in bytes (default 1073741824)\n"
     "  --threads N             compute threads (default: all cores)\n"
-    "  --max-model-len N       context limit (default: max_position_embeddings)\n";
+    "  --max-model-len N       context limit (default: max_position_embeddings)\n"
+    "  --max-lora-rank N       largest LoRA rank accepted (default 64)\n";
 
 absl::StatusOr<EngineOptions> EngineOptionsFromArgs(const Args& args);
 

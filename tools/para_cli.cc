@@ -35,8 +35,9 @@ constexpr const char* kUsage =
     "  --prompt-logprobs K     the same for every prompt token after the first\n"
     "  --requests FILE.jsonl   one JSON request per line, all run together in the same batches;\n"
     "                          the flags above are the defaults for fields a line leaves out\n"
-    "  --adapter DIR           PARA adapter for the request(s); a requests line's \"adapter\"\n"
-    "                          overrides it (\"\" = base model), so one batch can mix tenants\n"
+    "  --adapter DIR           PARA or LoRA (PEFT) adapter for the request(s); a requests line's\n"
+    "                          \"adapter\" overrides it (\"\" = base model), so one batch can\n"
+    "                          mix tenants and adapter types\n"
     "  --json                  one JSON result per request, in input order\n"
     "  --max-num-seqs N        sequences per step (default 256)\n"
     "  --max-batched-tokens N  new tokens per step (default 8192)\n";
@@ -142,14 +143,16 @@ absl::Status Generate(int argc, char** argv) {
   ASSIGN_OR_RETURN(auto engine, Engine::Create(eo));
   ASSIGN_OR_RETURN(GenerationRequest defaults, DefaultsFromArgs(a, engine->config()));
   // Each adapter directory is loaded once and shared by every request naming it.
-  std::map<std::string, absl::StatusOr<std::shared_ptr<const ParaAdapter>>> loaded;
+  std::map<std::string, absl::StatusOr<AdapterRef>> loaded;
   AdapterResolver adapters = [&](const std::string& dir) {
     auto it = loaded.find(dir);
-    if (it == loaded.end()) it = loaded.emplace(dir, engine->LoadParaAdapter(dir)).first;
+    if (it == loaded.end()) it = loaded.emplace(dir, engine->LoadAdapter(dir)).first;
     return it->second;
   };
   if (auto dir = a.Get("adapter")) {
-    ASSIGN_OR_RETURN(defaults.para, adapters(*dir));
+    ASSIGN_OR_RETURN(AdapterRef ref, adapters(*dir));
+    defaults.para = ref.para;
+    defaults.lora = ref.lora;
   }
   ASSIGN_OR_RETURN(auto parsed, CollectRequests(a, engine->model(), defaults, adapters));
   BatchRunnerOptions ro;

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "engine/engine.h"
 #include "engine/status_macros.h"
@@ -14,6 +15,7 @@
 #include "tools/engine_flags.h"
 #include "tools/npy.h"
 #include "tools/tiny_adapter.h"
+#include "tools/tiny_lora.h"
 #include "tools/tiny_model.h"
 
 namespace para::tools {
@@ -27,8 +29,12 @@ constexpr const char* kUsage =
     "  para-tool make-tiny-adapter DIR --model MODEL_DIR [--r 8] [--pooler last|mean]\n"
     "      [--activation gelu|gelu_tanh|relu|silu] [--seed 0] [--dtype f32|f16|bf16] [--identity]\n"
     "      Writes a random PARA adapter for the model (--identity: W_up = 0, b_up = 1).\n"
+    "  para-tool make-tiny-lora DIR --model MODEL_DIR [--r 8] [--alpha 16] [--rslora]\n"
+    "      [--targets q_proj,v_proj | all] [--rank-pattern REGEX=RANK]... [--seed 0] [--dtype "
+    "f32]\n"
+    "      Writes a random LoRA adapter in PEFT's save_pretrained layout.\n"
     "  para-tool logits --model DIR --prompt-ids 1,2,3 --out FILE.npy [--prefill-len K]\n"
-    "      [--adapter PARA_DIR]\n"
+    "      [--adapter PARA_OR_LORA_DIR]\n"
     "      Writes float32 [T, vocab]: row i = logits after tokens 0..i. The first K tokens are "
     "one\n"
     "      prefill (default: all) and the prompt the PARA vectors are computed from; each later\n"
@@ -99,6 +105,34 @@ absl::Status MakeTinyAdapter(int argc, char** argv) {
   return MakeTinyParaAdapter(a.positional()[0], *model, o);
 }
 
+absl::Status MakeTinyLora(int argc, char** argv) {
+  ASSIGN_OR_RETURN(
+      Args a,
+      Args::Parse(argc, argv, 2,
+                  {"model", "r", "alpha", "targets", "rank-pattern", "seed", "dtype"}, {"rslora"}));
+  if (a.positional().size() != 1)
+    return absl::InvalidArgumentError("make-tiny-lora needs exactly one DIR");
+  auto model = a.Get("model");
+  if (!model) return absl::InvalidArgumentError("make-tiny-lora needs --model MODEL_DIR");
+  TinyLoraOptions o;
+  ASSIGN_OR_RETURN(o.r, a.Int("r", o.r));
+  ASSIGN_OR_RETURN(o.alpha, a.Double("alpha", o.alpha));
+  ASSIGN_OR_RETURN(o.targets, ParseLoraTargets(a.GetOr("targets", "q_proj,v_proj")));
+  ASSIGN_OR_RETURN(int64_t seed, a.Int("seed", 0));
+  o.seed = static_cast<uint64_t>(seed);
+  ASSIGN_OR_RETURN(o.dtype, DTypeFlag(a));
+  o.rslora = a.Has("rslora");
+  for (const std::string& item : a.GetAll("rank-pattern")) {  // NAME_REGEX=RANK
+    const size_t eq = item.rfind('=');
+    int64_t rank = 0;
+    if (eq == std::string::npos || !absl::SimpleAtoi(item.substr(eq + 1), &rank) || rank <= 0)
+      return absl::InvalidArgumentError(
+          absl::StrCat("--rank-pattern expects NAME_REGEX=RANK, got '", item, "'"));
+    o.rank_pattern.emplace_back(item.substr(0, eq), rank);
+  }
+  return MakeTinyLoraAdapter(a.positional()[0], *model, o);
+}
+
 absl::Status Logits(int argc, char** argv) {
   ASSIGN_OR_RETURN(
       Args a,
@@ -115,20 +149,20 @@ absl::Status Logits(int argc, char** argv) {
   if (k < 1 || k > t)
     return absl::InvalidArgumentError("--prefill-len must be in [1, number of prompt ids]");
   ASSIGN_OR_RETURN(auto engine, Engine::Create(eo));
-  std::shared_ptr<const ParaAdapter> adapter;
+  AdapterRef adapter;
   if (auto dir = a.Get("adapter")) {
-    ASSIGN_OR_RETURN(adapter, engine->LoadParaAdapter(*dir));
+    ASSIGN_OR_RETURN(adapter, engine->LoadAdapter(*dir));
   }
   const int64_t vocab = engine->config().vocab_size;
   std::vector<float> all(t * vocab), step;
   KvSequence kv;
   std::span<const int32_t> span(ids);
   // The first k tokens are the prompt: PARA vectors come from them and are reused afterwards.
-  ForwardItem prefill{&kv, span.subspan(0, k), true, adapter.get()};
+  ForwardItem prefill{&kv, span.subspan(0, k), true, adapter.para.get(), 0, adapter.lora.get()};
   RETURN_IF_ERROR(engine->Forward({&prefill, 1}, &step));
   std::copy(step.begin(), step.end(), all.begin());
   for (int64_t i = k; i < t; ++i) {
-    ForwardItem decode{&kv, span.subspan(i, 1), false, adapter.get()};
+    ForwardItem decode{&kv, span.subspan(i, 1), false, adapter.para.get(), 0, adapter.lora.get()};
     RETURN_IF_ERROR(engine->Forward({&decode, 1}, &step));
     std::copy(step.begin(), step.end(), all.begin() + i * vocab);
   }
@@ -171,6 +205,8 @@ int main(int argc, char** argv) {
     s = MakeTiny(argc, argv);
   } else if (cmd == "make-tiny-adapter") {
     s = MakeTinyAdapter(argc, argv);
+  } else if (cmd == "make-tiny-lora") {
+    s = MakeTinyLora(argc, argv);
   } else if (cmd == "logits") {
     s = Logits(argc, argv);
   } else if (cmd == "info") {

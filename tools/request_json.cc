@@ -23,10 +23,12 @@ absl::Status Fill(const json& j, const Model& model, const AdapterResolver& adap
     if (!a.is_null() && !a.is_string())
       return absl::InvalidArgumentError("'adapter' must be a directory path, \"\" or null");
     r->para = nullptr;
+    r->lora = nullptr;
     if (a.is_string() && !a.get<std::string>().empty()) {
       auto loaded = adapters(a.get<std::string>());
       if (!loaded.ok()) return loaded.status();
-      r->para = *std::move(loaded);
+      r->para = loaded->para;
+      r->lora = loaded->lora;
     }
   }
   const bool has_text = j.contains("prompt"), has_ids = j.contains("prompt_ids");

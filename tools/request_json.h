@@ -9,17 +9,17 @@
 
 #include "absl/status/statusor.h"
 #include "engine/batch_runner.h"
+#include "engine/engine.h"
 #include "engine/model.h"
 #include "nlohmann/json.hpp"
 
 namespace para::tools {
 
-// Resolves an adapter directory to a loaded adapter (loading each directory once).
-using AdapterResolver =
-    std::function<absl::StatusOr<std::shared_ptr<const ParaAdapter>>(const std::string& dir)>;
+// Resolves an adapter directory to a loaded adapter, PARA or LoRA (loading each directory once).
+using AdapterResolver = std::function<absl::StatusOr<AdapterRef>(const std::string& dir)>;
 
-// A request line: {"prompt": "..." | "prompt_ids": [..], "adapter": DIR, "max_tokens",
-// "temperature", "top_k", "top_p", "seed", "repetition_penalty", "stop": str|[str],
+// A request line: {"prompt": "..." | "prompt_ids": [..], "adapter": DIR (PARA or LoRA),
+// "max_tokens", "temperature", "top_k", "top_p", "seed", "repetition_penalty", "stop": str|[str],
 // "stop_token_ids", "ignore_eos", "logprobs", "prompt_logprobs"}. `defaults` supplies fields the
 // line leaves out ("adapter": "" or null means the base model). Unknown keys are errors (they are
 // usually typos).

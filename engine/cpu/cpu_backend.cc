@@ -66,6 +66,9 @@ void CpuBackend::PrepareRows(std::span<const ForwardSeq> batch) {
       for (int32_t r = 0; r < n; r += kQueryTile)
         attn_tasks_.push_back({si, g, begin + r, begin + std::min(n, r + kQueryTile)});
   }
+  std::vector<const LoraAdapter*> row_lora;
+  for (const auto& s : batch) row_lora.insert(row_lora.end(), s.tokens.size(), s.lora);
+  lora_groups_ = GroupLoraRows(row_lora);
   const int64_t h = cfg_.hidden_size, qkv = cfg_.q_dim() + 2 * cfg_.kv_dim(),
                 f = cfg_.intermediate_size;
   h_.EnsureSize(rows_ * h);
@@ -185,12 +188,15 @@ void CpuBackend::Layer(std::span<const ForwardSeq> batch, int64_t l) {
   // Attention block.
   norm_rows(w.attn_norm);
   Linear(pool_, rows_, qkv_n, h, xn_.data(), h, w.wqkv.data(), 0.f, qkv_.data(), qkv_n);
+  Lora(l, LoraSite::kQkv, xn_.data(), h, qkv_.data(), qkv_n);
   RopeAndStore(batch, l);
   Attention(batch, l);
   Linear(pool_, rows_, h, cfg_.q_dim(), attn_.data(), cfg_.q_dim(), w.wo.data(), 1.f, h_.data(), h);
+  Lora(l, LoraSite::kO, attn_.data(), cfg_.q_dim(), h_.data(), h);
   // MLP block.
   norm_rows(w.ffn_norm);
   Linear(pool_, rows_, 2 * f, h, xn_.data(), h, w.w_gate_up.data(), 0.f, gu_.data(), 2 * f);
+  Lora(l, LoraSite::kGateUp, xn_.data(), h, gu_.data(), 2 * f);
   pool_->ParallelFor(rows_, [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; ++r) {
       const float* row = gu_.data() + r * 2 * f;
@@ -199,6 +205,7 @@ void CpuBackend::Layer(std::span<const ForwardSeq> batch, int64_t l) {
     }
   });
   Linear(pool_, rows_, h, f, act_.data(), f, w.w_down.data(), 1.f, h_.data(), h);
+  Lora(l, LoraSite::kDown, act_.data(), f, h_.data(), h);
 }
 
 void CpuBackend::RopeAndStore(std::span<const ForwardSeq> batch, int64_t l) {

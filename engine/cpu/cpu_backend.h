@@ -13,6 +13,7 @@
 
 #include "engine/aligned_buffer.h"
 #include "engine/backend.h"
+#include "engine/cpu/lora_kernels.h"
 #include "engine/kv_cache.h"
 #include "engine/model.h"
 #include "engine/thread_pool.h"
@@ -49,6 +50,11 @@ class CpuBackend final : public Backend {
                               : para_vecs_[(seq * cfg_.num_hidden_layers + layer) * 3 + segment];
   }
   void GenerateParaVectors(std::span<const ForwardSeq> batch, int64_t layer);
+  // Adds the LoRA deltas of `site` for every LoRA row of the step (no-op without LoRA rows).
+  void Lora(int64_t layer, LoraSite site, const float* x, int64_t ldx, float* y, int64_t ldy) {
+    if (!lora_groups_.empty())
+      ApplyLoraSite(pool_, lora_groups_, layer, site, x, ldx, y, ldy, &lora_scratch_);
+  }
   void Layer(std::span<const ForwardSeq> batch, int64_t layer);
   void RopeAndStore(std::span<const ForwardSeq> batch, int64_t layer);
   void Attention(std::span<const ForwardSeq> batch, int64_t layer);
@@ -69,6 +75,8 @@ class CpuBackend final : public Backend {
   std::vector<AttnTask> attn_tasks_;
   std::vector<float*> para_vecs_;    // [seq][layer][segment], empty when no sequence has an adapter
   std::vector<int32_t> generating_;  // batch indices of sequences generating vectors this step
+  std::vector<LoraRowGroup> lora_groups_;  // rows of this step grouped by LoRA adapter
+  LoraScratch lora_scratch_;
   AlignedBuffer h_, xn_, qkv_, attn_, gu_, act_, rope_cos_, rope_sin_, out_rows_, scores_;
 };
 
