@@ -93,6 +93,9 @@ class Engine {
   absl::Status Forward(std::span<const ForwardItem> items, std::vector<float>* logits);
   // Returns a sequence's blocks to the pool.
   void Release(Sequence* seq) { cache_->Release(&seq->kv()); }
+  // Preemption by recompute: frees the sequence's KV blocks (keeping its PARA vectors); its next
+  // Step prefills all its tokens (prompt and generated) again.
+  void ReleaseKv(Sequence* seq) { cache_->ReleaseKv(&seq->kv()); }
 
  private:
   Engine() = default;

@@ -93,6 +93,12 @@ void KvCache::Release(KvSequence* seq) {
   seq->vectors_ready = false;
 }
 
+void KvCache::ReleaseKv(KvSequence* seq) {
+  pool_.Release(seq->blocks);
+  seq->blocks.clear();
+  seq->num_cached = 0;
+}
+
 absl::StatusOr<KvSequence> KvCache::Fork(const KvSequence& parent) {
   KvSequence child;
   child.num_cached = parent.num_cached;

@@ -79,6 +79,9 @@ class KvCache {
   absl::Status ReserveVectorPages(KvSequence* seq, int32_t pages);
   // Returns all of `seq`'s blocks and vector pages to the pool and resets it.
   void Release(KvSequence* seq);
+  // Returns `seq`'s KV blocks (not its PARA vector pages, which keep their vectors) and marks
+  // nothing cached: preemption by recompute.
+  void ReleaseKv(KvSequence* seq);
   // A copy of `parent` for a forked continuation: full KV blocks and the vector pages are shared
   // (reference-counted, not copied); the partially filled last block is copied, since both
   // sequences will write into it. RESOURCE_EXHAUSTED if no block is free for that copy.

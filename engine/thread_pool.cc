@@ -1,13 +1,20 @@
 #include "engine/thread_pool.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <atomic>
+#include <string>
 
 namespace para {
 
 ThreadPool::ThreadPool(int num_threads) {
   if (num_threads <= 0) num_threads = std::max(1u, std::thread::hardware_concurrency());
-  for (int i = 1; i < num_threads; ++i) workers_.emplace_back([this, i] { WorkerLoop(i); });
+  for (int i = 1; i < num_threads; ++i)
+    workers_.emplace_back([this, i] {
+      pthread_setname_np(pthread_self(), ("para-pool-" + std::to_string(i)).c_str());
+      WorkerLoop(i);
+    });
 }
 
 ThreadPool::~ThreadPool() {

@@ -9,8 +9,8 @@
 #include <map>
 
 #include "absl/strings/str_cat.h"
-#include "engine/batch_runner.h"
 #include "engine/status_macros.h"
+#include "scheduler/engine_loop.h"
 #include "tools/args.h"
 #include "tools/engine_flags.h"
 #include "tools/request_json.h"
@@ -40,7 +40,11 @@ constexpr const char* kUsage =
     "                          mix tenants and adapter types\n"
     "  --json                  one JSON result per request, in input order\n"
     "  --max-num-seqs N        sequences per step (default 256)\n"
-    "  --max-batched-tokens N  new tokens per step (default 8192)\n";
+    "  --max-batched-tokens N  new tokens per step (default 8192)\n"
+    "  --max-loras N           distinct LoRA adapters per step (default: no limit)\n"
+    "  --tenant NAME           tenant of the request(s) (a requests line's \"tenant\" overrides "
+    "it);\n"
+    "                          tenants share steps fairly (virtual token counters)\n";
 
 const std::set<std::string> kValueFlags = {"prompt",
                                            "prompt-ids",
@@ -57,7 +61,9 @@ const std::set<std::string> kValueFlags = {"prompt",
                                            "prompt-logprobs",
                                            "max-num-seqs",
                                            "max-batched-tokens",
-                                           "adapter"};
+                                           "adapter",
+                                           "tenant",
+                                           "max-loras"};
 
 // Request defaults from the flags (and the model's generation_config for the temperature).
 absl::StatusOr<GenerationRequest> DefaultsFromArgs(const Args& a, const ModelConfig& c) {
@@ -94,21 +100,31 @@ absl::StatusOr<GenerationRequest> DefaultsFromArgs(const Args& a, const ModelCon
   return r;
 }
 
+// Prints a single request's text as it is generated.
+class StreamPrinter : public sched::RequestObserver {
+ public:
+  void OnToken(const sched::TokenEvent& e) override {
+    std::fwrite(e.text_delta.data(), 1, e.text_delta.size(), stdout);
+    std::fflush(stdout);
+  }
+  void OnDone(const sched::DoneEvent&) override {}
+};
+
 // The requests to run: one from --prompt/--prompt-ids, or one per line of --requests.
-absl::StatusOr<std::vector<absl::StatusOr<GenerationRequest>>> CollectRequests(
-    const Args& a, const Model& model, const GenerationRequest& defaults,
+absl::StatusOr<std::vector<absl::StatusOr<sched::Submission>>> CollectRequests(
+    const Args& a, const Model& model, const sched::Submission& defaults,
     const AdapterResolver& adapters) {
-  std::vector<absl::StatusOr<GenerationRequest>> out;
+  std::vector<absl::StatusOr<sched::Submission>> out;
   const int sources = a.Has("prompt") + a.Has("prompt-ids") + a.Has("requests");
   if (sources != 1)
     return absl::InvalidArgumentError("give exactly one of --prompt, --prompt-ids and --requests");
   if (auto text = a.Get("prompt")) {
-    GenerationRequest r = defaults;
-    ASSIGN_OR_RETURN(r.prompt_ids, model.EncodePrompt(*text));
+    sched::Submission r = defaults;
+    ASSIGN_OR_RETURN(r.request.prompt_ids, model.EncodePrompt(*text));
     out.push_back(std::move(r));
   } else if (auto ids = a.Get("prompt-ids")) {
-    GenerationRequest r = defaults;
-    ASSIGN_OR_RETURN(r.prompt_ids, ParseIdList(*ids, "--prompt-ids"));
+    sched::Submission r = defaults;
+    ASSIGN_OR_RETURN(r.request.prompt_ids, ParseIdList(*ids, "--prompt-ids"));
     out.push_back(std::move(r));
   } else {
     const std::string path = *a.Get("requests");
@@ -141,7 +157,9 @@ absl::Status Generate(int argc, char** argv) {
         absl::StrCat("unexpected argument '", a.positional()[0], "'"));
   ASSIGN_OR_RETURN(EngineOptions eo, EngineOptionsFromArgs(a));
   ASSIGN_OR_RETURN(auto engine, Engine::Create(eo));
-  ASSIGN_OR_RETURN(GenerationRequest defaults, DefaultsFromArgs(a, engine->config()));
+  sched::Submission defaults;
+  ASSIGN_OR_RETURN(defaults.request, DefaultsFromArgs(a, engine->config()));
+  defaults.tenant = a.GetOr("tenant", "");
   // Each adapter directory is loaded once and shared by every request naming it.
   std::map<std::string, absl::StatusOr<AdapterRef>> loaded;
   AdapterResolver adapters = [&](const std::string& dir) {
@@ -151,37 +169,34 @@ absl::Status Generate(int argc, char** argv) {
   };
   if (auto dir = a.Get("adapter")) {
     ASSIGN_OR_RETURN(AdapterRef ref, adapters(*dir));
-    defaults.para = ref.para;
-    defaults.lora = ref.lora;
+    defaults.request.para = ref.para;
+    defaults.request.lora = ref.lora;
   }
   ASSIGN_OR_RETURN(auto parsed, CollectRequests(a, engine->model(), defaults, adapters));
-  BatchRunnerOptions ro;
-  ASSIGN_OR_RETURN(int64_t max_seqs, a.Int("max-num-seqs", ro.max_num_seqs));
-  ASSIGN_OR_RETURN(ro.max_batched_tokens, a.Int("max-batched-tokens", ro.max_batched_tokens));
-  ro.max_num_seqs = static_cast<int32_t>(max_seqs);
-  if (ro.max_num_seqs < 1 || ro.max_batched_tokens < 1)
-    return absl::InvalidArgumentError("--max-num-seqs and --max-batched-tokens must be >= 1");
+  sched::SchedulerConfig sc;
+  ASSIGN_OR_RETURN(int64_t max_seqs, a.Int("max-num-seqs", sc.max_num_seqs));
+  ASSIGN_OR_RETURN(sc.max_batched_tokens, a.Int("max-batched-tokens", sc.max_batched_tokens));
+  ASSIGN_OR_RETURN(int64_t max_loras, a.Int("max-loras", 0));
+  sc.max_num_seqs = static_cast<int32_t>(max_seqs);
+  sc.max_loras = static_cast<int32_t>(max_loras);
+  if (sc.max_num_seqs < 1 || sc.max_batched_tokens < 1 || sc.max_loras < 0)
+    return absl::InvalidArgumentError(
+        "--max-num-seqs and --max-batched-tokens must be >= 1, --max-loras >= 0");
 
-  // Valid requests run together; parse errors keep their slot in the output.
-  std::vector<GenerationRequest> runnable;
-  std::vector<int64_t> slot;
-  for (int64_t i = 0; i < static_cast<int64_t>(parsed.size()); ++i) {
-    if (parsed[i].ok()) {
-      runnable.push_back(*std::move(parsed[i]));
-      slot.push_back(i);
-    }
-  }
+  // Valid requests run together through the engine loop; parse errors keep their output slot.
   const bool as_json = a.Has("json");
   const bool stream = !as_json && parsed.size() == 1;
-  StepCallback on_update = nullptr;
-  if (stream) {
-    on_update = [](int64_t, const SequenceUpdate& u) {
-      std::fwrite(u.text_delta.data(), 1, u.text_delta.size(), stdout);
-      std::fflush(stdout);
-    };
+  std::vector<sched::Submission> runnable;
+  std::vector<int64_t> slot;
+  for (int64_t i = 0; i < static_cast<int64_t>(parsed.size()); ++i) {
+    if (!parsed[i].ok()) continue;
+    if (stream) parsed[i]->observer = std::make_shared<StreamPrinter>();
+    runnable.push_back(*std::move(parsed[i]));
+    slot.push_back(i);
   }
-  auto results = RunBatch(engine.get(), std::move(runnable), ro, on_update);
-  std::vector<absl::StatusOr<GenerationResult>> ordered(parsed.size(), absl::UnknownError("unset"));
+  auto results = sched::RunOffline(engine.get(), std::move(runnable), sc);
+  std::vector<absl::StatusOr<sched::RequestResult>> ordered(parsed.size(),
+                                                            absl::UnknownError("unset"));
   for (int64_t i = 0; i < static_cast<int64_t>(parsed.size()); ++i)
     if (!parsed[i].ok()) ordered[i] = parsed[i].status();
   for (size_t k = 0; k < slot.size(); ++k) ordered[slot[k]] = std::move(results[k]);

@@ -10,11 +10,15 @@ namespace {
 using json = nlohmann::json;
 
 absl::Status Fill(const json& j, const Model& model, const AdapterResolver& adapters,
-                  GenerationRequest* r) {
+                  sched::Submission* sub) {
+  GenerationRequest* r = &sub->request;
+  if (j.contains("tenant")) sub->tenant = j["tenant"].get<std::string>();
+  if (j.contains("priority")) sub->priority = j["priority"].get<int32_t>();
   static const std::set<std::string> kKnown = {
       "prompt",     "prompt_ids", "max_tokens",         "temperature", "top_k",
       "top_p",      "seed",       "repetition_penalty", "stop",        "stop_token_ids",
-      "ignore_eos", "logprobs",   "prompt_logprobs",    "adapter"};
+      "ignore_eos", "logprobs",   "prompt_logprobs",    "adapter",     "tenant",
+      "priority"};
   for (const auto& [k, _] : j.items())
     if (!kKnown.count(k))
       return absl::InvalidArgumentError(absl::StrCat("unknown request field '", k, "'"));
@@ -65,12 +69,12 @@ absl::Status Fill(const json& j, const Model& model, const AdapterResolver& adap
 
 }  // namespace
 
-absl::StatusOr<GenerationRequest> ParseRequestJson(const json& j, const Model& model,
-                                                   const GenerationRequest& defaults,
+absl::StatusOr<sched::Submission> ParseRequestJson(const json& j, const Model& model,
+                                                   const sched::Submission& defaults,
                                                    const AdapterResolver& adapters) {
   if (!j.is_object()) return absl::InvalidArgumentError("request is not a JSON object");
-  GenerationRequest r = defaults;
-  r.prompt_ids.clear();
+  sched::Submission r = defaults;
+  r.request.prompt_ids.clear();
   try {
     if (absl::Status s = Fill(j, model, adapters, &r); !s.ok()) return s;
   } catch (const json::exception& e) {  // a field of the wrong type
@@ -89,8 +93,8 @@ json LogprobsToJson(const std::vector<LogprobEntry>& entries) {
   return out;
 }
 
-json ResultToJson(const GenerationResult& r) {
-  json j = {{"prompt_tokens", r.num_prompt_tokens},
+json ResultToJson(const sched::RequestResult& r) {
+  json j = {{"prompt_tokens", r.prompt_tokens},
             {"token_ids", r.token_ids},
             {"text", r.text},
             {"finish_reason", FinishReasonName(r.finish_reason)}};

@@ -8,10 +8,10 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "engine/batch_runner.h"
 #include "engine/engine.h"
 #include "engine/model.h"
 #include "nlohmann/json.hpp"
+#include "scheduler/engine_loop.h"
 
 namespace para::tools {
 
@@ -20,14 +20,14 @@ using AdapterResolver = std::function<absl::StatusOr<AdapterRef>(const std::stri
 
 // A request line: {"prompt": "..." | "prompt_ids": [..], "adapter": DIR (PARA or LoRA),
 // "max_tokens", "temperature", "top_k", "top_p", "seed", "repetition_penalty", "stop": str|[str],
-// "stop_token_ids", "ignore_eos", "logprobs", "prompt_logprobs"}. `defaults` supplies fields the
-// line leaves out ("adapter": "" or null means the base model). Unknown keys are errors (they are
-// usually typos).
-absl::StatusOr<GenerationRequest> ParseRequestJson(const nlohmann::json& j, const Model& model,
-                                                   const GenerationRequest& defaults,
+// "stop_token_ids", "ignore_eos", "logprobs", "prompt_logprobs", "tenant", "priority"}. `defaults`
+// supplies fields the line leaves out ("adapter": "" or null means the base model). Unknown keys
+// are errors (they are usually typos).
+absl::StatusOr<sched::Submission> ParseRequestJson(const nlohmann::json& j, const Model& model,
+                                                   const sched::Submission& defaults,
                                                    const AdapterResolver& adapters);
 
-nlohmann::json ResultToJson(const GenerationResult& r);
+nlohmann::json ResultToJson(const sched::RequestResult& r);
 nlohmann::json LogprobsToJson(const std::vector<LogprobEntry>& entries);
 
 }  // namespace para::tools

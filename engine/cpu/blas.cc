@@ -37,6 +37,9 @@ Blas& Lib() {
 }
 
 void SelectKernels() {
+  // One OpenBLAS thread: the engine's pool splits the work, and OpenBLAS worker threads would
+  // spin for ~0.1 s after start-up next to it.
+  setenv("OPENBLAS_NUM_THREADS", "1", 0);
   if (std::getenv("OPENBLAS_CORETYPE") != nullptr) return;
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&

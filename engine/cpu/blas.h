@@ -5,7 +5,8 @@
 // in its library constructor from OPENBLAS_CORETYPE, which a linked library would run before
 // main. Loading it ourselves lets InitBlas pick the kernel family from the CPU's features first
 // (an OPENBLAS_CORETYPE set by the user always wins). InitBlas also makes OpenBLAS
-// single-threaded: the engine's own pool splits the work.
+// single-threaded (OPENBLAS_NUM_THREADS=1 before loading, so it starts no worker threads): the
+// engine's own pool splits the work.
 // InitBlas is thread-safe and idempotent; it must succeed before Sgemm/Sgemv are called, which
 // are then safe from any thread.
 #pragma once

@@ -157,3 +157,26 @@ def test_logits_tool_rejects_bad_arguments(model, tmp_path):
     assert p.returncode == 1 and "--prefill-len must be in" in p.stderr
     p = run(TOOL, "frobnicate", check=False)
     assert p.returncode == 2 and "unknown command" in p.stderr
+
+
+def test_tenants_priorities_and_a_pool_that_forces_preemption(model, tmp_path):
+    """Requests of several tenants through the scheduler with a tiny pool: some are preempted and
+    recomputed, and every output still equals the request run alone."""
+    reqs = [{"prompt_ids": [1] + [3 + (i * 53 + j * 17) % 500 for j in range(3 + i % 6)], "max_tokens": 12,
+             "ignore_eos": True, "tenant": f"t{i % 3}", "priority": i % 2} for i in range(12)]
+    batched = generate_json(model, "--requests", write_requests(tmp_path, reqs), "--kv-cache-blocks", "12",
+                            "--block-size", "4", "--max-num-seqs", "8")
+    assert all("error" not in r for r in batched), batched
+    for req, got in zip(reqs, batched):
+        [solo] = generate_json(model, "--prompt-ids", ",".join(map(str, req["prompt_ids"])), "--max-tokens", "12",
+                               "--ignore-eos")
+        assert got["token_ids"] == solo["token_ids"]
+
+
+def test_request_that_can_never_fit_the_pool_is_refused_alone(model, tmp_path):
+    reqs = [{"prompt_ids": [1, 5, 6], "max_tokens": 4, "ignore_eos": True},
+            {"prompt_ids": [1] + [7] * 30, "max_tokens": 40}]
+    out = generate_json(model, "--requests", write_requests(tmp_path, reqs), "--kv-cache-blocks", "8",
+                        "--block-size", "4")
+    assert len(out[0]["token_ids"]) == 4
+    assert "the pool has 8" in out[1]["error"]

@@ -5,7 +5,6 @@
 
 #include <random>
 
-#include "engine/batch_runner.h"
 #include "engine/cpu/lora_kernels.h"
 #include "engine/engine.h"
 
@@ -147,9 +146,9 @@ TEST(LoraEngineTest, GreedyOutputsInAMixedBatchEqualSoloOutputs) {
     if (i % 3 == 1) r.para = p1;
     reqs.push_back(r);
   }
-  auto together = RunBatch(e.get(), reqs, {});
+  auto together = testing::RunRequests(e.get(), reqs);
   for (int i = 0; i < 18; ++i) {
-    auto alone = RunBatch(e.get(), {reqs[i]}, {});
+    auto alone = testing::RunRequests(e.get(), {reqs[i]});
     ASSERT_TRUE(together[i].ok() && alone[0].ok());
     EXPECT_EQ(together[i]->token_ids, alone[0]->token_ids) << "request " << i;
   }

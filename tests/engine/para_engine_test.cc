@@ -6,7 +6,6 @@
 #include <cmath>
 #include <random>
 
-#include "engine/batch_runner.h"
 #include "engine/engine.h"
 #include "tests/engine/test_model.h"
 #include "tools/tiny_adapter.h"
@@ -141,9 +140,9 @@ TEST(ParaEngineTest, GreedyOutputsInAMixedBatchEqualSoloOutputs) {
     if (i % 3 != 2) r.para = adapters[i % 16];
     reqs.push_back(r);
   }
-  auto together = RunBatch(e.get(), reqs, {});
+  auto together = testing::RunRequests(e.get(), reqs);
   for (int i = 0; i < 32; ++i) {
-    auto alone = RunBatch(e.get(), {reqs[i]}, {});
+    auto alone = testing::RunRequests(e.get(), {reqs[i]});
     ASSERT_TRUE(together[i].ok() && alone[0].ok());
     EXPECT_EQ(together[i]->token_ids, alone[0]->token_ids) << "request " << i;
   }
@@ -162,7 +161,7 @@ TEST(ParaEngineTest, GeneratorRunsOncePerRequestNotAtDecode) {
   }
   reqs[2].para = nullptr;  // a base-model request never runs it
   const BackendStats before = e->backend_stats();
-  auto results = RunBatch(e.get(), reqs, {});
+  auto results = testing::RunRequests(e.get(), reqs);
   const BackendStats after = e->backend_stats();
   EXPECT_EQ(after.forward_calls - before.forward_calls, 10);  // one prefill step + 9 decode steps
   EXPECT_EQ(after.para_generator_runs - before.para_generator_runs, 2);

@@ -56,6 +56,13 @@ const std::string& TinyModelDir(const tools::TinyModelOptions& o) {
 
 const std::string& DefaultTinyModelDir() { return TinyModelDir(tools::TinyModelOptions()); }
 
+std::vector<absl::StatusOr<sched::RequestResult>> RunRequests(
+    Engine* engine, const std::vector<GenerationRequest>& requests) {
+  std::vector<sched::Submission> subs;
+  for (const auto& r : requests) subs.push_back({r, "", 0, std::nullopt, nullptr});
+  return sched::RunOffline(engine, std::move(subs), sched::SchedulerConfig());
+}
+
 std::unique_ptr<Engine> MakeEngine(const std::string& dir, int32_t num_blocks, int32_t block_size) {
   EngineOptions o;
   o.model_dir = dir;

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "engine/engine.h"
+#include "scheduler/engine_loop.h"
 #include "tools/tiny_model.h"
 
 namespace para::testing {
@@ -19,5 +20,8 @@ std::string MakeTempDir(const std::string& prefix);
 // An engine on `dir` with a small KV cache.
 std::unique_ptr<Engine> MakeEngine(const std::string& dir, int32_t num_blocks = 512,
                                    int32_t block_size = 16);
+// Runs requests together to completion through the engine loop (default scheduler settings).
+std::vector<absl::StatusOr<sched::RequestResult>> RunRequests(
+    Engine* engine, const std::vector<GenerationRequest>& requests);
 
 }  // namespace para::testing

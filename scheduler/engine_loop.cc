@@ -1,0 +1,281 @@
+#include "scheduler/engine_loop.h"
+
+#include <pthread.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+
+namespace para::sched {
+namespace {
+
+PoolShape ShapeOf(Engine& e) {
+  return {e.kv_cache().pool().num_blocks(), e.kv_cache().block_size(), e.kv_cache().para_pages()};
+}
+
+RequestResult ResultOf(const Sequence& s) {
+  RequestResult r;
+  r.token_ids.assign(s.generated().begin(), s.generated().end());
+  r.text = s.text();
+  r.finish_reason = s.finish_reason();
+  r.prompt_tokens = s.num_prompt();
+  r.logprobs = s.logprobs();
+  r.prompt_logprobs = s.prompt_logprobs();
+  return r;
+}
+
+}  // namespace
+
+EngineLoop::EngineLoop(Engine* engine, SchedulerConfig config, const Clock* clock)
+    : engine_(engine), clock_(clock), scheduler_(std::move(config), ShapeOf(*engine), clock) {}
+
+EngineLoop::~EngineLoop() { Stop(); }
+
+absl::StatusOr<uint64_t> EngineLoop::Submit(Submission submission) {
+  if (absl::Status s = engine_->ValidateRequest(submission.request); !s.ok()) return s;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (stop_) return absl::UnavailableError("the engine loop is shutting down");
+  const uint64_t handle = next_handle_++;
+  inbox_.push_back({handle, std::move(submission), clock_->Now()});
+  ++in_flight_;
+  cv_.notify_one();
+  return handle;
+}
+
+void EngineLoop::Cancel(uint64_t handle) {
+  std::lock_guard<std::mutex> lock(mu_);
+  cancels_.push_back(handle);
+  cv_.notify_one();
+}
+
+int64_t EngineLoop::in_flight() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return in_flight_;
+}
+
+void EngineLoop::DrainInbox() {
+  std::vector<Pending> inbox;
+  std::vector<uint64_t> cancels;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    inbox.swap(inbox_);
+    cancels.swap(cancels_);
+  }
+  for (Pending& p : inbox) {
+    GenerationRequest& req = p.submission.request;
+    SeqSpec spec;
+    spec.tenant = p.submission.tenant;
+    spec.priority = p.submission.priority;
+    spec.prompt_len = static_cast<int32_t>(req.prompt_ids.size());
+    spec.max_total_tokens = static_cast<int32_t>(
+        std::min<int64_t>(static_cast<int64_t>(req.prompt_ids.size()) + req.stopping.max_tokens,
+                          engine_->max_model_len()));
+    spec.deadline = p.submission.deadline;
+    if (req.para) {
+      spec.adapter_kind = AdapterKind::kPara;
+      spec.adapter_id = reinterpret_cast<uintptr_t>(req.para.get());
+    } else if (req.lora) {
+      spec.adapter_kind = AdapterKind::kLora;
+      spec.adapter_id = reinterpret_cast<uintptr_t>(req.lora.get());
+    }
+    absl::StatusOr<SeqId> id = scheduler_.Add(spec);
+    if (!id.ok()) {
+      DoneEvent done{p.handle, id.status(), {}};
+      p.submission.observer->OnDone(done);
+      std::lock_guard<std::mutex> lock(mu_);
+      --in_flight_;
+      continue;
+    }
+    Entry& e = entries_[*id];
+    e.handle = p.handle;
+    e.seq = engine_->NewSequence(std::move(req));
+    e.observer = std::move(p.submission.observer);
+    e.submitted = p.submitted;
+    by_handle_[p.handle] = *id;
+  }
+  for (uint64_t h : cancels) {
+    auto it = by_handle_.find(h);
+    if (it != by_handle_.end()) scheduler_.Cancel(it->second);
+  }
+}
+
+void EngineLoop::Finish(SeqId id, absl::Status status) {
+  auto it = entries_.find(id);
+  if (it == entries_.end()) return;
+  Entry& e = it->second;
+  engine_->Release(e.seq.get());
+  DoneEvent done{e.handle, std::move(status), ResultOf(*e.seq)};
+  done.result.queue_time_us = e.admitted ? *e.admitted - e.submitted : 0;
+  done.result.time_to_first_token_us = e.first_token ? *e.first_token - e.submitted : 0;
+  done.result.preemptions = e.preemptions;
+  std::shared_ptr<RequestObserver> observer = std::move(e.observer);
+  by_handle_.erase(e.handle);
+  entries_.erase(it);
+  observer->OnDone(done);
+  std::lock_guard<std::mutex> lock(mu_);
+  --in_flight_;
+}
+
+void EngineLoop::RunStep(const StepPlan& plan) {
+  for (const auto& [id, reason] : plan.ended) {
+    auto it = entries_.find(id);
+    if (it == entries_.end()) continue;
+    if (reason == EndReason::kCancelled) {
+      it->second.seq->Cancel();
+      Finish(id, absl::OkStatus());
+    } else {
+      Finish(id, absl::DeadlineExceededError("the request's deadline passed before it finished"));
+    }
+  }
+  for (SeqId id : plan.preempted) {
+    Entry& e = entries_.at(id);
+    engine_->ReleaseKv(e.seq.get());
+    ++e.preemptions;
+  }
+  if (plan.empty()) return;
+  const TimeUs now = clock_->Now();
+  std::vector<SeqId> ids(plan.prefill);
+  ids.insert(ids.end(), plan.decode.begin(), plan.decode.end());
+  std::vector<Sequence*> seqs;
+  for (SeqId id : ids) {
+    Entry& e = entries_.at(id);
+    if (!e.admitted) e.admitted = now;
+    seqs.push_back(e.seq.get());
+  }
+  std::vector<SequenceUpdate> updates;
+  absl::Status s = engine_->Step(seqs, &updates);
+  ++stats_.steps;
+  stats_.tokens += plan.num_tokens;
+  if (!s.ok()) {  // the plan fits the pool by construction; fail the step's requests, not the loop
+    for (SeqId id : ids) {
+      scheduler_.Cancel(id);
+      Finish(id, absl::InternalError(absl::StrCat("engine step failed: ", s.message())));
+    }
+    return;
+  }
+  const TimeUs done_at = clock_->Now();
+  for (size_t i = 0; i < ids.size(); ++i) {
+    Entry& e = entries_.at(ids[i]);
+    const SequenceUpdate& u = updates[i];
+    if (!e.first_token) e.first_token = done_at;
+    const bool wants_logprobs = e.seq->request().sampling.logprobs.has_value();
+    TokenEvent ev{e.handle, u.token, u.text_delta,
+                  wants_logprobs ? &e.seq->logprobs().back() : nullptr};
+    e.observer->OnToken(ev);
+    scheduler_.Completed(ids[i], static_cast<int32_t>(e.seq->tokens().size()), u.finished);
+    if (u.finished) Finish(ids[i], absl::OkStatus());
+  }
+}
+
+bool EngineLoop::RunOnce() {
+  DrainInbox();
+  if (!scheduler_.HasWork()) return false;
+  RunStep(scheduler_.Schedule());
+  return true;
+}
+
+void EngineLoop::RunUntilIdle() {
+  for (;;) {
+    const int64_t steps = stats_.steps;
+    if (!RunOnce()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (inbox_.empty()) return;
+      continue;
+    }
+    // Work remains but nothing could run (an adapter is on its way in): do not spin.
+    if (stats_.steps == steps) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+void EngineLoop::ThreadMain() {
+  for (;;) {
+    const int64_t steps = stats_.steps;
+    const bool work = RunOnce();
+    std::unique_lock<std::mutex> lock(mu_);
+    if (stop_) break;
+    if (!inbox_.empty() || !cancels_.empty()) continue;
+    if (!work) {
+      cv_.wait(lock, [&] { return stop_ || !inbox_.empty() || !cancels_.empty(); });
+    } else if (stats_.steps == steps) {
+      // Work is queued but nothing could run now (waiting for an adapter or a deadline): sleep
+      // until something arrives, at most until the next deadline or 5 ms.
+      cv_.wait_for(lock, std::chrono::milliseconds(5),
+                   [&] { return stop_ || !inbox_.empty() || !cancels_.empty(); });
+    }
+  }
+  // Stopping: everything still queued or running ends as cancelled.
+  DrainInbox();
+  std::vector<SeqId> ids;
+  for (const auto& [id, e] : entries_) ids.push_back(id);
+  for (SeqId id : ids) {
+    scheduler_.Cancel(id);
+    entries_.at(id).seq->Cancel();
+    Finish(id, absl::OkStatus());
+  }
+  scheduler_.Schedule();  // frees the cancelled sequences' accounting
+}
+
+void EngineLoop::Start() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (thread_.joinable()) return;
+  stop_ = false;
+  thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "para-engine");
+    ThreadMain();
+  });
+}
+
+void EngineLoop::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+    cv_.notify_all();
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+namespace {
+
+// Collects one request's result for RunOffline, passing events on to the caller's observer.
+class Collector : public RequestObserver {
+ public:
+  Collector(absl::StatusOr<RequestResult>* out, std::shared_ptr<RequestObserver> inner)
+      : out_(out), inner_(std::move(inner)) {}
+  void OnToken(const TokenEvent& e) override {
+    if (inner_) inner_->OnToken(e);
+  }
+  void OnDone(const DoneEvent& e) override {
+    if (e.status.ok()) {
+      *out_ = e.result;
+    } else {
+      *out_ = e.status;
+    }
+    if (inner_) inner_->OnDone(e);
+  }
+
+ private:
+  absl::StatusOr<RequestResult>* out_;
+  std::shared_ptr<RequestObserver> inner_;
+};
+
+}  // namespace
+
+std::vector<absl::StatusOr<RequestResult>> RunOffline(Engine* engine,
+                                                      std::vector<Submission> submissions,
+                                                      const SchedulerConfig& config) {
+  SystemClock clock;
+  EngineLoop loop(engine, config, &clock);
+  std::vector<absl::StatusOr<RequestResult>> results(submissions.size(),
+                                                     absl::UnknownError("not run"));
+  for (size_t i = 0; i < submissions.size(); ++i) {
+    submissions[i].observer =
+        std::make_shared<Collector>(&results[i], std::move(submissions[i].observer));
+    absl::StatusOr<uint64_t> h = loop.Submit(std::move(submissions[i]));
+    if (!h.ok()) results[i] = h.status();
+  }
+  loop.RunUntilIdle();
+  return results;
+}
+
+}  // namespace para::sched

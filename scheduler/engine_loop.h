@@ -1,0 +1,149 @@
+// The engine loop: one thread that plans a step with the Scheduler, runs it on the Engine, and
+// delivers each request's tokens and end to its observer; then repeats. It waits on a condition
+// variable when there is nothing to do (no spinning).
+//
+// Threading: Submit and Cancel may be called from any thread; they only touch the inbox (a mutex
+// and a queue), never engine state, and never wait for a step. Everything else — the scheduler,
+// the engine, the observers' callbacks — runs on the loop's thread (Start) or, offline, on the
+// thread calling RunUntilIdle (para-cli). Observers must not block.
+// Ownership: the loop borrows the Engine (which must outlive it) and owns the Sequences; an
+// observer is held until its request's OnDone has been delivered.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/engine.h"
+#include "scheduler/clock.h"
+#include "scheduler/scheduler.h"
+
+namespace para::sched {
+
+// Everything a request produced, delivered with its end.
+struct RequestResult {
+  std::vector<int32_t> token_ids;  // generated ids
+  std::string text;
+  FinishReason finish_reason = FinishReason::kNone;
+  int32_t prompt_tokens = 0;
+  std::vector<LogprobEntry> logprobs;
+  std::vector<LogprobEntry> prompt_logprobs;
+  TimeUs queue_time_us = 0;           // submission -> first admission
+  TimeUs time_to_first_token_us = 0;  // submission -> first token
+  int32_t preemptions = 0;
+};
+
+struct TokenEvent {
+  uint64_t handle;
+  int32_t token;
+  std::string text_delta;                  // text that may be shown now (possibly empty)
+  const LogprobEntry* logprobs = nullptr;  // when asked, else null
+};
+
+struct DoneEvent {
+  uint64_t handle;
+  // OK when the request finished (result.finish_reason says why: length, stop, eos, or cancelled);
+  // DEADLINE_EXCEEDED when it expired; another error when it was refused or failed.
+  absl::Status status;
+  RequestResult result;
+};
+
+class RequestObserver {
+ public:
+  virtual ~RequestObserver() = default;
+  virtual void OnToken(const TokenEvent& event) = 0;
+  virtual void OnDone(const DoneEvent& event) = 0;
+};
+
+struct Submission {
+  GenerationRequest request;  // prompt, sampling, stopping, adapter
+  std::string tenant;
+  int32_t priority = 0;
+  std::optional<TimeUs> deadline;  // absolute, on the loop's clock
+  std::shared_ptr<RequestObserver> observer;
+};
+
+struct EngineLoopStats {
+  int64_t steps = 0;
+  int64_t tokens = 0;
+};
+
+class EngineLoop {
+ public:
+  EngineLoop(Engine* engine, SchedulerConfig config, const Clock* clock);
+  ~EngineLoop();
+
+  // Validates and queues a request (any thread). INVALID_ARGUMENT for a bad request,
+  // RESOURCE_EXHAUSTED when the queue is full; refusals found later (a tenant's queue bound) come
+  // through the observer's OnDone. Returns the handle for Cancel.
+  absl::StatusOr<uint64_t> Submit(Submission submission);
+  // Cancels a request (any thread); it leaves the batch at the next step, frees its blocks and
+  // gets OnDone with finish reason "cancelled". Unknown or finished handles are ignored.
+  void Cancel(uint64_t handle);
+
+  // Runs the loop on its own thread until Stop.
+  void Start();
+  // Stops the thread after the current step; requests still queued or running get CANCELLED.
+  void Stop();
+  // Offline: runs steps on the calling thread until nothing is queued or running.
+  void RunUntilIdle();
+  // One iteration: take the inbox, plan, step, deliver. False when there is no work at all.
+  bool RunOnce();
+
+  // Requests submitted and not yet done (any thread).
+  int64_t in_flight() const;
+  const Scheduler& scheduler() const { return scheduler_; }
+  const EngineLoopStats& stats() const { return stats_; }
+
+ private:
+  struct Entry {
+    uint64_t handle;
+    std::unique_ptr<Sequence> seq;
+    std::shared_ptr<RequestObserver> observer;
+    TimeUs submitted = 0;
+    std::optional<TimeUs> admitted, first_token;
+    int32_t preemptions = 0;
+  };
+  struct Pending {
+    uint64_t handle;
+    Submission submission;
+    TimeUs submitted;
+  };
+
+  void DrainInbox();
+  void Finish(SeqId id, absl::Status status);
+  void RunStep(const StepPlan& plan);
+  void ThreadMain();
+
+  Engine* engine_;
+  const Clock* clock_;
+  Scheduler scheduler_;
+  std::map<SeqId, Entry> entries_;
+  std::map<uint64_t, SeqId> by_handle_;
+  EngineLoopStats stats_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Pending> inbox_;
+  std::vector<uint64_t> cancels_;
+  uint64_t next_handle_ = 1;
+  int64_t in_flight_ = 0;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+// Runs requests to completion through an EngineLoop on the calling thread (the offline path of
+// para-cli and of tests); results in request order, a refused request gets its error. A
+// submission's own observer, if any, still receives its events.
+std::vector<absl::StatusOr<RequestResult>> RunOffline(Engine* engine,
+                                                      std::vector<Submission> submissions,
+                                                      const SchedulerConfig& config);
+
+}  // namespace para::sched
