@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/cpu/cpu_backend.h"
+#include "engine/file_util.h"
 #include "engine/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -90,11 +91,8 @@ absl::StatusOr<std::shared_ptr<const LoraAdapter>> Engine::LoadLoraAdapter(
 
 absl::StatusOr<AdapterRef> Engine::LoadAdapter(const std::string& dir) const {
   const std::string path = dir + "/adapter_config.json";
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  const nlohmann::json j = nlohmann::json::parse(ss.str(), nullptr, false);
+  ASSIGN_OR_RETURN(std::string text, ReadTextFile(path));
+  const nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
   const auto type = j.is_object() ? j.find("peft_type") : j.end();
   AdapterRef ref;
   if (type != j.end() && *type == "LORA") {

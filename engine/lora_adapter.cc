@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "engine/file_util.h"
 #include "engine/safetensors.h"
 #include "engine/status_macros.h"
 #include "nlohmann/json.hpp"
@@ -142,14 +143,6 @@ absl::StatusOr<LoraConfig> ParseConfigJson(const json& j, const std::string& sou
   return c;
 }
 
-absl::StatusOr<std::string> ReadText(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", p.string()));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 // PEFT's pattern lookup: the first key k with re.match(r"(.*\.)?(k)$", module_key).
 template <typename T>
 absl::StatusOr<std::optional<T>> PatternValue(
@@ -190,19 +183,6 @@ struct Found {
   const TensorView* b = nullptr;
 };
 
-absl::StatusOr<AlignedBuffer> FiniteF32(const TensorView& t, float scale, const std::string& what) {
-  AlignedBuffer out(static_cast<size_t>(t.numel()));
-  ConvertToF32(t.dtype, t.data, static_cast<size_t>(t.numel()), out.data());
-  for (int64_t i = 0; i < t.numel(); ++i) {
-    if (!std::isfinite(out.data()[i]))
-      return absl::InvalidArgumentError(absl::StrCat("tensor '", t.name, "' in ", *t.file,
-                                                     " has a non-finite value (", out.data()[i],
-                                                     ") at flat index ", i));
-    out.data()[i] *= scale;
-  }
-  return out;
-}
-
 }  // namespace
 
 const char* LoraTargetName(LoraTarget t) { return kTargetNames[static_cast<int>(t)]; }
@@ -235,7 +215,7 @@ absl::StatusOr<std::shared_ptr<const LoraAdapter>> LoraAdapter::Load(const std::
                                                                      int64_t max_rank) {
   namespace fs = std::filesystem;
   const fs::path cfg_path = fs::path(dir) / "adapter_config.json";
-  ASSIGN_OR_RETURN(std::string text, ReadText(cfg_path));
+  ASSIGN_OR_RETURN(std::string text, ReadTextFile(cfg_path.string()));
   const std::string src = cfg_path.string();
   ASSIGN_OR_RETURN(LoraConfig config, ParseLoraConfig(text, src));
   ASSIGN_OR_RETURN(auto store, TensorStore::OpenDirectory(dir, "adapter_model.safetensors",
@@ -303,7 +283,6 @@ absl::StatusOr<std::shared_ptr<const LoraAdapter>> LoraAdapter::Load(const std::
                        " exceeds the server's maximum LoRA rank ", max_rank));
     const Dims d = DimsOf(m, target);
     ASSIGN_OR_RETURN(const TensorView* ta, store->Get(a_name, {rank, d.in}));
-    ASSIGN_OR_RETURN(const TensorView* tb, store->Get(b_name, {d.out, rank}));
     LoraModule mod;
     mod.target = target;
     mod.rank = rank;
@@ -311,7 +290,7 @@ absl::StatusOr<std::shared_ptr<const LoraAdapter>> LoraAdapter::Load(const std::
     mod.out_dim = d.out;
     mod.scale = static_cast<float>(config.use_rslora ? alpha / std::sqrt(static_cast<double>(rank))
                                                      : alpha / rank);
-    ASSIGN_OR_RETURN(mod.b, FiniteF32(*tb, mod.scale, b_name));
+    ASSIGN_OR_RETURN(mod.b, store->ReadFiniteF32(b_name, {d.out, rank}, mod.scale));
     a->present_[ti] = true;
     a->max_rank_ = std::max(a->max_rank_, rank);
     a->num_parameters_ += rank * (d.in + d.out);
@@ -329,7 +308,7 @@ absl::StatusOr<std::shared_ptr<const LoraAdapter>> LoraAdapter::Load(const std::
       site.a = AlignedBuffer(static_cast<size_t>(site.total_rank * site.in_dim));
       int64_t row = 0;
       for (auto& [mod, ta] : mods) {
-        ASSIGN_OR_RETURN(AlignedBuffer a_f32, FiniteF32(*ta, 1.0f, ta->name));
+        ASSIGN_OR_RETURN(AlignedBuffer a_f32, store->ReadFiniteF32(ta->name, ta->shape));
         std::copy(a_f32.data(), a_f32.data() + mod.rank * site.in_dim,
                   site.a.data() + row * site.in_dim);
         mod.a_offset = row;

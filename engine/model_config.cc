@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "engine/file_util.h"
 #include "engine/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -105,14 +106,6 @@ absl::Status CheckArchitecture(const json& j, const std::string& source, ModelCo
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> ReadFile(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", p.string()));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 }  // namespace
 
 int64_t ModelConfig::NumParameters() const {
@@ -199,16 +192,16 @@ absl::Status ApplyGenerationConfig(const std::string& json_text, const std::stri
 absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& dir) {
   namespace fs = std::filesystem;
   const fs::path cfg_path = fs::path(dir) / "config.json";
-  ASSIGN_OR_RETURN(std::string text, ReadFile(cfg_path));
+  ASSIGN_OR_RETURN(std::string text, ReadTextFile(cfg_path.string()));
   ASSIGN_OR_RETURN(ModelConfig c, ParseModelConfig(text, cfg_path.string()));
   const fs::path gen_path = fs::path(dir) / "generation_config.json";
   if (fs::exists(gen_path)) {
-    ASSIGN_OR_RETURN(std::string gen, ReadFile(gen_path));
+    ASSIGN_OR_RETURN(std::string gen, ReadTextFile(gen_path.string()));
     RETURN_IF_ERROR(ApplyGenerationConfig(gen, gen_path.string(), &c));
   }
   const fs::path tok_path = fs::path(dir) / "tokenizer_config.json";
   if (fs::exists(tok_path)) {
-    ASSIGN_OR_RETURN(std::string tok, ReadFile(tok_path));
+    ASSIGN_OR_RETURN(std::string tok, ReadTextFile(tok_path.string()));
     json j = json::parse(tok, nullptr, false);
     if (j.is_object() && j.contains("add_bos_token") && j["add_bos_token"].is_boolean())
       c.add_bos_token = j["add_bos_token"].get<bool>();

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "engine/file_util.h"
 #include "engine/safetensors.h"
 #include "engine/status_macros.h"
 #include "nlohmann/json.hpp"
@@ -68,29 +69,6 @@ absl::StatusOr<ParaConfig> ParseConfigJson(const json& j, const std::string& sou
   return c;
 }
 
-absl::StatusOr<std::string> ReadText(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", p.string()));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// Converts a validated tensor to float32 and checks every value is finite.
-absl::StatusOr<AlignedBuffer> ReadFinite(const TensorStore& store, const std::string& name,
-                                         const std::vector<int64_t>& shape) {
-  ASSIGN_OR_RETURN(const TensorView* t, store.Get(name, shape));
-  AlignedBuffer buf(static_cast<size_t>(std::max<int64_t>(1, t->numel())));
-  ConvertToF32(t->dtype, t->data, static_cast<size_t>(t->numel()), buf.data());
-  for (int64_t i = 0; i < t->numel(); ++i) {
-    if (!std::isfinite(buf.data()[i]))
-      return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' in ", *t->file,
-                                                     " has a non-finite value (", buf.data()[i],
-                                                     ") at flat index ", i));
-  }
-  return buf;
-}
-
 }  // namespace
 
 absl::StatusOr<ParaConfig> ParseParaConfig(const std::string& json_text,
@@ -142,7 +120,7 @@ absl::StatusOr<std::shared_ptr<const ParaAdapter>> ParaAdapter::Load(const std::
                                                                      const ModelConfig& m) {
   namespace fs = std::filesystem;
   const fs::path cfg_path = fs::path(dir) / "adapter_config.json";
-  ASSIGN_OR_RETURN(std::string text, ReadText(cfg_path));
+  ASSIGN_OR_RETURN(std::string text, ReadTextFile(cfg_path.string()));
   ASSIGN_OR_RETURN(ParaConfig config, ParseParaConfig(text, cfg_path.string()));
   ASSIGN_OR_RETURN(auto store, TensorStore::OpenDirectory(dir, "adapter_model.safetensors",
                                                           "adapter_model.safetensors.index.json"));
@@ -176,9 +154,9 @@ absl::StatusOr<std::shared_ptr<const ParaAdapter>> ParaAdapter::Load(const std::
                                                        " but adapter_config.json says r = ", r));
     }
     ParaLayerWeights& w = a->layers_[i];
-    ASSIGN_OR_RETURN(w.down, ReadFinite(*store, down, {r, m.hidden_size}));
-    ASSIGN_OR_RETURN(w.up, ReadFinite(*store, up, {a->d_out_, r}));
-    ASSIGN_OR_RETURN(w.bias, ReadFinite(*store, ParaTensorName(i, "up.bias"), {a->d_out_}));
+    ASSIGN_OR_RETURN(w.down, store->ReadFiniteF32(down, {r, m.hidden_size}));
+    ASSIGN_OR_RETURN(w.up, store->ReadFiniteF32(up, {a->d_out_, r}));
+    ASSIGN_OR_RETURN(w.bias, store->ReadFiniteF32(ParaTensorName(i, "up.bias"), {a->d_out_}));
   }
   return std::shared_ptr<const ParaAdapter>(std::move(a));
 }

@@ -1,12 +1,14 @@
 #include "engine/safetensors.h"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "engine/file_util.h"
 #include "engine/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -155,10 +157,8 @@ absl::StatusOr<std::unique_ptr<TensorStore>> TensorStore::OpenDirectory(
     return absl::NotFoundError(
         absl::StrCat("no ", single_file, " and no ", index_file, " in ", dir));
 
-  std::ifstream in(index);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  json j = json::parse(ss.str(), nullptr, false);
+  ASSIGN_OR_RETURN(std::string index_text, ReadTextFile(index.string()));
+  json j = json::parse(index_text, nullptr, false);
   if (j.is_discarded() || !j.is_object() || !j.contains("weight_map") ||
       !j["weight_map"].is_object())
     return absl::InvalidArgumentError(
@@ -216,6 +216,22 @@ absl::Status TensorStore::ReadF32(const std::string& name, const std::vector<int
   ASSIGN_OR_RETURN(const TensorView* t, Get(name, shape));
   ConvertToF32(t->dtype, t->data, static_cast<size_t>(t->numel()), dst);
   return absl::OkStatus();
+}
+
+absl::StatusOr<AlignedBuffer> TensorStore::ReadFiniteF32(const std::string& name,
+                                                         const std::vector<int64_t>& shape,
+                                                         float scale) const {
+  ASSIGN_OR_RETURN(const TensorView* t, Get(name, shape));
+  AlignedBuffer out(static_cast<size_t>(std::max<int64_t>(1, t->numel())));
+  ConvertToF32(t->dtype, t->data, static_cast<size_t>(t->numel()), out.data());
+  for (int64_t i = 0; i < t->numel(); ++i) {
+    if (!std::isfinite(out.data()[i]))
+      return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' in ", *t->file,
+                                                     " has a non-finite value (", out.data()[i],
+                                                     ") at flat index ", i));
+    out.data()[i] *= scale;
+  }
+  return out;
 }
 
 std::vector<std::string> TensorStore::Names() const {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "engine/aligned_buffer.h"
 #include "engine/dtype.h"
 #include "engine/mapped_file.h"
 
@@ -72,6 +73,11 @@ class TensorStore {
   absl::Status ReadF32(const std::string& name, const std::vector<int64_t>& shape,
                        float* dst) const;
   std::vector<std::string> Names() const;
+  // Get() then converts to float32 times `scale`; INVALID_ARGUMENT naming the tensor and index
+  // when a value is NaN or infinite (adapters must be finite).
+  absl::StatusOr<AlignedBuffer> ReadFiniteF32(const std::string& name,
+                                              const std::vector<int64_t>& shape,
+                                              float scale = 1.0f) const;
   const std::string& description() const { return description_; }
 
  private:

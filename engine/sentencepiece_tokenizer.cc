@@ -1,5 +1,8 @@
 // The only translation unit that includes sentencepiece headers. It must include no abseil
-// header (see tokenizer.h).
+// header (see tokenizer.h). It is built into its own shared library, libpara_sentencepiece.so,
+// which the engine loads privately (see sentencepiece_shim.cc): Debian's libsentencepiece
+// carries its own copy of protobuf-lite and exports its symbols, which would take the place of
+// the system libprotobuf's in any process that also uses gRPC.
 #include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>
 
@@ -69,7 +72,33 @@ class SentencePieceTokenizer final : public Tokenizer {
 
 }  // namespace
 
-std::unique_ptr<Tokenizer> LoadSentencePieceTokenizer(const std::string& path, std::string* error) {
+std::unique_ptr<Tokenizer> LoadSentencePieceTokenizerImpl(const std::string& path,
+                                                          std::string* error);
+bool TrainSentencePieceBpeImpl(const std::string& corpus_path, const std::string& model_prefix,
+                               int vocab_size, std::string* error);
+
+}  // namespace para
+
+// C entry points of libpara_sentencepiece.so, looked up with dlsym by sentencepiece_shim.cc.
+extern "C" {
+
+__attribute__((visibility("default"))) para::Tokenizer* para_spm_load(const std::string* path,
+                                                                      std::string* error) {
+  return para::LoadSentencePieceTokenizerImpl(*path, error).release();
+}
+
+__attribute__((visibility("default"))) bool para_spm_train(const std::string* corpus,
+                                                           const std::string* prefix,
+                                                           int vocab_size, std::string* error) {
+  return para::TrainSentencePieceBpeImpl(*corpus, *prefix, vocab_size, error);
+}
+
+}  // extern "C"
+
+namespace para {
+
+std::unique_ptr<Tokenizer> LoadSentencePieceTokenizerImpl(const std::string& path,
+                                                          std::string* error) {
   auto sp = std::make_unique<sentencepiece::SentencePieceProcessor>();
   auto status = sp->Load(path);
   if (!status.ok()) {
@@ -79,8 +108,8 @@ std::unique_ptr<Tokenizer> LoadSentencePieceTokenizer(const std::string& path, s
   return std::make_unique<SentencePieceTokenizer>(std::move(sp));
 }
 
-bool TrainSentencePieceBpe(const std::string& corpus_path, const std::string& model_prefix,
-                           int vocab_size, std::string* error) {
+bool TrainSentencePieceBpeImpl(const std::string& corpus_path, const std::string& model_prefix,
+                               int vocab_size, std::string* error) {
   const std::string args = "--input=" + corpus_path + " --model_prefix=" + model_prefix +
                            " --vocab_size=" + std::to_string(vocab_size) +
                            " --model_type=bpe --byte_fallback=true --character_coverage=0.9995"

@@ -31,7 +31,8 @@ class Tokenizer {
 };
 
 // Loads a sentencepiece model file (LLaMA's tokenizer.model). On failure returns nullptr and
-// sets *error.
+// sets *error. Sentencepiece itself lives in libpara_sentencepiece.so, loaded on first use with
+// its own symbol scope (sentencepiece_shim.cc); a missing library is an error here too.
 std::unique_ptr<Tokenizer> LoadSentencePieceTokenizer(const std::string& path, std::string* error);
 
 // Trains a BPE sentencepiece model with byte fallback, LLaMA-style special ids

@@ -28,7 +28,9 @@ RequestResult ResultOf(const Sequence& s) {
 }  // namespace
 
 EngineLoop::EngineLoop(Engine* engine, SchedulerConfig config, const Clock* clock)
-    : engine_(engine), clock_(clock), scheduler_(std::move(config), ShapeOf(*engine), clock) {}
+    : engine_(engine), clock_(clock), scheduler_(std::move(config), ShapeOf(*engine), clock) {
+  PublishSnapshot();
+}
 
 EngineLoop::~EngineLoop() { Stop(); }
 
@@ -170,9 +172,35 @@ void EngineLoop::RunStep(const StepPlan& plan) {
 
 bool EngineLoop::RunOnce() {
   DrainInbox();
-  if (!scheduler_.HasWork()) return false;
+  if (!scheduler_.HasWork()) {
+    PublishSnapshot();
+    return false;
+  }
   RunStep(scheduler_.Schedule());
+  PublishSnapshot();
   return true;
+}
+
+void EngineLoop::PublishSnapshot() {
+  LoopSnapshot s;
+  const BlockPool& pool = engine_->kv_cache().pool();
+  s.kv_blocks_total = pool.num_blocks();
+  s.kv_blocks_free = pool.num_free();
+  s.block_size = engine_->kv_cache().block_size();
+  s.running = scheduler_.num_running();
+  s.waiting = scheduler_.num_waiting();
+  s.steps = stats_.steps;
+  s.scheduler = scheduler_.stats();
+  std::lock_guard<std::mutex> lock(mu_);
+  s.in_flight = in_flight_;
+  snapshot_ = s;
+}
+
+LoopSnapshot EngineLoop::Snapshot() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  LoopSnapshot s = snapshot_;
+  s.in_flight = in_flight_;
+  return s;
 }
 
 void EngineLoop::RunUntilIdle() {
@@ -214,6 +242,7 @@ void EngineLoop::ThreadMain() {
     Finish(id, absl::OkStatus());
   }
   scheduler_.Schedule();  // frees the cancelled sequences' accounting
+  PublishSnapshot();
 }
 
 void EngineLoop::Start() {

@@ -75,6 +75,18 @@ struct EngineLoopStats {
   int64_t tokens = 0;
 };
 
+// A consistent view of the loop's state for other threads (metrics, admin calls).
+struct LoopSnapshot {
+  int32_t kv_blocks_total = 0;
+  int32_t kv_blocks_free = 0;
+  int32_t block_size = 0;
+  int32_t running = 0;
+  int32_t waiting = 0;
+  int64_t in_flight = 0;
+  int64_t steps = 0;
+  SchedulerStats scheduler;
+};
+
 class EngineLoop {
  public:
   EngineLoop(Engine* engine, SchedulerConfig config, const Clock* clock);
@@ -99,6 +111,8 @@ class EngineLoop {
 
   // Requests submitted and not yet done (any thread).
   int64_t in_flight() const;
+  // The state after the last iteration (any thread).
+  LoopSnapshot Snapshot() const;
   const Scheduler& scheduler() const { return scheduler_; }
   const EngineLoopStats& stats() const { return stats_; }
 
@@ -121,6 +135,7 @@ class EngineLoop {
   void Finish(SeqId id, absl::Status status);
   void RunStep(const StepPlan& plan);
   void ThreadMain();
+  void PublishSnapshot();
 
   Engine* engine_;
   const Clock* clock_;
@@ -134,6 +149,7 @@ class EngineLoop {
   std::vector<Pending> inbox_;
   std::vector<uint64_t> cancels_;
   uint64_t next_handle_ = 1;
+  LoopSnapshot snapshot_;
   int64_t in_flight_ = 0;
   bool stop_ = false;
   std::thread thread_;

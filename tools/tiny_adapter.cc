@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "engine/file_util.h"
 #include "engine/model_config.h"
 #include "engine/status_macros.h"
 #include "nlohmann/json.hpp"
@@ -17,10 +18,7 @@ absl::Status MakeTinyParaAdapter(const std::string& dir, const std::string& mode
                                  const TinyParaOptions& o) {
   ASSIGN_OR_RETURN(ModelConfig c, LoadModelConfig(model_dir));
   if (o.r <= 0) return absl::InvalidArgumentError("--r must be positive");
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec)
-    return absl::PermissionDeniedError(absl::StrCat("cannot create ", dir, ": ", ec.message()));
+  RETURN_IF_ERROR(MakeDirectories(dir));
   nlohmann::ordered_json cfg = {{"peft_type", "PARA"},
                                 {"base_model_name_or_path", model_dir},
                                 {"r", o.r},

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "engine/file_util.h"
 #include "engine/model_config.h"
 #include "engine/status_macros.h"
 #include "nlohmann/json.hpp"
@@ -60,10 +61,7 @@ absl::Status MakeTinyLoraAdapter(const std::string& dir, const std::string& mode
                                  const TinyLoraOptions& o) {
   ASSIGN_OR_RETURN(ModelConfig c, LoadModelConfig(model_dir));
   if (o.r <= 0) return absl::InvalidArgumentError("--r must be positive");
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec)
-    return absl::PermissionDeniedError(absl::StrCat("cannot create ", dir, ": ", ec.message()));
+  RETURN_IF_ERROR(MakeDirectories(dir));
   std::vector<std::string> names;
   for (LoraTarget t : o.targets) names.push_back(LoraTargetName(t));
   // The keys PEFT's LoraConfig writes (values for a plain inference adapter).

@@ -8,7 +8,9 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "engine/file_util.h"
 #include "engine/model_config.h"
+#include "engine/status_macros.h"
 #include "engine/tokenizer.h"
 #include "tools/safetensors_writer.h"
 
@@ -69,17 +71,9 @@ std::vector<TensorSpec> ModelTensors(const ModelConfig& c, const TinyModelOption
   return t;
 }
 
-absl::Status WriteText(const std::filesystem::path& p, const std::string& text) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out << text;
-  out.close();
-  return out ? absl::OkStatus()
-             : absl::PermissionDeniedError(absl::StrCat("cannot write ", p.string()));
-}
-
 absl::Status TrainTokenizer(const std::filesystem::path& dir, const TinyModelOptions& o) {
   const std::filesystem::path corpus = dir / "tokenizer_corpus.txt";
-  if (auto s = WriteText(corpus, GenerateCorpus(o.seed, 20000)); !s.ok()) return s;
+  RETURN_IF_ERROR(WriteTextFile(corpus.string(), GenerateCorpus(o.seed, 20000)));
   std::string error;
   const bool ok = TrainSentencePieceBpe(corpus.string(), (dir / "tokenizer").string(),
                                         static_cast<int>(o.vocab), &error);
@@ -159,10 +153,7 @@ std::string GenerateCorpus(uint64_t seed, int lines) {
 
 absl::Status MakeTinyModel(const std::string& dir, const TinyModelOptions& o) {
   namespace fs = std::filesystem;
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec)
-    return absl::PermissionDeniedError(absl::StrCat("cannot create ", dir, ": ", ec.message()));
+  RETURN_IF_ERROR(MakeDirectories(dir));
   if (o.layers <= 0 || o.hidden <= 0 || o.heads <= 0 || o.kv_heads <= 0 || o.ffn <= 0 ||
       o.vocab <= 3)
     return absl::InvalidArgumentError(
@@ -186,24 +177,18 @@ absl::Status MakeTinyModel(const std::string& dir, const TinyModelOptions& o) {
   c.bos_token_id = 1;
   c.eos_token_ids = {2};
   const fs::path d(dir);
-  if (auto s = WriteText(d / "config.json", ModelConfigToJson(c)); !s.ok()) return s;
-  if (auto s = WriteText(
-          d / "generation_config.json",
-          "{\n  \"bos_token_id\": 1,\n  \"eos_token_id\": 2,\n  \"do_sample\": false\n}\n");
-      !s.ok())
-    return s;
-  if (auto s = WriteText(
-          d / "tokenizer_config.json",
-          absl::StrCat(
-              "{\n  \"add_bos_token\": true,\n  \"add_eos_token\": false,\n"
-              "  \"bos_token\": \"<s>\",\n  \"eos_token\": \"</s>\",\n  \"unk_token\": \"<unk>\",\n"
-              "  \"model_max_length\": ",
-              o.max_pos, ",\n  \"tokenizer_class\": \"LlamaTokenizer\"\n}\n"));
-      !s.ok())
-    return s;
-  if (o.tokenizer) {
-    if (auto s = TrainTokenizer(d, o); !s.ok()) return s;
-  }
+  RETURN_IF_ERROR(WriteTextFile((d / "config.json").string(), ModelConfigToJson(c)));
+  RETURN_IF_ERROR(WriteTextFile(
+      (d / "generation_config.json").string(),
+      "{\n  \"bos_token_id\": 1,\n  \"eos_token_id\": 2,\n  \"do_sample\": false\n}\n"));
+  RETURN_IF_ERROR(WriteTextFile(
+      (d / "tokenizer_config.json").string(),
+      absl::StrCat(
+          "{\n  \"add_bos_token\": true,\n  \"add_eos_token\": false,\n"
+          "  \"bos_token\": \"<s>\",\n  \"eos_token\": \"</s>\",\n  \"unk_token\": \"<unk>\",\n"
+          "  \"model_max_length\": ",
+          o.max_pos, ",\n  \"tokenizer_class\": \"LlamaTokenizer\"\n}\n")));
+  if (o.tokenizer) RETURN_IF_ERROR(TrainTokenizer(d, o));
   return WriteCheckpoint(dir, ModelTensors(c, o), o.shards);
 }
 

@@ -15,19 +15,6 @@
 namespace para {
 namespace {
 
-std::vector<int32_t> RandomIds(int n, uint64_t seed, int vocab = 512) {
-  std::mt19937_64 rng(seed);
-  std::vector<int32_t> ids;
-  for (int i = 0; i < n; ++i) ids.push_back(3 + static_cast<int32_t>(rng() % (vocab - 3)));
-  return ids;
-}
-
-float MaxAbsDiff(const float* a, const float* b, int64_t n) {
-  float m = 0;
-  for (int64_t i = 0; i < n; ++i) m = std::max(m, std::abs(a[i] - b[i]));
-  return m;
-}
-
 // Logits [T, vocab] for `ids`: a prefill of the first k tokens, then one decode step per token.
 std::vector<float> TeacherForced(Engine& e, const std::vector<int32_t>& ids, int k) {
   const int64_t vocab = e.config().vocab_size;
@@ -51,26 +38,26 @@ class EngineModelsTest : public ::testing::TestWithParam<tools::TinyModelOptions
 TEST_P(EngineModelsTest, IncrementalDecodeEqualsRecompute) {
   auto e = testing::MakeEngine(testing::TinyModelDir(GetParam()));
   ASSERT_NE(e, nullptr);
-  const auto ids = RandomIds(41, 7);
+  const auto ids = testing::RandomIds(41, 7);
   const auto full = TeacherForced(*e, ids, 41);
   const int64_t vocab = e->config().vocab_size;
   for (int k : {1, 10, 16, 17}) {
     const auto inc = TeacherForced(*e, ids, k);
     for (size_t t = 0; t < ids.size(); ++t)
-      ASSERT_LE(MaxAbsDiff(&full[t * vocab], &inc[t * vocab], vocab), 1e-5f)
+      ASSERT_LE(testing::MaxAbsDiff(&full[t * vocab], &inc[t * vocab], vocab), 1e-5f)
           << "k=" << k << " position " << t;
   }
   EXPECT_EQ(e->kv_cache().pool().num_free(), e->kv_cache().pool().num_blocks());
 }
 
 TEST_P(EngineModelsTest, BlockSizeDoesNotChangeLogits) {
-  const auto ids = RandomIds(30, 11);
+  const auto ids = testing::RandomIds(30, 11);
   auto ref =
       TeacherForced(*testing::MakeEngine(testing::TinyModelDir(GetParam()), 512, 16), ids, 12);
   for (int bs : {1, 7, 64}) {
     auto got =
         TeacherForced(*testing::MakeEngine(testing::TinyModelDir(GetParam()), 512, bs), ids, 12);
-    EXPECT_LE(MaxAbsDiff(ref.data(), got.data(), static_cast<int64_t>(ref.size())), 1e-5f)
+    EXPECT_LE(testing::MaxAbsDiff(ref.data(), got.data(), static_cast<int64_t>(ref.size())), 1e-5f)
         << "block size " << bs;
   }
 }
@@ -104,7 +91,7 @@ TEST(EngineTest, LogitsDoNotDependOnTheRestOfTheBatch) {
   auto e = testing::MakeEngine(testing::DefaultTinyModelDir(), 1024);
   ASSERT_NE(e, nullptr);
   const int64_t vocab = e->config().vocab_size;
-  const auto target = RandomIds(26, 100);
+  const auto target = testing::RandomIds(26, 100);
   const auto solo = TeacherForced(*e, target, 10);
 
   // The same target inside a batch of 16: 15 others of different lengths, some joining later
@@ -112,7 +99,7 @@ TEST(EngineTest, LogitsDoNotDependOnTheRestOfTheBatch) {
   std::vector<std::vector<int32_t>> others;
   std::vector<int> join_step;
   for (int i = 0; i < 15; ++i) {
-    others.push_back(RandomIds(1 + (i * 7) % 40, 200 + i));
+    others.push_back(testing::RandomIds(1 + (i * 7) % 40, 200 + i));
     join_step.push_back(i % 4);
   }
   KvSequence target_kv;
@@ -139,7 +126,7 @@ TEST(EngineTest, LogitsDoNotDependOnTheRestOfTheBatch) {
     // The target is the first item: its rows come first.
     for (size_t r = 0; r < (step == 0 ? n : 1); ++r) {
       const size_t pos = step == 0 ? r : target_pos;
-      ASSERT_LE(MaxAbsDiff(&solo[pos * vocab], &logits[r * vocab], vocab), 1e-5f)
+      ASSERT_LE(testing::MaxAbsDiff(&solo[pos * vocab], &logits[r * vocab], vocab), 1e-5f)
           << "position " << pos;
     }
     target_pos += n;
@@ -185,13 +172,13 @@ GenerationRequest Request(std::vector<int32_t> ids, int max_tokens, float temper
 TEST(EngineTest, SeededSamplingIsTheSameAloneAndInABatch) {
   auto e = testing::MakeEngine(testing::DefaultTinyModelDir(), 1024);
   ASSERT_NE(e, nullptr);
-  GenerationRequest target = Request(RandomIds(9, 1), 24, 0.9f, 77);
+  GenerationRequest target = Request(testing::RandomIds(9, 1), 24, 0.9f, 77);
   target.sampling.top_p = 0.95f;
   target.sampling.top_k = 50;
   auto solo = RunAll(*e, {target});
   std::vector<GenerationRequest> batch = {target};
   for (int i = 0; i < 12; ++i)
-    batch.push_back(Request(RandomIds(3 + i * 3, 50 + i), 10 + i, 1.0f, std::nullopt));
+    batch.push_back(Request(testing::RandomIds(3 + i * 3, 50 + i), 10 + i, 1.0f, std::nullopt));
   auto mixed = RunAll(*e, batch);
   EXPECT_EQ(std::vector<int32_t>(solo[0]->generated().begin(), solo[0]->generated().end()),
             std::vector<int32_t>(mixed[0]->generated().begin(), mixed[0]->generated().end()));
@@ -208,7 +195,7 @@ TEST(EngineTest, SeededSamplingIsTheSameAloneAndInABatch) {
 TEST(EngineTest, StopConditions) {
   auto e = testing::MakeEngine(testing::DefaultTinyModelDir());
   ASSERT_NE(e, nullptr);
-  const auto prompt = RandomIds(6, 9);
+  const auto prompt = testing::RandomIds(6, 9);
   auto greedy = RunAll(*e, {Request(prompt, 12, 0.f, std::nullopt)});
   const std::vector<int32_t> toks(greedy[0]->generated().begin(), greedy[0]->generated().end());
   ASSERT_EQ(toks.size(), 12u);
@@ -237,7 +224,7 @@ TEST(EngineTest, EosEndsGenerationUnlessIgnored) {
   // A copy of the tiny model whose EOS list includes the first greedy token.
   namespace fs = std::filesystem;
   const std::string src = testing::DefaultTinyModelDir();
-  const auto prompt = RandomIds(5, 21);
+  const auto prompt = testing::RandomIds(5, 21);
   int32_t first_token;
   {
     auto e = testing::MakeEngine(src);
@@ -267,14 +254,14 @@ TEST(EngineTest, ContextLimitEndsWithLength) {
   o.kv_cache.num_blocks = 64;
   o.max_model_len = 20;
   auto e = *Engine::Create(o);
-  auto s = RunAll(*e, {Request(RandomIds(15, 2), 100, 0.f, std::nullopt)});
+  auto s = RunAll(*e, {Request(testing::RandomIds(15, 2), 100, 0.f, std::nullopt)});
   EXPECT_EQ(s[0]->finish_reason(), FinishReason::kLength);
   EXPECT_EQ(s[0]->tokens().size(), 20u);
 }
 
 TEST(EngineTest, LogprobsMatchTheForwardPass) {
   auto e = testing::MakeEngine(testing::DefaultTinyModelDir());
-  const auto prompt = RandomIds(8, 4);
+  const auto prompt = testing::RandomIds(8, 4);
   GenerationRequest r = Request(prompt, 3, 0.f, std::nullopt);
   r.sampling.logprobs = 5;
   r.sampling.prompt_logprobs = 2;
@@ -329,7 +316,7 @@ TEST(EngineTest, ValidationRejectsBadRequests) {
 TEST(EngineTest, ExhaustedPoolFailsTheStepAndChangesNothing) {
   auto e = testing::MakeEngine(testing::DefaultTinyModelDir(), 2, 4);  // 8 positions in all
   KvSequence a, b;
-  std::vector<int32_t> ids = RandomIds(6, 3);
+  std::vector<int32_t> ids = testing::RandomIds(6, 3);
   std::vector<float> logits;
   ForwardItem ia{&a, ids, false};
   ASSERT_TRUE(e->Forward({&ia, 1}, &logits).ok());

@@ -36,24 +36,6 @@ void SetKey(const std::string& dir, const std::string& key, const nlohmann::json
   std::ofstream(path, std::ios::trunc) << j.dump();
 }
 
-void EditTensors(const std::string& dir,
-                 const std::function<void(std::vector<tools::TensorSpec>&)>& edit) {
-  const std::string path = dir + "/adapter_model.safetensors";
-  std::vector<tools::TensorSpec> specs;
-  {
-    auto f = SafetensorsFile::Open(path);
-    ASSERT_TRUE(f.ok());
-    for (const TensorView& t : (*f)->tensors()) {
-      std::vector<float> v(t.numel());
-      ConvertToF32(t.dtype, t.data, v.size(), v.data());
-      specs.push_back({t.name, DType::kF32, t.shape,
-                       [v](float* d, int64_t n) { std::copy_n(v.begin(), n, d); }});
-    }
-  }
-  edit(specs);
-  ASSERT_TRUE(tools::WriteSafetensors(path, specs).ok());
-}
-
 absl::Status LoadStatus(const std::string& dir, int64_t max_rank = 64) {
   return LoraAdapter::Load(dir, Tiny(), max_rank).status();
 }
@@ -142,7 +124,9 @@ auto Key(const char* key, nlohmann::json value) {
 }
 
 auto Tensors(std::function<void(std::vector<tools::TensorSpec>&)> edit) {
-  return [edit](const std::string& dir) { EditTensors(dir, edit); };
+  return [edit](const std::string& dir) {
+    testing::EditSafetensors(dir + "/adapter_model.safetensors", edit);
+  };
 }
 
 const char* kQA0 = "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight";

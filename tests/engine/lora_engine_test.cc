@@ -16,13 +16,6 @@
 namespace para {
 namespace {
 
-std::vector<int32_t> Ids(int n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::vector<int32_t> ids;
-  for (int i = 0; i < n; ++i) ids.push_back(3 + static_cast<int32_t>(rng() % 500));
-  return ids;
-}
-
 std::shared_ptr<const LoraAdapter> Lora(Engine& e, uint64_t seed, const char* targets, int64_t r,
                                         bool zero_b = false) {
   tools::TinyLoraOptions o;
@@ -45,52 +38,13 @@ std::shared_ptr<const ParaAdapter> Para(Engine& e, uint64_t seed) {
   return *e.LoadParaAdapter(dir);
 }
 
-struct Stream {
-  std::vector<int32_t> ids;
-  int k;
-  const ParaAdapter* para = nullptr;
-  const LoraAdapter* lora = nullptr;
-  KvSequence kv;
-  size_t pos = 0;
-  std::vector<std::vector<float>> rows;
-};
-
-void RunTogether(Engine& e, std::vector<Stream*> streams) {
-  const int64_t vocab = e.config().vocab_size;
-  std::vector<float> logits;
-  for (;;) {
-    std::vector<ForwardItem> items;
-    std::vector<Stream*> in_step;
-    for (Stream* s : streams) {
-      if (s->pos >= s->ids.size()) continue;
-      const size_t n = s->pos == 0 ? s->k : 1;
-      items.push_back({&s->kv, std::span<const int32_t>(s->ids).subspan(s->pos, n), false, s->para,
-                       0, s->lora});
-      in_step.push_back(s);
-    }
-    if (items.empty()) break;
-    ASSERT_TRUE(e.Forward(items, &logits).ok());
-    for (size_t i = 0; i < in_step.size(); ++i) {
-      in_step[i]->rows.emplace_back(logits.begin() + i * vocab, logits.begin() + (i + 1) * vocab);
-      in_step[i]->pos += items[i].tokens.size();
-    }
-  }
-  for (Stream* s : streams) e.kv_cache().Release(&s->kv);
-}
-
-float MaxDiff(const std::vector<float>& a, const std::vector<float>& b) {
-  float m = 0;
-  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(a[i] - b[i]));
-  return m;
-}
-
 TEST(LoraEngineTest, ZeroBAdapterIsExactlyTheBaseModel) {
   auto e = testing::MakeEngine(testing::DefaultTinyModelDir());
   auto zero = Lora(*e, 1, "all", 8, /*zero_b=*/true);
-  Stream base{Ids(15, 2), 6};
-  Stream with{Ids(15, 2), 6, nullptr, zero.get()};
-  RunTogether(*e, {&base});
-  RunTogether(*e, {&with});
+  testing::Stream base{testing::RandomIds(15, 2, 503), 6};
+  testing::Stream with{testing::RandomIds(15, 2, 503), 6, nullptr, zero.get()};
+  testing::RunTogether(*e, {&base});
+  testing::RunTogether(*e, {&with});
   for (size_t i = 0; i < base.rows.size(); ++i)
     EXPECT_EQ(base.rows[i], with.rows[i]) << "step " << i;
 }
@@ -98,11 +52,11 @@ TEST(LoraEngineTest, ZeroBAdapterIsExactlyTheBaseModel) {
 TEST(LoraEngineTest, LoraChangesTheLogits) {
   auto e = testing::MakeEngine(testing::DefaultTinyModelDir());
   auto a = Lora(*e, 2, "q_proj,v_proj", 8);
-  Stream base{Ids(10, 3), 10};
-  Stream with{Ids(10, 3), 10, nullptr, a.get()};
-  RunTogether(*e, {&base});
-  RunTogether(*e, {&with});
-  EXPECT_GT(MaxDiff(base.rows[0], with.rows[0]), 1e-2f);
+  testing::Stream base{testing::RandomIds(10, 3, 503), 10};
+  testing::Stream with{testing::RandomIds(10, 3, 503), 10, nullptr, a.get()};
+  testing::RunTogether(*e, {&base});
+  testing::RunTogether(*e, {&with});
+  EXPECT_GT(testing::MaxAbsDiff(base.rows[0], with.rows[0]), 1e-2f);
 }
 
 TEST(LoraEngineTest, LoraParaAndPlainRowsShareStepsWithoutChangingLogits) {
@@ -110,23 +64,23 @@ TEST(LoraEngineTest, LoraParaAndPlainRowsShareStepsWithoutChangingLogits) {
   std::vector<std::shared_ptr<const LoraAdapter>> loras = {
       Lora(*e, 10, "all", 16), Lora(*e, 11, "q_proj,v_proj", 8), Lora(*e, 12, "all", 4)};
   std::vector<std::shared_ptr<const ParaAdapter>> paras = {Para(*e, 20), Para(*e, 21)};
-  std::vector<Stream> solo(24), mixed(24);
+  std::vector<testing::Stream> solo(24), mixed(24);
   for (int i = 0; i < 24; ++i) {
     // Interleaved: LoRA adapters recur every few sequences, so their decode rows are scattered.
     const LoraAdapter* lora = i % 4 == 0 || i % 4 == 1 ? loras[i % 3].get() : nullptr;
     const ParaAdapter* para = i % 4 == 2 ? paras[i % 2].get() : nullptr;
-    const auto ids = Ids(10 + (i * 7) % 17, 300 + i);
+    const auto ids = testing::RandomIds(10 + (i * 7) % 17, 300 + i, 503);
     const int k = 2 + (i * 5) % 9;
     solo[i] = {ids, k, para, lora};
     mixed[i] = {ids, k, para, lora};
   }
-  for (auto& s : solo) RunTogether(*e, {&s});
-  std::vector<Stream*> all;
+  for (auto& s : solo) testing::RunTogether(*e, {&s});
+  std::vector<testing::Stream*> all;
   for (auto& s : mixed) all.push_back(&s);
-  RunTogether(*e, all);
+  testing::RunTogether(*e, all);
   for (int i = 0; i < 24; ++i)
     for (size_t r = 0; r < solo[i].rows.size(); ++r)
-      ASSERT_LE(MaxDiff(solo[i].rows[r], mixed[i].rows[r]), 1e-5f)
+      ASSERT_LE(testing::MaxAbsDiff(solo[i].rows[r], mixed[i].rows[r]), 1e-5f)
           << "request " << i << " step " << r;
   EXPECT_EQ(e->kv_cache().pool().num_free(), e->kv_cache().pool().num_blocks());
 }
@@ -138,7 +92,7 @@ TEST(LoraEngineTest, GreedyOutputsInAMixedBatchEqualSoloOutputs) {
   std::vector<GenerationRequest> reqs;
   for (int i = 0; i < 18; ++i) {
     GenerationRequest r;
-    r.prompt_ids = Ids(3 + i % 7, 700 + i);
+    r.prompt_ids = testing::RandomIds(3 + i % 7, 700 + i, 503);
     r.sampling.temperature = 0;
     r.stopping.max_tokens = 10;
     r.stopping.ignore_eos = true;

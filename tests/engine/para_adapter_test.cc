@@ -27,26 +27,6 @@ std::string GoodAdapter(const tools::TinyParaOptions& o = {}) {
   return dir;
 }
 
-// Rewrites the adapter's tensors through `edit`.
-void EditTensors(const std::string& dir,
-                 const std::function<void(std::vector<tools::TensorSpec>&)>& edit) {
-  const std::string path = dir + "/adapter_model.safetensors";
-  std::vector<tools::TensorSpec> specs;
-  {
-    auto f = SafetensorsFile::Open(path);
-    ASSERT_TRUE(f.ok());
-    for (const TensorView& t : (*f)->tensors()) {
-      std::vector<float> values(t.numel());
-      ConvertToF32(t.dtype, t.data, values.size(), values.data());
-      specs.push_back({t.name, DType::kF32, t.shape, [values](float* dst, int64_t n) {
-                         std::copy(values.begin(), values.begin() + n, dst);
-                       }});
-    }
-  }
-  edit(specs);
-  ASSERT_TRUE(tools::WriteSafetensors(path, specs).ok());
-}
-
 void WriteConfig(const std::string& dir, const std::string& json) {
   std::ofstream(dir + "/adapter_config.json", std::ios::trunc) << json;
 }
@@ -131,7 +111,7 @@ TEST(ParaAdapterTest, RMismatchNamesTheTensor) {
 
 TEST(ParaAdapterTest, MissingTensorIsNamed) {
   const std::string dir = GoodAdapter();
-  EditTensors(dir, [](auto& specs) {
+  testing::EditSafetensors(dir + "/adapter_model.safetensors", [](auto& specs) {
     std::erase_if(specs,
                   [](auto& s) { return s.name == "base_model.model.model.layers.1.para.up.bias"; });
   });
@@ -143,7 +123,7 @@ TEST(ParaAdapterTest, MissingTensorIsNamed) {
 
 TEST(ParaAdapterTest, ExtraTensorIsNamed) {
   const std::string dir = GoodAdapter();
-  EditTensors(dir, [](auto& specs) {
+  testing::EditSafetensors(dir + "/adapter_model.safetensors", [](auto& specs) {
     specs.push_back({"base_model.model.model.layers.2.para.up.bias",
                      DType::kF32,
                      {224},
@@ -157,7 +137,7 @@ TEST(ParaAdapterTest, ExtraTensorIsNamed) {
 
 TEST(ParaAdapterTest, WrongShapeIsNamed) {
   const std::string dir = GoodAdapter();
-  EditTensors(dir, [](auto& specs) {
+  testing::EditSafetensors(dir + "/adapter_model.safetensors", [](auto& specs) {
     for (auto& s : specs)
       if (s.name == "base_model.model.model.layers.0.para.up.weight") s.shape = {200, 8};
   });
@@ -171,7 +151,7 @@ TEST(ParaAdapterTest, WrongShapeIsNamed) {
 
 TEST(ParaAdapterTest, NonFiniteValueIsNamedWithItsIndex) {
   const std::string dir = GoodAdapter();
-  EditTensors(dir, [](auto& specs) {
+  testing::EditSafetensors(dir + "/adapter_model.safetensors", [](auto& specs) {
     for (auto& s : specs)
       if (s.name == "base_model.model.model.layers.1.para.down.weight") {
         auto fill = s.fill;

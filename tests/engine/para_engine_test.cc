@@ -13,13 +13,6 @@
 namespace para {
 namespace {
 
-std::vector<int32_t> Ids(int n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::vector<int32_t> ids;
-  for (int i = 0; i < n; ++i) ids.push_back(3 + static_cast<int32_t>(rng() % 500));
-  return ids;
-}
-
 std::shared_ptr<const ParaAdapter> MakeAdapter(Engine& e, uint64_t seed, ParaPooler pooler,
                                                bool identity = false) {
   tools::TinyParaOptions o;
@@ -34,54 +27,14 @@ std::shared_ptr<const ParaAdapter> MakeAdapter(Engine& e, uint64_t seed, ParaPoo
   return *a;
 }
 
-// One sequence's teacher-forced run: prefill `k` tokens, then decode the rest one per step.
-struct Stream {
-  std::vector<int32_t> ids;
-  int k;
-  const ParaAdapter* adapter;
-  KvSequence kv;
-  size_t pos = 0;
-  std::vector<std::vector<float>> rows;  // logits per position from k-1 on
-};
-
-// Steps every stream together (a prefill or a single decode token each step) until all are done.
-void RunTogether(Engine& e, std::vector<Stream*> streams) {
-  const int64_t vocab = e.config().vocab_size;
-  std::vector<float> logits;
-  for (;;) {
-    std::vector<ForwardItem> items;
-    std::vector<Stream*> in_step;
-    for (Stream* s : streams) {
-      if (s->pos >= s->ids.size()) continue;
-      const size_t n = s->pos == 0 ? s->k : 1;
-      items.push_back(
-          {&s->kv, std::span<const int32_t>(s->ids).subspan(s->pos, n), false, s->adapter});
-      in_step.push_back(s);
-    }
-    if (items.empty()) break;
-    ASSERT_TRUE(e.Forward(items, &logits).ok());
-    for (size_t i = 0; i < in_step.size(); ++i) {
-      in_step[i]->rows.emplace_back(logits.begin() + i * vocab, logits.begin() + (i + 1) * vocab);
-      in_step[i]->pos += items[i].tokens.size();
-    }
-  }
-  for (Stream* s : streams) e.kv_cache().Release(&s->kv);
-}
-
-float MaxDiff(const std::vector<float>& a, const std::vector<float>& b) {
-  float m = 0;
-  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(a[i] - b[i]));
-  return m;
-}
-
 TEST(ParaEngineTest, IdentityAdapterGivesExactlyTheBaseLogits) {
   auto e = testing::MakeEngine(testing::DefaultTinyModelDir());
   for (ParaPooler pooler : {ParaPooler::kLast, ParaPooler::kMean}) {
     auto identity = MakeAdapter(*e, 1, pooler, /*identity=*/true);
-    Stream base{Ids(20, 3), 7, nullptr, {}};
-    Stream with{Ids(20, 3), 7, identity.get(), {}};
-    RunTogether(*e, {&base});
-    RunTogether(*e, {&with});
+    testing::Stream base{testing::RandomIds(20, 3, 503), 7, nullptr, {}};
+    testing::Stream with{testing::RandomIds(20, 3, 503), 7, identity.get(), {}};
+    testing::RunTogether(*e, {&base});
+    testing::RunTogether(*e, {&with});
     ASSERT_EQ(base.rows.size(), with.rows.size());
     for (size_t i = 0; i < base.rows.size(); ++i)
       EXPECT_EQ(base.rows[i], with.rows[i]) << "step " << i;
@@ -91,11 +44,11 @@ TEST(ParaEngineTest, IdentityAdapterGivesExactlyTheBaseLogits) {
 TEST(ParaEngineTest, AdapterChangesTheLogits) {
   auto e = testing::MakeEngine(testing::DefaultTinyModelDir());
   auto a = MakeAdapter(*e, 2, ParaPooler::kLast);
-  Stream base{Ids(12, 4), 12, nullptr, {}};
-  Stream with{Ids(12, 4), 12, a.get(), {}};
-  RunTogether(*e, {&base});
-  RunTogether(*e, {&with});
-  EXPECT_GT(MaxDiff(base.rows[0], with.rows[0]), 1e-2f);
+  testing::Stream base{testing::RandomIds(12, 4, 503), 12, nullptr, {}};
+  testing::Stream with{testing::RandomIds(12, 4, 503), 12, a.get(), {}};
+  testing::RunTogether(*e, {&base});
+  testing::RunTogether(*e, {&with});
+  EXPECT_GT(testing::MaxAbsDiff(base.rows[0], with.rows[0]), 1e-2f);
 }
 
 TEST(ParaEngineTest, MixedBatchOf32With16AdaptersEqualsSoloRuns) {
@@ -103,23 +56,23 @@ TEST(ParaEngineTest, MixedBatchOf32With16AdaptersEqualsSoloRuns) {
   std::vector<std::shared_ptr<const ParaAdapter>> adapters;
   for (int i = 0; i < 16; ++i)
     adapters.push_back(MakeAdapter(*e, 100 + i, i % 2 ? ParaPooler::kMean : ParaPooler::kLast));
-  std::vector<Stream> solo(32), mixed(32);
+  std::vector<testing::Stream> solo(32), mixed(32);
   for (int i = 0; i < 32; ++i) {
     // Requests 0..23 use adapters (16 distinct, some shared); 24..31 use none.
     const ParaAdapter* a = i < 24 ? adapters[i % 16].get() : nullptr;
-    const auto ids = Ids(6 + (i * 5) % 23 + 8, 1000 + i);
+    const auto ids = testing::RandomIds(6 + (i * 5) % 23 + 8, 1000 + i, 503);
     const int k = 3 + (i * 7) % 11;
     solo[i] = {ids, k, a, {}};
     mixed[i] = {ids, k, a, {}};
   }
-  for (auto& s : solo) RunTogether(*e, {&s});
-  std::vector<Stream*> all;
+  for (auto& s : solo) testing::RunTogether(*e, {&s});
+  std::vector<testing::Stream*> all;
   for (auto& s : mixed) all.push_back(&s);
-  RunTogether(*e, all);
+  testing::RunTogether(*e, all);
   for (int i = 0; i < 32; ++i) {
     ASSERT_EQ(solo[i].rows.size(), mixed[i].rows.size());
     for (size_t r = 0; r < solo[i].rows.size(); ++r)
-      ASSERT_LE(MaxDiff(solo[i].rows[r], mixed[i].rows[r]), 1e-5f)
+      ASSERT_LE(testing::MaxAbsDiff(solo[i].rows[r], mixed[i].rows[r]), 1e-5f)
           << "request " << i << " step " << r;
   }
   EXPECT_EQ(e->kv_cache().pool().num_free(), e->kv_cache().pool().num_blocks());
@@ -133,7 +86,7 @@ TEST(ParaEngineTest, GreedyOutputsInAMixedBatchEqualSoloOutputs) {
   std::vector<GenerationRequest> reqs;
   for (int i = 0; i < 32; ++i) {
     GenerationRequest r;
-    r.prompt_ids = Ids(4 + i % 9, 500 + i);
+    r.prompt_ids = testing::RandomIds(4 + i % 9, 500 + i, 503);
     r.sampling.temperature = 0;
     r.stopping.max_tokens = 12;
     r.stopping.ignore_eos = true;
@@ -154,7 +107,7 @@ TEST(ParaEngineTest, GeneratorRunsOncePerRequestNotAtDecode) {
   auto a = MakeAdapter(*e, 7, ParaPooler::kMean);
   std::vector<GenerationRequest> reqs(3);
   for (int i = 0; i < 3; ++i) {
-    reqs[i].prompt_ids = Ids(5 + i, 40 + i);
+    reqs[i].prompt_ids = testing::RandomIds(5 + i, 40 + i, 503);
     reqs[i].stopping.max_tokens = 10;
     reqs[i].stopping.ignore_eos = true;
     reqs[i].para = a;
@@ -175,7 +128,7 @@ TEST(ParaEngineTest, VectorPagesAreCountedAndReturned) {
   const int32_t pages = cache.para_pages();
   ASSERT_GE(pages, 1);
   GenerationRequest r;
-  r.prompt_ids = Ids(20, 1);
+  r.prompt_ids = testing::RandomIds(20, 1, 503);
   r.stopping.max_tokens = 5;
   const int32_t base_blocks = e->MaxBlocksFor(r);
   r.para = a;
@@ -205,10 +158,10 @@ TEST(ParaEngineTest, VectorPagesAreCountedAndReturned) {
 TEST(ParaEngineTest, ForkedSequenceContinuesWithTheParentsVectors) {
   auto e = testing::MakeEngine(testing::DefaultTinyModelDir(), 64, 4);
   auto a = MakeAdapter(*e, 11, ParaPooler::kLast);
-  const auto ids = Ids(11, 5);
+  const auto ids = testing::RandomIds(11, 5, 503);
   // Reference: one sequence through all 11 tokens.
-  Stream whole{ids, 9, a.get(), {}};
-  RunTogether(*e, {&whole});
+  testing::Stream whole{ids, 9, a.get(), {}};
+  testing::RunTogether(*e, {&whole});
   // Parent prefills 9 tokens; a fork decodes the last two.
   KvSequence parent;
   std::vector<float> logits;
@@ -219,7 +172,7 @@ TEST(ParaEngineTest, ForkedSequenceContinuesWithTheParentsVectors) {
   for (int i = 9; i < 11; ++i) {
     ForwardItem d{&*child, std::span<const int32_t>(ids).subspan(i, 1), false, a.get()};
     ASSERT_TRUE(e->Forward({&d, 1}, &logits).ok());
-    EXPECT_LE(MaxDiff(logits, whole.rows[i - 8]), 1e-5f);
+    EXPECT_LE(testing::MaxAbsDiff(logits, whole.rows[i - 8]), 1e-5f);
   }
   EXPECT_EQ(e->backend_stats().para_generator_runs, 2);  // the reference run and the parent only
   e->kv_cache().Release(&parent);

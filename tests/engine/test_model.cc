@@ -2,10 +2,14 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
+#include <random>
+
 #include <vector>
+#include "engine/safetensors.h"
 
 #include "absl/strings/str_cat.h"
 
@@ -55,6 +59,64 @@ const std::string& TinyModelDir(const tools::TinyModelOptions& o) {
 }
 
 const std::string& DefaultTinyModelDir() { return TinyModelDir(tools::TinyModelOptions()); }
+
+std::vector<int32_t> RandomIds(int n, uint64_t seed, int vocab) {
+  std::mt19937_64 rng(seed);
+  std::vector<int32_t> ids;
+  for (int i = 0; i < n; ++i) ids.push_back(3 + static_cast<int32_t>(rng() % (vocab - 3)));
+  return ids;
+}
+
+float MaxAbsDiff(const float* a, const float* b, int64_t n) {
+  float m = 0;
+  for (int64_t i = 0; i < n; ++i) m = std::max(m, std::abs(a[i] - b[i]));
+  return m;
+}
+
+float MaxAbsDiff(const std::vector<float>& a, const std::vector<float>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  return MaxAbsDiff(a.data(), b.data(), static_cast<int64_t>(std::min(a.size(), b.size())));
+}
+
+void RunTogether(Engine& e, std::vector<Stream*> streams) {
+  const int64_t vocab = e.config().vocab_size;
+  std::vector<float> logits;
+  for (;;) {
+    std::vector<ForwardItem> items;
+    std::vector<Stream*> in_step;
+    for (Stream* s : streams) {
+      if (s->pos >= s->ids.size()) continue;
+      const size_t n = s->pos == 0 ? s->k : 1;
+      items.push_back({&s->kv, std::span<const int32_t>(s->ids).subspan(s->pos, n), false, s->para,
+                       0, s->lora});
+      in_step.push_back(s);
+    }
+    if (items.empty()) break;
+    ASSERT_TRUE(e.Forward(items, &logits).ok());
+    for (size_t i = 0; i < in_step.size(); ++i) {
+      in_step[i]->rows.emplace_back(logits.begin() + i * vocab, logits.begin() + (i + 1) * vocab);
+      in_step[i]->pos += items[i].tokens.size();
+    }
+  }
+  for (Stream* s : streams) e.kv_cache().Release(&s->kv);
+}
+
+void EditSafetensors(const std::string& path,
+                     const std::function<void(std::vector<tools::TensorSpec>&)>& edit) {
+  std::vector<tools::TensorSpec> specs;
+  {
+    auto f = SafetensorsFile::Open(path);
+    ASSERT_TRUE(f.ok()) << f.status();
+    for (const TensorView& t : (*f)->tensors()) {
+      std::vector<float> v(t.numel());
+      ConvertToF32(t.dtype, t.data, v.size(), v.data());
+      specs.push_back({t.name, DType::kF32, t.shape,
+                       [v](float* d, int64_t n) { std::copy_n(v.begin(), n, d); }});
+    }
+  }
+  edit(specs);
+  ASSERT_TRUE(tools::WriteSafetensors(path, specs).ok());
+}
 
 std::vector<absl::StatusOr<sched::RequestResult>> RunRequests(
     Engine* engine, const std::vector<GenerationRequest>& requests) {

@@ -2,11 +2,14 @@
 // Not thread-safe (tests run sequentially within a binary).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "engine/engine.h"
 #include "scheduler/engine_loop.h"
+#include "tools/safetensors_writer.h"
 #include "tools/tiny_model.h"
 
 namespace para::testing {
@@ -20,6 +23,31 @@ std::string MakeTempDir(const std::string& prefix);
 // An engine on `dir` with a small KV cache.
 std::unique_ptr<Engine> MakeEngine(const std::string& dir, int32_t num_blocks = 512,
                                    int32_t block_size = 16);
+// n random token ids in [3, vocab).
+std::vector<int32_t> RandomIds(int n, uint64_t seed, int vocab = 512);
+float MaxAbsDiff(const float* a, const float* b, int64_t n);
+float MaxAbsDiff(const std::vector<float>& a, const std::vector<float>& b);
+
+// A teacher-forced sequence: a prefill of its first k ids, then one id per step, with an optional
+// adapter; `rows` collects the logits of each of its steps.
+struct Stream {
+  std::vector<int32_t> ids;
+  int k = 1;
+  const ParaAdapter* para = nullptr;
+  const LoraAdapter* lora = nullptr;
+  KvSequence kv;
+  size_t pos = 0;
+  std::vector<std::vector<float>> rows;
+};
+// Steps all streams together (each step: every unfinished stream's prefill or next id) until
+// all are done, then releases their blocks.
+void RunTogether(Engine& engine, std::vector<Stream*> streams);
+
+// Rewrites a safetensors file: every tensor is read (as F32), `edit` may change the list (names,
+// shapes, values), and the result is written back in F32.
+void EditSafetensors(const std::string& path,
+                     const std::function<void(std::vector<tools::TensorSpec>&)>& edit);
+
 // Runs requests together to completion through the engine loop (default scheduler settings).
 std::vector<absl::StatusOr<sched::RequestResult>> RunRequests(
     Engine* engine, const std::vector<GenerationRequest>& requests);

@@ -17,7 +17,7 @@ import numpy as np
 
 
 # ----------------------------------------------------------------------------
-# safetensors (parsed by hand)
+# safetensors (parsed, and for the tests written, by hand)
 # ----------------------------------------------------------------------------
 def read_safetensors(path):
     """Return {name: float64 ndarray} for one .safetensors file."""
@@ -48,6 +48,43 @@ def read_safetensors(path):
             raise ValueError(f"{path}: tensor {name}: {arr.size} elements for shape {shape}")
         out[name] = arr.reshape(shape).astype(np.float64)
     return out
+
+
+def safetensors_dtypes(path):
+    """{tensor name: dtype string} from a .safetensors header."""
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n).decode("utf-8"))
+    return {k: v["dtype"] for k, v in header.items() if k != "__metadata__"}
+
+
+def _encode(arr, dtype):
+    a = np.ascontiguousarray(arr, dtype=np.float64)
+    if dtype == "F32":
+        return a.astype("<f4").tobytes()
+    if dtype == "F16":
+        return a.astype("<f2").tobytes()
+    if dtype == "BF16":                                  # round to nearest even from f32
+        u = a.astype("<f4").view(np.uint32).astype(np.uint64)
+        u = (u + 0x7FFF + ((u >> 16) & 1)) >> 16
+        return u.astype("<u2").tobytes()
+    raise ValueError(f"unsupported dtype {dtype}")
+
+
+def write_safetensors(path, tensors, dtype="F32"):
+    """Write tensors {name: array} to one .safetensors file (models and adapters made by hand in
+    the tests); dtype: one string ("F32", "F16", "BF16") or {name: dtype}."""
+    header, chunks, off = {}, [], 0
+    for name, arr in tensors.items():
+        dt = dtype if isinstance(dtype, str) else dtype[name]
+        raw = _encode(arr, dt)
+        header[name] = {"dtype": dt, "shape": list(np.shape(arr)), "data_offsets": [off, off + len(raw)]}
+        chunks.append(raw)
+        off += len(raw)
+    hb = json.dumps(header).encode("utf-8")
+    hb += b" " * (-len(hb) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(hb)) + hb + b"".join(chunks))
 
 
 def load_weights(model_dir):
@@ -227,21 +264,42 @@ def greedy_generate(model, prompt_ids, n_steps):
     return out
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+# ----------------------------------------------------------------------------
+# command line (debugging); para_ref.py and lora_ref.py use the same, with --adapter
+# ----------------------------------------------------------------------------
+def cli_parser(doc, adapter_kind=None):
+    """MODEL_DIR [--adapter DIR] --ids 1,2,3 [--top K] [--out F.npy]; described by doc's first line."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("model_dir")
+    if adapter_kind:
+        ap.add_argument("--adapter", help=f"{adapter_kind} adapter directory (default: base model)")
     ap.add_argument("--ids", required=True, help="comma-separated token ids")
     ap.add_argument("--top", type=int, default=5, help="print top-k ids per row")
     ap.add_argument("--out", help="also save float64 logits [T, vocab] to this .npy")
-    args = ap.parse_args()
+    return ap
+
+
+def cli_ids(text):
+    """[1, 2, 3] from "1,2,3"."""
+    return [int(s) for s in text.split(",") if s.strip()]
+
+
+def print_top(logits, ids, k, head=0):
+    """Each row's top-k ids with their logits (and its first `head` logits)."""
+    for i, row in enumerate(logits):
+        top = np.argsort(-row, kind="stable")[:k]
+        print(f"pos {i} tok {ids[i]}: top {[(int(t), round(float(row[t]), 6)) for t in top]}")
+        if head:
+            print(f"  logits[:{head}] =", row[:head])
+
+
+def main():
+    args = cli_parser(__doc__).parse_args()
     model = load_model(args.model_dir)
-    ids = [int(s) for s in args.ids.split(",") if s.strip()]
+    ids = cli_ids(args.ids)
     logits = forward_logits(model, ids)
     np.set_printoptions(precision=6, suppress=True, linewidth=140)
-    for i, row in enumerate(logits):
-        top = np.argsort(-row, kind="stable")[: args.top]
-        print(f"pos {i} tok {ids[i]}: top {[(int(t), round(float(row[t]), 6)) for t in top]}")
-        print("  logits[:8] =", row[:8])
+    print_top(logits, ids, args.top, head=8)
     if args.out:
         np.save(args.out, logits)
 

@@ -25,12 +25,10 @@ Files (PEFT save_pretrained layout):
 Usage for debugging:
     python3 lora_ref.py MODEL_DIR --adapter LORA_DIR --ids 1,2,3 [--top 5] [--out f.npy]
 """
-import argparse
 import json
 import math
 import os
 import re
-import struct
 import sys
 
 import numpy as np
@@ -104,13 +102,6 @@ def linear_shapes(cfg):
 # ----------------------------------------------------------------------------
 # loading
 # ----------------------------------------------------------------------------
-def safetensors_dtypes(path):
-    with open(path, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(n).decode("utf-8"))
-    return {k: v["dtype"] for k, v in header.items() if k != "__metadata__"}
-
-
 def _positive_int(v):
     return isinstance(v, int) and not isinstance(v, bool) and v >= 1
 
@@ -199,7 +190,7 @@ def load_lora_adapter(adapter_dir, model):
                     raise ValueError(f"{st_path}: target_modules selects {name} but the file has no "
                                      f"{PEFT_PREFIX}{name}.lora_A.weight / lora_B.weight")
     return {"r": c["r"], "lora_alpha": c["lora_alpha"], "use_rslora": use_rslora, "config": c,
-            "dtypes": safetensors_dtypes(st_path), "modules": modules}
+            "dtypes": R.safetensors_dtypes(st_path), "modules": modules}
 
 
 # ----------------------------------------------------------------------------
@@ -236,34 +227,6 @@ def greedy_generate(model, prompt_ids, n_steps, adapter=None):
 # ----------------------------------------------------------------------------
 # writing adapters (self-checks and hand-made adapters for the engine tests)
 # ----------------------------------------------------------------------------
-def _encode(arr, dtype):
-    a = np.ascontiguousarray(arr, dtype=np.float64)
-    if dtype == "F32":
-        return a.astype("<f4").tobytes()
-    if dtype == "F16":
-        return a.astype("<f2").tobytes()
-    if dtype == "BF16":                                  # round to nearest even from f32
-        u = a.astype("<f4").view(np.uint32).astype(np.uint64)
-        u = (u + 0x7FFF + ((u >> 16) & 1)) >> 16
-        return u.astype("<u2").tobytes()
-    raise ValueError(f"unsupported dtype {dtype}")
-
-
-def write_safetensors(path, tensors, dtype="F32"):
-    """tensors: {name: array}; dtype: one string or {name: dtype}."""
-    header, chunks, off = {}, [], 0
-    for name, arr in tensors.items():
-        dt = dtype if isinstance(dtype, str) else dtype[name]
-        raw = _encode(arr, dt)
-        header[name] = {"dtype": dt, "shape": list(np.shape(arr)), "data_offsets": [off, off + len(raw)]}
-        chunks.append(raw)
-        off += len(raw)
-    hb = json.dumps(header).encode("utf-8")
-    hb += b" " * (-len(hb) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(hb)) + hb + b"".join(chunks))
-
-
 def random_lora_tensors(model, r, targets=("q_proj", "v_proj"), seed=0, rank_pattern=None, scale=1.0):
     """{tensor name: array} for `model`: A ~ N(0, 1/in), B ~ N(0, scale^2 / r), ranks per
     rank_pattern (PEFT rule)."""
@@ -283,7 +246,7 @@ def random_lora_tensors(model, r, targets=("q_proj", "v_proj"), seed=0, rank_pat
 
 def write_lora_adapter(adapter_dir, tensors, r, lora_alpha, targets=("q_proj", "v_proj"), use_rslora=False,
                        rank_pattern=None, alpha_pattern=None, dtype="F32", extra_config=None):
-    """A PEFT-layout LoRA adapter; dtype as write_safetensors."""
+    """A PEFT-layout LoRA adapter; dtype as llama_ref.write_safetensors."""
     os.makedirs(adapter_dir, exist_ok=True)
     cfg = {"peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": "tiny", "r": r,
            "lora_alpha": lora_alpha, "use_rslora": use_rslora, "target_modules": list(targets),
@@ -293,29 +256,21 @@ def write_lora_adapter(adapter_dir, tensors, r, lora_alpha, targets=("q_proj", "
     cfg.update(extra_config or {})
     with open(os.path.join(adapter_dir, "adapter_config.json"), "w") as f:
         json.dump(cfg, f, indent=2)
-    write_safetensors(os.path.join(adapter_dir, "adapter_model.safetensors"), tensors, dtype)
+    R.write_safetensors(os.path.join(adapter_dir, "adapter_model.safetensors"), tensors, dtype)
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("model_dir")
-    ap.add_argument("--adapter", help="LoRA adapter directory (default: base model)")
-    ap.add_argument("--ids", required=True, help="comma-separated token ids")
-    ap.add_argument("--top", type=int, default=5)
-    ap.add_argument("--out", help="also save float64 logits [T, vocab] to this .npy")
-    args = ap.parse_args()
+    args = R.cli_parser(__doc__, "LoRA").parse_args()
     model = R.load_model(args.model_dir)
     adapter = load_lora_adapter(args.adapter, model) if args.adapter else None
     if adapter:
         for name, m in adapter["modules"].items():
             print(f"{name}: r={m['r']} alpha={m['alpha']} scale={m['scale']:.6g}")
-    ids = [int(s) for s in args.ids.split(",") if s.strip()]
+    ids = R.cli_ids(args.ids)
     logits = forward_logits(model, ids, adapter)
     if args.out:
         np.save(args.out, logits)
-    for i, row in enumerate(logits):
-        top = np.argsort(-row, kind="stable")[: args.top]
-        print(f"pos {i} tok {ids[i]}: top {[(int(t), round(float(row[t]), 6)) for t in top]}")
+    R.print_top(logits, ids, args.top)
 
 
 if __name__ == "__main__":

@@ -19,11 +19,9 @@ rows at each layer, gives exactly what a prefill followed by decode steps gives.
 Usage for debugging:
     python3 para_ref.py MODEL_DIR --adapter ADAPTER_DIR --ids 1,2,3 [--prompt-len K] [--out f.npy]
 """
-import argparse
 import json
 import math
 import os
-import struct
 import sys
 
 import numpy as np
@@ -71,14 +69,6 @@ ACTIVATIONS = {"gelu": gelu, "gelu_tanh": gelu_tanh, "relu": relu, "silu": silu}
 # ----------------------------------------------------------------------------
 # adapter files
 # ----------------------------------------------------------------------------
-def safetensors_dtypes(path):
-    """{tensor name: dtype string} from a .safetensors header."""
-    with open(path, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(n).decode("utf-8"))
-    return {k: v["dtype"] for k, v in header.items() if k != "__metadata__"}
-
-
 def para_sizes(cfg):
     """(len l_q, len l_v, len l_u) for a model config."""
     d = cfg["head_dim"]
@@ -133,7 +123,7 @@ def load_para_adapter(adapter_dir, model):
             raise ValueError(f"{st_path}: tensor {name} has non-finite values")
     layers = [tuple(tensors[TENSOR.format(i=i, part=part)] for part in PARTS) for i in range(n_layers)]
     return {"r": r, "pooler": pooler, "activation": activation, "act": ACTIVATIONS[activation],
-            "sizes": sizes, "layers": layers, "dtypes": safetensors_dtypes(st_path), "config": c}
+            "sizes": sizes, "layers": layers, "dtypes": R.safetensors_dtypes(st_path), "config": c}
 
 
 def para_vectors(adapter, layer, resid, prompt_len):
@@ -198,37 +188,9 @@ def greedy_generate(model, prompt_ids, n_steps, adapter=None):
 # ----------------------------------------------------------------------------
 # writing adapters (self-checks, and hand-made adapters for the engine tests)
 # ----------------------------------------------------------------------------
-def _encode(arr, dtype):
-    a = np.ascontiguousarray(arr, dtype=np.float64)
-    if dtype == "F32":
-        return a.astype("<f4").tobytes()
-    if dtype == "F16":
-        return a.astype("<f2").tobytes()
-    if dtype == "BF16":                                  # round to nearest even from f32
-        u = a.astype("<f4").view(np.uint32).astype(np.uint64)
-        u = (u + 0x7FFF + ((u >> 16) & 1)) >> 16
-        return u.astype("<u2").tobytes()
-    raise ValueError(f"unsupported dtype {dtype}")
-
-
-def write_safetensors(path, tensors, dtype="F32"):
-    """tensors: {name: array}; dtype: one string or {name: dtype}."""
-    header, chunks, off = {}, [], 0
-    for name, arr in tensors.items():
-        dt = dtype if isinstance(dtype, str) else dtype[name]
-        raw = _encode(arr, dt)
-        header[name] = {"dtype": dt, "shape": list(np.shape(arr)), "data_offsets": [off, off + len(raw)]}
-        chunks.append(raw)
-        off += len(raw)
-    hb = json.dumps(header).encode("utf-8")
-    hb += b" " * (-len(hb) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(hb)) + hb + b"".join(chunks))
-
-
 def write_para_adapter(adapter_dir, layers, r, pooler="last", activation="gelu", dtype="F32",
                        extra_config=None):
-    """layers: [(W_down [r, hidden], W_up [d_out, r], b_up [d_out])]; dtype as write_safetensors."""
+    """layers: [(W_down [r, hidden], W_up [d_out, r], b_up [d_out])]; dtype as llama_ref.write_safetensors."""
     os.makedirs(adapter_dir, exist_ok=True)
     cfg = {"peft_type": "PARA", "base_model_name_or_path": "tiny", "r": r, "pooler": pooler,
            "activation": activation, "target_modules": list(TARGET_MODULES)}
@@ -239,7 +201,7 @@ def write_para_adapter(adapter_dir, layers, r, pooler="last", activation="gelu",
     for i, parts in enumerate(layers):
         for part, arr in zip(PARTS, parts):
             tensors[TENSOR.format(i=i, part=part)] = arr
-    write_safetensors(os.path.join(adapter_dir, "adapter_model.safetensors"), tensors, dtype)
+    R.write_safetensors(os.path.join(adapter_dir, "adapter_model.safetensors"), tensors, dtype)
 
 
 def random_para_layers(model, r, seed, scale=1.0, identity=False):
@@ -260,21 +222,14 @@ def random_para_layers(model, r, seed, scale=1.0, identity=False):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("model_dir")
-    ap.add_argument("--adapter", help="PARA adapter directory (default: base model)")
-    ap.add_argument("--ids", required=True, help="comma-separated token ids")
+    ap = R.cli_parser(__doc__, "PARA")
     ap.add_argument("--prompt-len", type=int, help="leading ids that form the prompt (default all)")
-    ap.add_argument("--top", type=int, default=5)
-    ap.add_argument("--out", help="also save float64 logits [T, vocab] to this .npy")
     args = ap.parse_args()
     model = R.load_model(args.model_dir)
     adapter = load_para_adapter(args.adapter, model) if args.adapter else None
-    ids = [int(s) for s in args.ids.split(",") if s.strip()]
+    ids = R.cli_ids(args.ids)
     logits = forward_logits(model, ids, adapter, args.prompt_len)
-    for i, row in enumerate(logits):
-        top = np.argsort(-row, kind="stable")[: args.top]
-        print(f"pos {i} tok {ids[i]}: top {[(int(t), round(float(row[t]), 6)) for t in top]}")
+    R.print_top(logits, ids, args.top)
     if args.out:
         np.save(args.out, logits)
 

@@ -21,7 +21,6 @@ have sorted pattern keys; PEFT's loader then takes the first matching key in the
 """
 import json
 import os
-import shlex
 import subprocess
 import sys
 import textwrap
@@ -29,18 +28,15 @@ import textwrap
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import llama_ref as R  # noqa: E402
-import lora_ref as L  # noqa: E402
+import harness as H
+import llama_ref as R
+import lora_ref as L
+from harness import TEETH
 
-PARA_TOOL = os.environ.get("PARA_TOOL")
-if not PARA_TOOL or not (os.path.isfile(PARA_TOOL) and os.access(PARA_TOOL, os.X_OK)):
-    pytest.skip(f"PEFT LoRA tests need para-tool: $PARA_TOOL={PARA_TOOL!r} is not an executable file",
+if H.PARA_TOOL is None:
+    pytest.skip(f"PEFT LoRA tests need para-tool: $PARA_TOOL={os.environ.get('PARA_TOOL')!r} is not an executable file",
                 allow_module_level=True)
 
-LOGPROB_TOL = 1e-4
-TEETH = 1e-2
-VOCAB = 512
 MODELS = {
     "gqa4x2": dict(layers=2, hidden=64, heads=4, kv_heads=2, ffn=128, seed=71),
     "mha4x4": dict(layers=2, hidden=64, heads=4, kv_heads=4, ffn=128, seed=72),
@@ -70,7 +66,7 @@ CASES = {
                                "BF16"),
 }
 LOAD_CASES = {"handwritten_alpha_order", "handwritten_rank_order"}
-PROMPTS = [[int(t) for t in np.random.default_rng(4000).integers(3, VOCAB, size=13)], [7]]
+PROMPTS = [H.random_ids(4000, 13), [7]]
 
 PEFT_SCRIPT = textwrap.dedent(r'''
     import json, os, sys
@@ -164,12 +160,8 @@ def peft_python():
                 f"(tried {'; '.join(tried)})")
 
 
-def _run(cmd, timeout=600):
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0:
-        pytest.fail(f"command failed (rc={proc.returncode}): {shlex.join(cmd)}\n"
-                    f"--- stderr (tail) ---\n{proc.stderr[-4000:]}\n--- stdout (tail) ---\n{proc.stdout[-1000:]}")
-    return proc
+def _run(cmd):
+    return H.run(cmd, timeout=600, tail=4000)
 
 
 @pytest.fixture(scope="session")
@@ -180,9 +172,7 @@ def peft_out(peft_python, tmp_path_factory):
     models = {}
     for name, s in MODELS.items():
         d = str(root / name)
-        _run([PARA_TOOL, "make-tiny-model", d] + [str(a) for a in [
-            "--layers", s["layers"], "--hidden", s["hidden"], "--heads", s["heads"], "--kv-heads", s["kv_heads"],
-            "--ffn", s["ffn"], "--vocab", VOCAB, "--seed", s["seed"], "--dtype", "f32"]])
+        _run([H.PARA_TOOL, "make-tiny-model", d] + H.model_args(s))
         models[name] = d
     spec = {"prompts": PROMPTS, "info_out": str(root / "info.json"),
             "base": {d: str(root / f"base_{n}.npz") for n, d in models.items()}, "cases": []}
@@ -228,7 +218,7 @@ def _what_peft_wrote(adir):
             cfg = json.load(f)
         keys = list(cfg)                                            # file order, as PEFT reads it
         shown = {k: cfg[k] for k in keys if cfg[k] not in (None, {}, [], False)}
-        dt = L.safetensors_dtypes(os.path.join(adir, "adapter_model.safetensors"))
+        dt = R.safetensors_dtypes(os.path.join(adir, "adapter_model.safetensors"))
         names = sorted(dt)
         return (f"\n--- adapter directory {adir} ---\nadapter_config.json keys (file order): {keys}\n"
                 f"non-empty values (file order): {json.dumps(shown)}\n"
@@ -237,33 +227,17 @@ def _what_peft_wrote(adir):
         return f"\n(could not read what PEFT wrote in {adir}: {e})"
 
 
-def _err(got, ref):
-    return np.abs(R.log_softmax(np.asarray(got, np.float64)) - R.log_softmax(np.asarray(ref, np.float64)))
+def _more(adir):
+    """What PEFT wrote in adir, for a failure message (nothing without adir)."""
+    return (lambda: _what_peft_wrote(adir)) if adir else None
 
 
 def _check_close(got, ref, what, adir=None):
-    assert got.shape == ref.shape, f"{what}: shape {got.shape} vs {ref.shape}"
-    assert np.all(np.isfinite(got)), f"{what}: non-finite logits"
-    err = _err(got, ref)
-    print(f"{what}: max |dlog_softmax| = {err.max():.3e}")
-    if err.max() > LOGPROB_TOL:
-        row, col = np.unravel_index(np.argmax(err), err.shape)
-        pytest.fail(f"{what}: max |dlog_softmax| = {err.max():.3e} > {LOGPROB_TOL:g} at position {row}, "
-                    f"token {col}; per-position: {' '.join(f'{e:.1e}' for e in err.max(axis=1))}"
-                    + (_what_peft_wrote(adir) if adir else ""))
-    return float(err.max())
+    return H.assert_logprobs_close(got, ref, what, float32=False, name="logits", show=True, more=_more(adir))
 
 
 def _engine_logits(mdir, ids, out, adir=None, prefill_len=None):
-    cmd = [PARA_TOOL, "logits", "--model", mdir, "--prompt-ids", ",".join(map(str, ids)), "--out", str(out)]
-    if adir:
-        cmd += ["--adapter", adir]
-    if prefill_len is not None:
-        cmd += ["--prefill-len", str(prefill_len)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    if proc.returncode != 0:
-        pytest.fail(f"command failed (rc={proc.returncode}): {shlex.join(cmd)}\n{proc.stderr[-3000:]}"
-                    + (_what_peft_wrote(adir) if adir else ""))
+    H.run(H.logits_cmd(mdir, ids, out, adir or None, prefill_len), more=_more(adir))
     got = np.load(out)
     assert got.dtype == np.float32, f"engine .npy dtype {got.dtype}"
     return got
@@ -307,7 +281,7 @@ def test_reference_logits_match_peft(peft_out, case):
     for k, ids in enumerate(PROMPTS):
         _check_close(L.forward_logits(ref_model, ids, ad), c["logits"][k], f"{case} prompt {k}: reference vs PEFT",
                      c["adapter_dir"])
-    d = float(_err(c["logits"][0], base[0]).max())
+    d = H.max_dlogprob(c["logits"][0], base[0])
     assert d > TEETH, f"{case}: the PEFT adapter moves log-probs by only {d:.2e}; the comparison has no teeth"
 
 

@@ -1,61 +1,19 @@
 """Self-checks of the LoRA reference (lora_ref.py); needs no engine binaries.
 
-The models here are written by this file (random LLaMA weights, config.json + safetensors), so
-these tests run anywhere numpy and pytest do:  python3 -m pytest -q tests/reference/test_lora_ref_selfcheck.py
+The models here are written by hand (random LLaMA weights, config.json + safetensors: the models
+fixture in conftest.py, harness.write_tiny_llama), so these tests run anywhere numpy and pytest do:
+    python3 -m pytest -q tests/reference/test_lora_ref_selfcheck.py
 """
-import json
 import math
-import os
-import sys
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import llama_ref as R  # noqa: E402
-import lora_ref as L  # noqa: E402
+import harness as H
+import llama_ref as R
+import lora_ref as L
 
-VOCAB = 96
-
-
-def write_tiny_llama(d, layers=2, hidden=32, heads=4, kv_heads=2, ffn=48, vocab=VOCAB, seed=0):
-    os.makedirs(d, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    hd = hidden // heads
-    cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": hidden,
-           "intermediate_size": ffn, "num_hidden_layers": layers, "num_attention_heads": heads,
-           "num_key_value_heads": kv_heads, "head_dim": hd, "rms_norm_eps": 1e-5,
-           "rope_theta": 10000.0, "vocab_size": vocab, "tie_word_embeddings": False,
-           "max_position_embeddings": 256}
-    with open(os.path.join(d, "config.json"), "w") as f:
-        json.dump(cfg, f)
-
-    def lin(o, i):
-        return rng.normal(0, 1 / math.sqrt(i), size=(o, i))
-
-    t = {"model.embed_tokens.weight": rng.normal(0, 1, size=(vocab, hidden)),
-         "model.norm.weight": 1 + 0.1 * rng.normal(size=hidden),
-         "lm_head.weight": lin(vocab, hidden)}
-    for i in range(layers):
-        p = f"model.layers.{i}."
-        t.update({p + "input_layernorm.weight": 1 + 0.1 * rng.normal(size=hidden),
-                  p + "post_attention_layernorm.weight": 1 + 0.1 * rng.normal(size=hidden),
-                  p + "self_attn.q_proj.weight": 2 * lin(heads * hd, hidden),
-                  p + "self_attn.k_proj.weight": 2 * lin(kv_heads * hd, hidden),
-                  p + "self_attn.v_proj.weight": lin(kv_heads * hd, hidden),
-                  p + "self_attn.o_proj.weight": lin(hidden, heads * hd),
-                  p + "mlp.gate_proj.weight": lin(ffn, hidden),
-                  p + "mlp.up_proj.weight": lin(ffn, hidden),
-                  p + "mlp.down_proj.weight": lin(hidden, ffn)})
-    L.write_safetensors(os.path.join(d, "model.safetensors"), t)
-    return R.load_model(d)
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    base = tmp_path_factory.mktemp("models")
-    return {"gqa": write_tiny_llama(str(base / "gqa"), layers=3, heads=4, kv_heads=2, seed=1),
-            "mha": write_tiny_llama(str(base / "mha"), layers=2, heads=4, kv_heads=4, seed=2)}
+VOCAB = H.SELFCHECK_VOCAB      # the models fixture (conftest.py): harness.write_tiny_llama
 
 
 def _make(tmp_path, model, name="a", r=8, alpha=16, targets=L.ALL_TARGETS, seed=0, zero_b=False, **kw):
@@ -68,7 +26,7 @@ def _make(tmp_path, model, name="a", r=8, alpha=16, targets=L.ALL_TARGETS, seed=
 
 
 def _ids(seed, T=11):
-    return [int(t) for t in np.random.default_rng(seed).integers(0, VOCAB, size=T)]
+    return H.random_ids(seed, T, VOCAB, low=0)
 
 
 # ----------------------------------------------------------------------------
@@ -220,31 +178,7 @@ def test_half_precision_adapter_round_trip(models, tmp_path, dtype):
                                   "non_finite"])
 def test_malformed_adapter_is_refused(models, tmp_path, case):
     model = models["mha"]                                          # 2 layers
-    targets = ["q_proj", "v_proj"]
-    t = L.random_lora_tensors(model, 4, targets, seed=13)
-    extra, rank_pattern = None, None
-    if case == "missing_b":
-        del t[L.tensor_name(1, "v_proj", "B")]
-    elif case == "rank_vs_shape":
-        rank_pattern = {"q_proj": 2}
-    elif case == "peft_type":
-        extra = {"peft_type": "LOHA"}
-    elif case == "dora":
-        extra = {"use_dora": True}
-    elif case == "unexpected_tensor":
-        t["base_model.model.lm_head.weight"] = model["weights"]["lm_head.weight"]
-    elif case == "untargeted_module":
-        t[L.tensor_name(0, "k_proj", "A")] = t[L.tensor_name(0, "v_proj", "A")]
-        t[L.tensor_name(0, "k_proj", "B")] = t[L.tensor_name(0, "v_proj", "B")]
-    elif case == "targeted_missing":
-        del t[L.tensor_name(1, "q_proj", "A")], t[L.tensor_name(1, "q_proj", "B")]
-    elif case == "wrong_block":
-        t["base_model.model.model.layers.0.mlp.q_proj.lora_A.weight"] = t.pop(L.tensor_name(0, "q_proj", "A"))
-    elif case == "layer_out_of_range":
-        t[L.PEFT_PREFIX + "model.layers.2.self_attn.q_proj.lora_A.weight"] = t[L.tensor_name(0, "q_proj", "A")]
-    elif case == "non_finite":
-        t[L.tensor_name(0, "q_proj", "B")][0, 0] = np.nan
     d = str(tmp_path / "a")
-    L.write_lora_adapter(d, t, 4, 8, targets, rank_pattern=rank_pattern, extra_config=extra)
+    H.write_malformed_lora(d, model, case, seed=13)
     with pytest.raises(ValueError):
         L.load_lora_adapter(d, model)

@@ -6,39 +6,19 @@ real PEFT-written adapter by test_lora_peft.py.)
 """
 import json
 import os
-import shlex
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import llama_ref as R  # noqa: E402
-import lora_ref as L  # noqa: E402
-import para_ref as P  # noqa: E402
+import harness as H
+import llama_ref as R
+import lora_ref as L
+import para_ref as P
+from harness import LOGPROB_TOL, TEETH
 
-
-def _binary(var):
-    path = os.environ.get(var)
-    if not path:
-        return None, f"${var} is not set"
-    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-        return None, f"${var}={path!r} is not an executable file"
-    return path, None
-
-
-PARA_TOOL, _tool_why = _binary("PARA_TOOL")
-PARA_CLI, _cli_why = _binary("PARA_CLI")
-if PARA_TOOL is None:
-    pytest.skip(f"LoRA engine-vs-reference tests need para-tool: {_tool_why}", allow_module_level=True)
-needs_cli = pytest.mark.skipif(PARA_CLI is None, reason=f"needs para-cli: {_cli_why}")
-
-LOGPROB_TOL = 1e-4      # max |log_softmax(engine) - log_softmax(reference)|
-TEETH = 1e-2            # an adapter must move log-probs by more than this
-AMBIGUOUS_GAP = 1e-5    # greedy: reference top-2 logits this close => argmax is ambiguous
-VOCAB = 512
+if H.PARA_TOOL is None:
+    pytest.skip(f"LoRA engine-vs-reference tests need para-tool: {H.TOOL_MISSING}", allow_module_level=True)
 
 # name -> make-tiny-model arguments
 MODELS = {
@@ -80,32 +60,6 @@ PARA_ADAPTERS = {
 # ----------------------------------------------------------------------------
 # helpers
 # ----------------------------------------------------------------------------
-def _run(cmd, timeout=120):
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0:
-        pytest.fail(f"command failed (rc={proc.returncode}): {shlex.join(cmd)}\n"
-                    f"--- stderr (tail) ---\n{proc.stderr[-3000:]}\n--- stdout (tail) ---\n{proc.stdout[-1000:]}")
-    return proc
-
-
-def _model_args(s):
-    return [str(a) for a in ["--layers", s["layers"], "--hidden", s["hidden"], "--heads", s["heads"],
-                             "--kv-heads", s["kv_heads"], "--ffn", s["ffn"], "--vocab", VOCAB,
-                             "--seed", s["seed"], "--dtype", s["dtype"]]]
-
-
-def _check_model_dir(d, s):
-    with open(os.path.join(d, "config.json")) as f:
-        cfg = json.load(f)
-    want = {"hidden_size": s["hidden"], "intermediate_size": s["ffn"], "num_hidden_layers": s["layers"],
-            "num_attention_heads": s["heads"], "vocab_size": VOCAB}
-    got = {k: cfg.get(k) for k in want}
-    assert got == want, f"config.json mismatch: {got} != {want}"
-    assert cfg.get("num_key_value_heads", s["heads"]) == s["kv_heads"]
-    dtypes = set(L.safetensors_dtypes(os.path.join(d, "model.safetensors")).values())
-    assert dtypes == {s["dtype"].upper()}, f"asked for {s['dtype']}, model.safetensors holds {dtypes}"
-
-
 def _check_lora_dir(d, model, a):
     """The tool must have written what was asked, or a case would not test what its name says."""
     ad = L.load_lora_adapter(d, model)      # validates peft_type, names, shapes vs r / rank_pattern
@@ -130,156 +84,46 @@ def _check_lora_dir(d, model, a):
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory):
     """model_dir(name) -> (path, reference model); each built once per session."""
-    cache = {}
-
-    def get(name):
-        if name not in cache:
-            d = str(tmp_path_factory.mktemp(name))
-            _run([PARA_TOOL, "make-tiny-model", d] + _model_args(MODELS[name]))
-            _check_model_dir(d, MODELS[name])
-            cache[name] = (d, R.load_model(d))
-        return cache[name]
-
-    return get
+    return H.built_once(tmp_path_factory, lambda name, d: (d, H.make_tiny_model(d, MODELS[name])))
 
 
 @pytest.fixture(scope="session")
 def lora(tmp_path_factory, model_dir):
     """lora(name) -> (model path, reference model, adapter path, reference adapter)."""
-    cache = {}
+    def build(name, d):
+        a = ADAPTERS[name]
+        mdir, model = model_dir(a["model"])
+        cmd = [H.PARA_TOOL, "make-tiny-lora", d, "--model", mdir, "--r", str(a["r"]), "--alpha", str(a["alpha"]),
+               "--targets", ",".join(a["targets"]), "--seed", str(a["seed"]), "--dtype", a["dtype"]]
+        if a.get("rslora"):
+            cmd.append("--rslora")
+        for p in a.get("rank_pattern", []):
+            cmd += ["--rank-pattern", p]
+        H.run(cmd)
+        return mdir, model, d, _check_lora_dir(d, model, a)
 
-    def get(name):
-        if name not in cache:
-            a = ADAPTERS[name]
-            mdir, model = model_dir(a["model"])
-            d = str(tmp_path_factory.mktemp(name))
-            cmd = [PARA_TOOL, "make-tiny-lora", d, "--model", mdir, "--r", str(a["r"]), "--alpha", str(a["alpha"]),
-                   "--targets", ",".join(a["targets"]), "--seed", str(a["seed"]), "--dtype", a["dtype"]]
-            if a.get("rslora"):
-                cmd.append("--rslora")
-            for p in a.get("rank_pattern", []):
-                cmd += ["--rank-pattern", p]
-            _run(cmd)
-            cache[name] = (mdir, model, d, _check_lora_dir(d, model, a))
-        return cache[name]
-
-    return get
+    return H.built_once(tmp_path_factory, build)
 
 
 @pytest.fixture(scope="session")
 def para(tmp_path_factory, model_dir):
     """para(name) -> (model path, reference model, adapter path, reference PARA adapter)."""
-    cache = {}
+    def build(name, d):
+        a = PARA_ADAPTERS[name]
+        mdir, model = model_dir(a["model"])
+        H.make_tiny_para(d, mdir, a)
+        return mdir, model, d, P.load_para_adapter(d, model)
 
-    def get(name):
-        if name not in cache:
-            a = PARA_ADAPTERS[name]
-            mdir, model = model_dir(a["model"])
-            d = str(tmp_path_factory.mktemp(name))
-            _run([PARA_TOOL, "make-tiny-adapter", d, "--model", mdir, "--r", str(a["r"]),
-                  "--pooler", a["pooler"], "--seed", str(a["seed"])])
-            cache[name] = (mdir, model, d, P.load_para_adapter(d, model))
-        return cache[name]
-
-    return get
+    return H.built_once(tmp_path_factory, build)
 
 
-def _prompt(seed, T, vocab=VOCAB):
-    return [int(t) for t in np.random.default_rng(3000 + seed).integers(3, vocab, size=T)]
-
-
-def _engine_logits(mdir, ids, out, adapter_dir=None, prefill_len=None):
-    cmd = [PARA_TOOL, "logits", "--model", mdir, "--prompt-ids", ",".join(map(str, ids)), "--out", str(out)]
-    if adapter_dir is not None:
-        cmd += ["--adapter", adapter_dir]
-    if prefill_len is not None:
-        cmd += ["--prefill-len", str(prefill_len)]
-    _run(cmd)
-    return np.load(out)
-
-
-def _max_dlogprob(a, b):
-    return float(np.abs(R.log_softmax(np.asarray(a, np.float64)) - R.log_softmax(np.asarray(b, np.float64))).max())
-
-
-def _assert_logprobs_close(got, ref, what):
-    assert got.dtype == np.float32, f"{what}: engine .npy dtype {got.dtype}, expected float32"
-    assert got.shape == ref.shape, f"{what}: engine logits shape {got.shape}, reference {ref.shape}"
-    assert np.all(np.isfinite(got)), f"{what}: non-finite engine logits"
-    err = np.abs(R.log_softmax(got.astype(np.float64)) - R.log_softmax(ref))
-    row, col = np.unravel_index(np.argmax(err), err.shape)
-    per_row = " ".join(f"{e:.1e}" for e in err.max(axis=1))
-    if err.max() > LOGPROB_TOL:
-        pytest.fail(f"{what}: max |dlog_softmax| = {err.max():.3e} > {LOGPROB_TOL:g} "
-                    f"at position {row}, token {col}\nper-position max error: {per_row}")
-    return float(err.max())
+def _prompt(seed, T):
+    return H.random_ids(3000 + seed, T)
 
 
 def _rescaled(ad, scale_of):
     """A copy of the reference adapter with each module's scale replaced by scale_of(module)."""
     return dict(ad, modules={n: dict(m, scale=scale_of(m)) for n, m in ad["modules"].items()})
-
-
-def _parse_generate_jsons(stdout):
-    out = []
-    for line in stdout.strip().splitlines():
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if "token_ids" in obj:
-                out.append(obj)
-    if not out:
-        pytest.fail(f"no JSON line with token_ids in para-cli output:\n{stdout[-2000:]}")
-    return out
-
-
-def _cli_generate(mdir, prompt, n_steps, adapter_dir=None):
-    cmd = [PARA_CLI, "generate", "--model", mdir, "--prompt-ids", ",".join(map(str, prompt)),
-           "--max-tokens", str(n_steps), "--ignore-eos", "--json"]
-    if adapter_dir is not None:
-        cmd += ["--adapter", adapter_dir]
-    results = _parse_generate_jsons(_run(cmd).stdout)
-    assert len(results) == 1, f"expected one JSON result, got {len(results)}"
-    return [int(t) for t in results[0]["token_ids"]]
-
-
-def _reference_greedy(model, prompt, n_steps, lora_ad=None, para_ad=None):
-    """(reference greedy tokens, reference logits at each generation step [n_steps, vocab])."""
-    assert lora_ad is None or para_ad is None
-    if para_ad is not None:
-        want = P.greedy_generate(model, prompt, n_steps, para_ad)
-        full = P.forward_logits(model, prompt + want, para_ad, prompt_len=len(prompt))
-    else:
-        merged = L.merge_lora(model, lora_ad)
-        want = R.greedy_generate(merged, prompt, n_steps)
-        full = R.forward_logits(merged, prompt + want)
-    # row P-1+i predicts generated token i
-    return want, full[len(prompt) - 1: len(prompt) - 1 + n_steps]
-
-
-def _assert_greedy_matches_reference(got, model, prompt, n_steps, what, lora_ad=None, para_ad=None):
-    """got must equal the reference greedy tokens up to the first near-tie step."""
-    want, steps = _reference_greedy(model, prompt, n_steps, lora_ad, para_ad)
-    top2 = np.sort(steps, axis=1)[:, -2:]
-    gaps = top2[:, 1] - top2[:, 0]
-    ambiguous = np.flatnonzero(gaps < AMBIGUOUS_GAP)
-    limit = int(ambiguous[0]) if ambiguous.size else n_steps
-    if limit < n_steps:
-        print(f"NOTE {what}: reference top-2 gap {gaps[limit]:.2e} < {AMBIGUOUS_GAP:g} at step {limit}; "
-              f"comparing only the first {limit} tokens")
-    else:
-        assert len(got) == n_steps, f"{what}: --ignore-eos --max-tokens {n_steps} produced {len(got)} tokens"
-    for i in range(limit):
-        if i >= len(got) or got[i] != want[i]:
-            eng = got[i] if i < len(got) else None
-            detail = "" if eng is None else (
-                f"; reference logits: want[{want[i]}]={steps[i, want[i]]:.6f} engine[{eng}]={steps[i, eng]:.6f}")
-            pytest.fail(f"{what}: greedy token {i} differs: engine {eng}, reference {want[i]} "
-                        f"(reference top-2 gap {gaps[i]:.2e}{detail})\nengine   : {got}\nreference: {want}")
-    return want
 
 
 # ----------------------------------------------------------------------------
@@ -290,8 +134,8 @@ def _assert_greedy_matches_reference(got, model, prompt, n_steps, what, lora_ad=
 def test_lora_prefill_logits_match_reference(lora, tmp_path, name, T):
     mdir, model, adir, ad = lora(name)
     ids = _prompt(ADAPTERS[name]["seed"] + T, T)
-    got = _engine_logits(mdir, ids, tmp_path / "logits.npy", adir)
-    _assert_logprobs_close(got, L.forward_logits(model, ids, ad), f"{name} T={T} prefill")
+    got = H.engine_logits(mdir, ids, tmp_path / "logits.npy", adir)
+    H.assert_logprobs_close(got, L.forward_logits(model, ids, ad), f"{name} T={T} prefill")
 
 
 # ----------------------------------------------------------------------------
@@ -313,8 +157,8 @@ def test_lora_prefill_logits_match_reference(lora, tmp_path, name, T):
 def test_lora_decode_logits_match_reference(lora, tmp_path, name, T, K):
     mdir, model, adir, ad = lora(name)
     ids = _prompt(ADAPTERS[name]["seed"] + 100 + T + K, T)
-    got = _engine_logits(mdir, ids, tmp_path / "logits.npy", adir, prefill_len=K)
-    _assert_logprobs_close(got, L.forward_logits(model, ids, ad), f"{name} T={T} prefill-len={K}")
+    got = H.engine_logits(mdir, ids, tmp_path / "logits.npy", adir, prefill_len=K)
+    H.assert_logprobs_close(got, L.forward_logits(model, ids, ad), f"{name} T={T} prefill-len={K}")
 
 
 # ----------------------------------------------------------------------------
@@ -324,12 +168,8 @@ def test_lora_decode_logits_match_reference(lora, tmp_path, name, T, K):
 def test_lora_changes_logits(lora, tmp_path, name):
     mdir, model, adir, ad = lora(name)
     ids = _prompt(ADAPTERS[name]["seed"] + 7, 7)
-    ref_d = _max_dlogprob(L.forward_logits(model, ids, ad), R.forward_logits(model, ids))
-    assert ref_d > TEETH, f"reference: adapter moves log-probs by only {ref_d:.2e}"
-    base = _engine_logits(mdir, ids, tmp_path / "base.npy")
-    got = _engine_logits(mdir, ids, tmp_path / "adapter.npy", adir)
-    eng_d = _max_dlogprob(got, base)
-    assert eng_d > TEETH, f"engine: adapter moves log-probs by only {eng_d:.2e} (reference {ref_d:.2e})"
+    H.assert_adapter_changes_logits(L.forward_logits(model, ids, ad), R.forward_logits(model, ids),
+                                    mdir, adir, ids, tmp_path)
 
 
 @pytest.mark.parametrize("name,wrong", [
@@ -346,7 +186,7 @@ def test_scale_variants_would_be_caught(lora, name, wrong):
                 "rslora": lambda m: m["alpha"] / np.sqrt(m["r"]),
                 "global_r": lambda m: m["alpha"] / ad["r"]}[wrong]
     ids = _prompt(ADAPTERS[name]["seed"] + 9, 9)
-    d = _max_dlogprob(L.forward_logits(model, ids, ad), L.forward_logits(model, ids, _rescaled(ad, scale_of)))
+    d = H.max_dlogprob(L.forward_logits(model, ids, ad), L.forward_logits(model, ids, _rescaled(ad, scale_of)))
     assert d > 10 * LOGPROB_TOL, f"test has no teeth: scaling rule {wrong!r} moves log-probs by only {d:.2e}"
 
 
@@ -362,13 +202,7 @@ def test_zero_b_adapter_equals_base_exactly(model_dir, tmp_path, model_name, pre
     ad = L.load_lora_adapter(adir, model)
     ids = _prompt(47, 13)
     assert np.array_equal(L.forward_logits(model, ids, ad), R.forward_logits(model, ids)), "reference: B=0 != base"
-    base = _engine_logits(mdir, ids, tmp_path / "base.npy", prefill_len=prefill_len)
-    got = _engine_logits(mdir, ids, tmp_path / "adapter.npy", adir, prefill_len=prefill_len)
-    assert got.dtype == base.dtype and got.shape == base.shape
-    if not np.array_equal(got, base):
-        diff = np.abs(got.astype(np.float64) - base)
-        pytest.fail(f"{model_name}: B=0 LoRA logits differ from base logits "
-                    f"(max |diff| {diff.max():.3e} at {np.unravel_index(np.argmax(diff), diff.shape)})")
+    H.assert_engine_adapter_is_base(mdir, adir, ids, tmp_path, prefill_len, f"{model_name}: B=0 LoRA")
 
 
 # ----------------------------------------------------------------------------
@@ -394,11 +228,11 @@ def test_alpha_pattern_added_to_tool_adapter(lora, tmp_path):
     assert alphas["model.layers.1.mlp.up_proj"] == 32
     ids = _prompt(31, 15)
     ref = L.forward_logits(model, ids, ad)
-    d = _max_dlogprob(ref, L.forward_logits(model, ids, L.load_lora_adapter(src, model)))
+    d = H.max_dlogprob(ref, L.forward_logits(model, ids, L.load_lora_adapter(src, model)))
     assert d > 10 * LOGPROB_TOL, f"test has no teeth: alpha_pattern moves log-probs by only {d:.2e}"
     for K in (None, 6):
-        got = _engine_logits(mdir, ids, tmp_path / "logits.npy", adir, prefill_len=K)
-        _assert_logprobs_close(got, ref, f"alpha_pattern prefill-len={K}")
+        got = H.engine_logits(mdir, ids, tmp_path / "logits.npy", adir, prefill_len=K)
+        H.assert_logprobs_close(got, ref, f"alpha_pattern prefill-len={K}")
 
 
 @pytest.mark.parametrize("model_name", ["gqa4x2", "mha4x4"])
@@ -424,10 +258,10 @@ def test_hand_written_adapter(model_dir, tmp_path, model_name):
     assert got["model.layers.1.self_attn.k_proj"] == (6, 2.5) and got["model.layers.0.mlp.down_proj"] == (6, 9)
     ids = _prompt(42, 17)
     ref = L.forward_logits(model, ids, ad)
-    assert _max_dlogprob(ref, R.forward_logits(model, ids)) > TEETH
+    assert H.max_dlogprob(ref, R.forward_logits(model, ids)) > TEETH
     for K in (None, 4):
-        got_logits = _engine_logits(mdir, ids, tmp_path / "logits.npy", adir, prefill_len=K)
-        _assert_logprobs_close(got_logits, ref, f"hand-written {model_name} prefill-len={K}")
+        got_logits = H.engine_logits(mdir, ids, tmp_path / "logits.npy", adir, prefill_len=K)
+        H.assert_logprobs_close(got_logits, ref, f"hand-written {model_name} prefill-len={K}")
 
 
 PEFT_ORDER_CASES = {
@@ -462,24 +296,24 @@ def test_overlapping_patterns_first_key_in_file_order(model_dir, tmp_path, case)
     ref = L.forward_logits(model, ids, ad)
     if case == "alpha":     # sorted key order would give k_proj alpha 9: that must be visible
         wrong = _rescaled(ad, lambda m: (9 if m["proj"] == "k_proj" else m["alpha"]) / m["r"])
-        d = _max_dlogprob(ref, L.forward_logits(model, ids, wrong))
+        d = H.max_dlogprob(ref, L.forward_logits(model, ids, wrong))
         assert d > 10 * LOGPROB_TOL, f"test has no teeth: k_proj alpha 9 vs 2.5 moves log-probs by {d:.2e}"
-    got = _engine_logits(mdir, ids, tmp_path / "logits.npy", adir)
-    _assert_logprobs_close(got, ref, f"{case}_pattern in file order {c[case + '_pattern']}")
+    got = H.engine_logits(mdir, ids, tmp_path / "logits.npy", adir)
+    H.assert_logprobs_close(got, ref, f"{case}_pattern in file order {c[case + '_pattern']}")
 
 
 # ----------------------------------------------------------------------------
 # (e) greedy generation with a LoRA adapter, 32 steps
 # ----------------------------------------------------------------------------
-@needs_cli
+@H.needs_cli
 @pytest.mark.parametrize("name", ["gqa_qv_r8_a16_f32", "gqa_all_r16_a8_rslora", "mha_all_r16_a16_rslora_bf16",
                                   "bf16model_all_r8_a16_f32"])
 def test_lora_greedy_tokens_match_reference(lora, name):
     n_steps = 32
     mdir, model, adir, ad = lora(name)
     prompt = _prompt(ADAPTERS[name]["seed"] + 500, 9)
-    got = _cli_generate(mdir, prompt, n_steps, adir)
-    want = _assert_greedy_matches_reference(got, model, prompt, n_steps, name, lora_ad=ad)
+    got = H.cli_generate(mdir, prompt, n_steps, adir)
+    want = H.assert_greedy_matches_reference(got, model, prompt, n_steps, name, lora_ad=ad)
     base = R.greedy_generate(model, prompt, n_steps)
     assert want != base, f"test has no teeth: {name} generates the same tokens as the base model"
 
@@ -491,7 +325,7 @@ MIXED_LORA = ["gqa_qv_r8_a16_f32", "gqa_all_r16_a8_rslora", "gqa_all_r8_rankpat_
 MIXED_PARA = list(PARA_ADAPTERS)
 
 
-@needs_cli
+@H.needs_cli
 def test_mixed_lora_para_base_batch(lora, para, tmp_path):
     ads = {n: ("lora",) + lora(n) for n in MIXED_LORA}
     ads.update({n: ("para",) + para(n) for n in MIXED_PARA})
@@ -506,31 +340,8 @@ def test_mixed_lora_para_base_batch(lora, para, tmp_path):
              (MIXED_LORA[1], _prompt(903, 23), 14), (MIXED_PARA[0], _prompt(904, 3), 16),
              (MIXED_LORA[2], _prompt(905, 11), 9), (MIXED_PARA[1], _prompt(906, 30), 6),
              (None, _prompt(907, 2), 12)]
-    lines = []
-    for i, (n, prompt, max_tokens) in enumerate(reqs):
-        obj = {"prompt_ids": prompt, "max_tokens": max_tokens, "ignore_eos": True}
-        if n is not None:
-            obj["adapter"] = ads[n][3]
-        elif i % 2:
-            obj["adapter"] = ""                                            # "" = base model too
-        lines.append(json.dumps(obj))
-    req_file = tmp_path / "requests.jsonl"
-    req_file.write_text("\n".join(lines) + "\n")
-    results = _parse_generate_jsons(_run([PARA_CLI, "generate", "--model", mdir, "--requests", str(req_file),
-                                          "--json"]).stdout)
-    assert len(results) == len(reqs), f"{len(reqs)} requests, {len(results)} JSON results"
-
-    ref_tokens = []
-    for i, ((n, prompt, max_tokens), res) in enumerate(zip(reqs, results)):
-        kind = ads[n][0] if n else "base"
-        what = f"request {i} ({n or 'base'}, prompt len {len(prompt)})"
-        got = [int(t) for t in res["token_ids"]]
-        alone = _cli_generate(mdir, prompt, max_tokens, ads[n][3] if n else None)
-        assert got == alone, f"{what}: batched tokens differ from the same request run alone\n" \
-                             f"batched: {got}\nalone  : {alone}"
-        ref_tokens.append(_assert_greedy_matches_reference(
-            got, model, prompt, max_tokens, what,
-            lora_ad=ads[n][4] if kind == "lora" else None, para_ad=ads[n][4] if kind == "para" else None))
+    ref_tokens = H.run_mixed_batch(tmp_path, mdir, model, reqs, {n: (v[0], v[3], v[4]) for n, v in ads.items()},
+                                   empty_adapter_for_odd_base=True)
     # the six requests on the shared prompt must not all agree, or mixing adapters up would pass
     distinct = len({tuple(t) for t in ref_tokens[:len(names) + 1]})
     assert distinct >= 5, f"test has no teeth: shared-prompt requests generate {ref_tokens[:len(names) + 1]}"
@@ -552,33 +363,8 @@ def test_mixed_lora_para_base_batch(lora, para, tmp_path):
 ])
 def test_malformed_lora_is_refused(model_dir, tmp_path, case, must_name):
     mdir, model = model_dir("gqa4x2")                   # 2 layers
-    targets = ["q_proj", "v_proj"]
-    t = L.random_lora_tensors(model, 4, targets, seed=45)
-    extra, rank_pattern = None, None
-    if case == "missing_b":
-        del t[L.tensor_name(1, "v_proj", "B")]
-    elif case == "rank_vs_shape":
-        rank_pattern = {"q_proj": 2}
-    elif case == "unexpected_tensor":
-        t["base_model.model.lm_head.weight"] = model["weights"]["lm_head.weight"]
-    elif case == "untargeted_module":
-        t[L.tensor_name(0, "k_proj", "A")] = t[L.tensor_name(0, "v_proj", "A")]
-        t[L.tensor_name(0, "k_proj", "B")] = t[L.tensor_name(0, "v_proj", "B")]
-    elif case == "layer_out_of_range":
-        t[L.PEFT_PREFIX + "model.layers.2.self_attn.q_proj.lora_A.weight"] = t[L.tensor_name(0, "q_proj", "A")]
-    elif case == "non_finite":
-        t[L.tensor_name(0, "q_proj", "B")][0, 0] = np.nan
-    else:
-        extra = {"dora": {"use_dora": True}, "fan_in_fan_out": {"fan_in_fan_out": True},
-                 "bias_all": {"bias": "all"}}[case]
     adir = str(tmp_path / "adapter")
-    L.write_lora_adapter(adir, t, 4, 8, targets, rank_pattern=rank_pattern, extra_config=extra)
+    H.write_malformed_lora(adir, model, case, seed=45)
     with pytest.raises(ValueError):
         L.load_lora_adapter(adir, model)
-    cmd = [PARA_TOOL, "logits", "--model", mdir, "--adapter", adir, "--prompt-ids", "5,6,7",
-           "--out", str(tmp_path / "logits.npy")]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    msg = proc.stderr + proc.stdout
-    assert proc.returncode != 0, f"{case}: engine accepted a malformed LoRA adapter: {shlex.join(cmd)}"
-    if must_name:
-        assert must_name in msg, f"{case}: error does not name {must_name}:\n{msg[-1500:]}"
+    H.assert_engine_refuses(mdir, adir, tmp_path / "logits.npy", case, must_name, kind="LoRA adapter")

@@ -1,61 +1,21 @@
 """Self-checks of the PARA reference (para_ref.py); needs no engine binaries.
 
-The models here are written by this file (random LLaMA weights, config.json + safetensors), so
-these tests run anywhere numpy and pytest do:  python3 -m pytest -q tests/reference/test_para_ref_selfcheck.py
+The models here are written by hand (random LLaMA weights, config.json + safetensors: the models
+fixture in conftest.py, harness.write_tiny_llama), so these tests run anywhere numpy and pytest do:
+    python3 -m pytest -q tests/reference/test_para_ref_selfcheck.py
 """
 import json
 import math
 import os
-import sys
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import llama_ref as R  # noqa: E402
-import para_ref as P  # noqa: E402
+import harness as H
+import llama_ref as R
+import para_ref as P
 
-VOCAB = 96
-
-
-def write_tiny_llama(d, layers=2, hidden=32, heads=4, kv_heads=2, ffn=48, vocab=VOCAB, seed=0):
-    os.makedirs(d, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    hd = hidden // heads
-    cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": hidden,
-           "intermediate_size": ffn, "num_hidden_layers": layers, "num_attention_heads": heads,
-           "num_key_value_heads": kv_heads, "head_dim": hd, "rms_norm_eps": 1e-5,
-           "rope_theta": 10000.0, "vocab_size": vocab, "tie_word_embeddings": False,
-           "max_position_embeddings": 256}
-    with open(os.path.join(d, "config.json"), "w") as f:
-        json.dump(cfg, f)
-
-    def lin(o, i):
-        return rng.normal(0, 1 / math.sqrt(i), size=(o, i))
-
-    t = {"model.embed_tokens.weight": rng.normal(0, 1, size=(vocab, hidden)),
-         "model.norm.weight": 1 + 0.1 * rng.normal(size=hidden),
-         "lm_head.weight": lin(vocab, hidden)}
-    for i in range(layers):
-        p = f"model.layers.{i}."
-        t.update({p + "input_layernorm.weight": 1 + 0.1 * rng.normal(size=hidden),
-                  p + "post_attention_layernorm.weight": 1 + 0.1 * rng.normal(size=hidden),
-                  p + "self_attn.q_proj.weight": 2 * lin(heads * hd, hidden),
-                  p + "self_attn.k_proj.weight": 2 * lin(kv_heads * hd, hidden),
-                  p + "self_attn.v_proj.weight": lin(kv_heads * hd, hidden),
-                  p + "self_attn.o_proj.weight": lin(hidden, heads * hd),
-                  p + "mlp.gate_proj.weight": lin(ffn, hidden),
-                  p + "mlp.up_proj.weight": lin(ffn, hidden),
-                  p + "mlp.down_proj.weight": lin(hidden, ffn)})
-    P.write_safetensors(os.path.join(d, "model.safetensors"), t)
-    return R.load_model(d)
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    base = tmp_path_factory.mktemp("models")
-    return {"gqa": write_tiny_llama(str(base / "gqa"), layers=3, heads=4, kv_heads=2, seed=1),
-            "mha": write_tiny_llama(str(base / "mha"), layers=2, heads=4, kv_heads=4, seed=2)}
+VOCAB = H.SELFCHECK_VOCAB      # the models fixture (conftest.py): harness.write_tiny_llama
 
 
 def make_adapter(tmp_path, model, name, r=8, pooler="last", activation="gelu", dtype="F32",
@@ -67,7 +27,7 @@ def make_adapter(tmp_path, model, name, r=8, pooler="last", activation="gelu", d
 
 
 def ids_for(seed, T):
-    return [int(t) for t in np.random.default_rng(seed).integers(3, VOCAB, size=T)]
+    return H.random_ids(seed, T, VOCAB)
 
 
 # ----------------------------------------------------------------------------
@@ -309,7 +269,7 @@ def _mutate_tensors(d, fn):
     path = os.path.join(d, "adapter_model.safetensors")
     t = R.read_safetensors(path)
     fn(t)
-    P.write_safetensors(path, t)
+    R.write_safetensors(path, t)
 
 
 @pytest.mark.parametrize("case,match", [
