@@ -1,0 +1,320 @@
+#include "server/generation_service.h"
+
+#include <mutex>
+
+#include "grpcpp/support/proto_buffer_reader.h"
+#include "grpcpp/support/proto_buffer_writer.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace para::server {
+namespace {
+
+// Remembers the loop handle of a submitted request so that a cancellation arriving at any time
+// (even before Submit returned) reaches the loop exactly once.
+class CancelLink {
+ public:
+  void SetHandle(sched::EngineLoop* loop, uint64_t handle) {
+    std::lock_guard<std::mutex> lock(mu_);
+    loop_ = loop;
+    handle_ = handle;
+    if (cancelled_) loop_->Cancel(handle_);
+  }
+  void Cancel() {
+    std::lock_guard<std::mutex> lock(mu_);
+    cancelled_ = true;
+    if (loop_ != nullptr) loop_->Cancel(handle_);
+  }
+
+ private:
+  std::mutex mu_;
+  sched::EngineLoop* loop_ = nullptr;
+  uint64_t handle_ = 0;
+  bool cancelled_ = false;
+};
+
+// ---- Unary ----------------------------------------------------------------------------------
+
+// Parses raw request bytes; INVALID_ARGUMENT when they are not a GenerateRequest.
+absl::StatusOr<v1::GenerateRequest> ParseRequest(const grpc::ByteBuffer* bytes) {
+  v1::GenerateRequest request;
+  if (absl::Status s = ParseRequestBytes(bytes, &request); !s.ok()) return s;
+  return request;
+}
+
+class UnaryCall final : public grpc::ServerUnaryReactor {
+ public:
+  UnaryCall(grpc::ByteBuffer* response, std::string request_id)
+      : response_(response), request_id_(std::move(request_id)) {}
+  void OnCancel() override { link_.Cancel(); }
+  void OnDone() override { delete this; }
+  CancelLink& link() { return link_; }
+  // Engine thread: the request's end.
+  void Complete(const sched::DoneEvent& e) {
+    if (!e.status.ok()) {
+      Finish(ToGrpc(e.status));
+      return;
+    }
+    v1::GenerateResponse response;
+    FillResponse(e.result, request_id_, &response);
+    SerializeTo(response, response_);
+    Finish(grpc::Status::OK);
+  }
+
+ private:
+  grpc::ByteBuffer* response_;
+  std::string request_id_;
+  CancelLink link_;
+};
+
+class UnaryObserver final : public sched::RequestObserver {
+ public:
+  explicit UnaryObserver(UnaryCall* call) : call_(call) {}
+  void OnToken(const sched::TokenEvent&) override {}
+  void OnDone(const sched::DoneEvent& e) override { call_->Complete(e); }
+
+ private:
+  UnaryCall* call_;
+};
+
+// ---- Streaming ------------------------------------------------------------------------------
+
+class StreamCall final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
+ public:
+  explicit StreamCall(std::string request_id) : request_id_(std::move(request_id)) {}
+
+  void OnCancel() override { link_.Cancel(); }
+  void OnDone() override { delete this; }
+  void OnWriteDone(bool ok) override {
+    if (!ok) link_.Cancel();  // the client is gone; the engine's end (OnDone) finishes the call
+    Action a;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      writing_ = false;
+      if (!ok) client_gone_ = true;
+      a = Next();
+    }
+    Run(a);
+  }
+  CancelLink& link() { return link_; }
+
+  // Engine thread.
+  void AddToken(const sched::TokenEvent& e) {
+    Action a;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      pending_.mutable_text_delta()->append(e.text_delta);
+      pending_.add_token_ids(e.token);
+      if (e.logprobs != nullptr) FillTokenInfo(*e.logprobs, pending_.add_logprobs());
+      has_pending_ = true;
+      a = Next();
+    }
+    Run(a);
+  }
+  void Complete(const sched::DoneEvent& e) {
+    Action a;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      done_ = true;
+      status_ = ToGrpc(e.status);
+      if (e.status.ok()) {
+        pending_.set_finish_reason(ToProto(e.result.finish_reason));
+        FillUsage(e.result, pending_.mutable_usage());
+        for (const auto& lp : e.result.prompt_logprobs)
+          FillTokenInfo(lp, pending_.add_prompt_logprobs());
+        has_pending_ = true;
+      }
+      a = Next();
+    }
+    Run(a);
+  }
+
+ private:
+  enum class Kind { kNone, kWrite, kWriteAndFinish, kFinish };
+  struct Action {
+    Kind kind = Kind::kNone;
+    grpc::Status status;
+  };
+
+  // Decides the next gRPC operation (one write in flight at a time). Caller holds mu_; the
+  // operation itself runs after the lock is released (Run), since gRPC may react inline.
+  Action Next() {
+    if (writing_ || finished_) return {};
+    if (client_gone_) {
+      if (!done_) return {};
+      finished_ = true;
+      return {Kind::kFinish, status_.ok() ? grpc::Status::CANCELLED : status_};
+    }
+    if (has_pending_) {
+      pending_.set_request_id(request_id_);
+      SerializeTo(pending_, &out_);
+      pending_.Clear();
+      has_pending_ = false;
+      if (done_ && status_.ok()) {
+        finished_ = true;
+        return {Kind::kWriteAndFinish, grpc::Status::OK};
+      }
+      writing_ = true;
+      return {Kind::kWrite, {}};
+    }
+    if (done_) {
+      finished_ = true;
+      return {Kind::kFinish, status_};
+    }
+    return {};
+  }
+
+  void Run(const Action& a) {
+    switch (a.kind) {
+      case Kind::kNone:
+        return;
+      case Kind::kWrite:
+        StartWrite(&out_);
+        return;
+      case Kind::kWriteAndFinish:
+        StartWriteAndFinish(&out_, grpc::WriteOptions(), a.status);
+        return;
+      case Kind::kFinish:
+        Finish(a.status);
+        return;
+    }
+  }
+
+  std::string request_id_;
+  CancelLink link_;
+  std::mutex mu_;
+  v1::GenerateStreamResponse pending_;
+  grpc::ByteBuffer out_;  // the message being written; untouched while writing_
+  bool has_pending_ = false, writing_ = false, done_ = false, finished_ = false,
+       client_gone_ = false;
+  grpc::Status status_;
+};
+
+class StreamObserver final : public sched::RequestObserver {
+ public:
+  explicit StreamObserver(StreamCall* call) : call_(call) {}
+  void OnToken(const sched::TokenEvent& e) override { call_->AddToken(e); }
+  void OnDone(const sched::DoneEvent& e) override { call_->Complete(e); }
+
+ private:
+  StreamCall* call_;
+};
+
+// Authenticates, parses and validates a request into a submission.
+absl::StatusOr<sched::Submission> Prepare(ServiceState* state, grpc::CallbackServerContext* ctx,
+                                          const absl::StatusOr<v1::GenerateRequest>& request) {
+  absl::StatusOr<Principal> who = state->Admit(ctx);
+  if (!who.ok()) return who.status();
+  if (who->admin)
+    return absl::PermissionDeniedError(
+        "an admin key is for the Admin API; generate with a tenant's key");
+  if (!request.ok()) return request.status();
+  return ToSubmission(*request, *who, *state->tenants, *state->engine, state->limits);
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* GenerationService::Generate(grpc::CallbackServerContext* ctx,
+                                                      const grpc::ByteBuffer* bytes,
+                                                      grpc::ByteBuffer* response) {
+  const absl::StatusOr<v1::GenerateRequest> request = ParseRequest(bytes);
+  auto* call =
+      new UnaryCall(response, state_->NewRequestId(request.ok() ? request->request_id() : ""));
+  absl::StatusOr<sched::Submission> sub = Prepare(state_, ctx, request);
+  if (!sub.ok()) {
+    call->Finish(ToGrpc(sub.status()));
+    return call;
+  }
+  sub->deadline = state_->DeadlineOf(ctx);
+  sub->observer = std::make_shared<UnaryObserver>(call);
+  absl::StatusOr<uint64_t> handle = state_->loop->Submit(*std::move(sub));
+  if (!handle.ok()) {
+    call->Finish(ToGrpc(handle.status()));
+    return call;
+  }
+  call->link().SetHandle(state_->loop, *handle);
+  return call;
+}
+
+grpc::ServerWriteReactor<grpc::ByteBuffer>* GenerationService::GenerateStream(
+    grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* bytes) {
+  const absl::StatusOr<v1::GenerateRequest> request = ParseRequest(bytes);
+  auto* call = new StreamCall(state_->NewRequestId(request.ok() ? request->request_id() : ""));
+  absl::StatusOr<sched::Submission> sub = Prepare(state_, ctx, request);
+  if (!sub.ok()) {
+    call->Finish(ToGrpc(sub.status()));
+    return call;
+  }
+  sub->deadline = state_->DeadlineOf(ctx);
+  sub->observer = std::make_shared<StreamObserver>(call);
+  absl::StatusOr<uint64_t> handle = state_->loop->Submit(*std::move(sub));
+  if (!handle.ok()) {
+    call->Finish(ToGrpc(handle.status()));
+    return call;
+  }
+  call->link().SetHandle(state_->loop, *handle);
+  return call;
+}
+
+grpc::ServerUnaryReactor* GenerationService::Tokenize(grpc::CallbackServerContext* ctx,
+                                                      const grpc::ByteBuffer* bytes,
+                                                      grpc::ByteBuffer* response) {
+  auto* reactor = ctx->DefaultReactor();
+  v1::TokenizeRequest request;
+  absl::StatusOr<Principal> who = state_->Admit(ctx, /*allow_when_draining=*/true);
+  absl::Status s = who.ok() ? ParseRequestBytes(bytes, &request) : who.status();
+  if (s.ok() && static_cast<int64_t>(request.text().size()) > state_->limits.max_prompt_bytes)
+    s = absl::InvalidArgumentError(absl::StrCat("text is ", request.text().size(),
+                                                " bytes; the limit is ",
+                                                state_->limits.max_prompt_bytes));
+  if (!s.ok()) {
+    reactor->Finish(ToGrpc(s));
+    return reactor;
+  }
+  absl::StatusOr<std::vector<int32_t>> ids = state_->engine->model().EncodePrompt(request.text());
+  if (!ids.ok()) {
+    reactor->Finish(ToGrpc(ids.status()));
+    return reactor;
+  }
+  v1::TokenizeResponse out;
+  const Tokenizer* tok = state_->engine->model().tokenizer();
+  for (int32_t id : *ids) {
+    out.add_ids(id);
+    out.add_pieces(tok->IdToPiece(id));
+  }
+  SerializeTo(out, response);
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* GenerationService::ModelInfo(grpc::CallbackServerContext* ctx,
+                                                       const grpc::ByteBuffer* bytes,
+                                                       grpc::ByteBuffer* response) {
+  auto* reactor = ctx->DefaultReactor();
+  v1::ModelInfoRequest request;
+  absl::StatusOr<Principal> who = state_->Admit(ctx, /*allow_when_draining=*/true);
+  absl::Status s = who.ok() ? ParseRequestBytes(bytes, &request) : who.status();
+  if (!s.ok()) {
+    reactor->Finish(ToGrpc(s));
+    return reactor;
+  }
+  const ModelConfig& c = state_->engine->config();
+  v1::ModelInfoResponse out;
+  out.set_model(state_->model_name);
+  out.set_vocab_size(static_cast<int32_t>(c.vocab_size));
+  out.set_max_model_len(static_cast<int32_t>(state_->engine->max_model_len()));
+  out.set_num_layers(static_cast<int32_t>(c.num_hidden_layers));
+  out.set_hidden_size(static_cast<int32_t>(c.hidden_size));
+  for (const AdapterEntry* a : state_->tenants->AdaptersOf(who->tenant)) {
+    auto* summary = out.add_adapters();
+    summary->set_name(a->name);
+    summary->set_type(a->ref.para ? "para" : "lora");
+    summary->set_rank(
+        static_cast<int32_t>(a->ref.para ? a->ref.para->config().r : a->ref.lora->max_rank()));
+  }
+  SerializeTo(out, response);
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+}  // namespace para::server

@@ -1,0 +1,239 @@
+// para-server: the gRPC front door. Loads the model and the tenants' adapters, runs the engine
+// loop on its own thread, serves para.v1.Generation and para.v1.Admin with grpc.health.v1 and
+// server reflection, and drains on SIGTERM/SIGINT: health turns NOT_SERVING, new requests get
+// UNAVAILABLE, in-flight requests finish (up to --drain_grace_seconds), then it exits 0.
+// Flags may be written with dashes or underscores (--kv-cache-blocks = --kv_cache_blocks).
+#include <signal.h>
+
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "engine/engine.h"
+#include "engine/file_util.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/grpcpp.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "scheduler/engine_loop.h"
+#include "server/admin_service.h"
+#include "server/generation_service.h"
+#include "server/service_state.h"
+#include "server/tenants.h"
+
+ABSL_FLAG(std::string, model, "", "Hugging Face LLaMA model directory (required)");
+ABSL_FLAG(std::string, config, "",
+          "tenants configuration JSON: API keys, adapters, weights, limits (required)");
+ABSL_FLAG(std::string, host, "0.0.0.0", "address to listen on");
+ABSL_FLAG(int32_t, port, 50051, "gRPC port (0 = pick a free one; the chosen port is printed)");
+ABSL_FLAG(std::string, port_file, "",
+          "write the bound port to this file once serving (for tests and scripts)");
+ABSL_FLAG(int32_t, block_size, 16, "KV cache positions per block");
+ABSL_FLAG(int32_t, kv_cache_blocks, 0, "KV cache size in blocks (0 = from --kv_cache_bytes)");
+ABSL_FLAG(int64_t, kv_cache_bytes, int64_t{1} << 30, "KV cache budget in bytes");
+ABSL_FLAG(int32_t, threads, 0, "compute threads (0 = all cores)");
+ABSL_FLAG(int64_t, max_model_len, 0, "context limit (0 = max_position_embeddings)");
+ABSL_FLAG(int32_t, max_lora_rank, 64, "largest LoRA rank accepted");
+ABSL_FLAG(int32_t, max_num_seqs, 256, "running sequences per step at most");
+ABSL_FLAG(int64_t, max_batched_tokens, 8192, "new tokens per step at most");
+ABSL_FLAG(int32_t, max_loras, 0, "distinct LoRA adapters per step (0 = no limit)");
+ABSL_FLAG(int32_t, max_waiting, 10000, "queued requests, all tenants (beyond: RESOURCE_EXHAUSTED)");
+ABSL_FLAG(int32_t, max_waiting_per_tenant, 1000,
+          "queued requests per tenant (beyond: RESOURCE_EXHAUSTED)");
+ABSL_FLAG(int32_t, max_message_bytes, 4 << 20, "largest gRPC message accepted or sent");
+ABSL_FLAG(int64_t, max_prompt_bytes, 1 << 20, "largest prompt text accepted");
+ABSL_FLAG(int32_t, drain_grace_seconds, 30,
+          "on SIGTERM, how long in-flight requests may take to finish");
+ABSL_FLAG(std::string, tls_cert, "", "PEM server certificate chain (enables TLS)");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key for --tls_cert");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA bundle; when set, clients must present a certificate it signed (mTLS)");
+
+namespace para::server {
+namespace {
+
+void Log(const std::string& msg) {
+  char ts[32];
+  std::time_t t = std::time(nullptr);
+  std::strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  std::fprintf(stderr, "%s para-server: %s\n", ts, msg.c_str());
+}
+
+// Accepts --foo-bar as --foo_bar so the server takes the same flag spellings as para-cli.
+std::vector<char*> NormaliseFlags(int argc, char** argv, std::vector<std::string>* storage) {
+  storage->reserve(argc);
+  std::vector<char*> out;
+  for (int i = 0; i < argc; ++i) {
+    std::string a = argv[i];
+    if (i > 0 && a.rfind("--", 0) == 0) {
+      const size_t end = std::min(a.find('='), a.size());
+      for (size_t k = 2; k < end; ++k)
+        if (a[k] == '-') a[k] = '_';
+    }
+    storage->push_back(a);
+  }
+  for (auto& s : *storage) out.push_back(s.data());
+  return out;
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials() {
+  const std::string cert = absl::GetFlag(FLAGS_tls_cert), key = absl::GetFlag(FLAGS_tls_key);
+  const std::string ca = absl::GetFlag(FLAGS_tls_client_ca);
+  if (cert.empty() && key.empty() && ca.empty()) return grpc::InsecureServerCredentials();
+  if (cert.empty() || key.empty())
+    return absl::InvalidArgumentError("--tls_cert and --tls_key go together");
+  grpc::SslServerCredentialsOptions opts(
+      ca.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                 : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+  auto read = [](const std::string& path) { return ReadTextFile(path); };
+  auto cert_text = read(cert);
+  auto key_text = read(key);
+  if (!cert_text.ok()) return cert_text.status();
+  if (!key_text.ok()) return key_text.status();
+  pair.cert_chain = *cert_text;
+  pair.private_key = *key_text;
+  opts.pem_key_cert_pairs.push_back(pair);
+  if (!ca.empty()) {
+    auto ca_text = read(ca);
+    if (!ca_text.ok()) return ca_text.status();
+    opts.pem_root_certs = *ca_text;
+  }
+  return grpc::SslServerCredentials(opts);
+}
+
+EngineOptions EngineOptionsFromFlags() {
+  EngineOptions o;
+  o.model_dir = absl::GetFlag(FLAGS_model);
+  o.kv_cache.block_size = absl::GetFlag(FLAGS_block_size);
+  o.kv_cache.num_blocks = absl::GetFlag(FLAGS_kv_cache_blocks);
+  o.kv_cache.bytes = absl::GetFlag(FLAGS_kv_cache_bytes);
+  o.num_threads = absl::GetFlag(FLAGS_threads);
+  o.max_model_len = absl::GetFlag(FLAGS_max_model_len);
+  o.max_lora_rank = absl::GetFlag(FLAGS_max_lora_rank);
+  return o;
+}
+
+sched::SchedulerConfig SchedulerConfigFromFlags(const TenantRegistry& tenants) {
+  sched::SchedulerConfig c;
+  c.max_num_seqs = absl::GetFlag(FLAGS_max_num_seqs);
+  c.max_batched_tokens = absl::GetFlag(FLAGS_max_batched_tokens);
+  c.max_loras = absl::GetFlag(FLAGS_max_loras);
+  c.max_waiting = absl::GetFlag(FLAGS_max_waiting);
+  c.max_waiting_per_tenant = absl::GetFlag(FLAGS_max_waiting_per_tenant);
+  c.tenants = tenants.SchedulerTenants();
+  return c;
+}
+
+int Run() {
+  if (absl::GetFlag(FLAGS_model).empty() || absl::GetFlag(FLAGS_config).empty()) {
+    Log("--model and --config are required (see --help)");
+    return 2;
+  }
+  // Signals are taken by one thread with sigwait; every other thread inherits the blocked mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  auto creds = Credentials();
+  if (!creds.ok()) {
+    Log(creds.status().ToString());
+    return 2;
+  }
+  ServiceState state;
+  sched::SystemClock clock;
+  state.clock = &clock;
+  state.limits.max_prompt_bytes = absl::GetFlag(FLAGS_max_prompt_bytes);
+  state.model_name = std::filesystem::path(absl::GetFlag(FLAGS_model)).filename().string();
+  GenerationService generation(&state);
+  AdminService admin(&state);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(absl::StrCat(absl::GetFlag(FLAGS_host), ":", absl::GetFlag(FLAGS_port)),
+                           *creds, &port);
+  builder.RegisterService(&generation);
+  builder.RegisterService(&admin);
+  builder.SetMaxReceiveMessageSize(absl::GetFlag(FLAGS_max_message_bytes));
+  builder.SetMaxSendMessageSize(absl::GetFlag(FLAGS_max_message_bytes));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 60'000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20'000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10'000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 2);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) {
+    Log(absl::StrCat("cannot listen on ", absl::GetFlag(FLAGS_host), ":",
+                     absl::GetFlag(FLAGS_port)));
+    return 1;
+  }
+  auto* health = server->GetHealthCheckService();
+  health->SetServingStatus(false);  // NOT_SERVING while the model loads
+  Log(absl::StrCat("listening on port ", port, "; loading ", absl::GetFlag(FLAGS_model)));
+
+  auto engine = Engine::Create(EngineOptionsFromFlags());
+  if (!engine.ok()) {
+    Log(absl::StrCat("cannot load the model: ", engine.status().ToString()));
+    server->Shutdown();
+    return 1;
+  }
+  auto tenants = TenantRegistry::Load(absl::GetFlag(FLAGS_config), **engine);
+  if (!tenants.ok()) {
+    Log(absl::StrCat("cannot load the tenants: ", tenants.status().ToString()));
+    server->Shutdown();
+    return 1;
+  }
+  sched::EngineLoop loop(engine->get(), SchedulerConfigFromFlags(**tenants), &clock);
+  loop.Start();
+  state.engine = engine->get();
+  state.loop = &loop;
+  state.tenants = tenants->get();
+  state.ready.store(true);
+  health->SetServingStatus(true);
+  if (const std::string pf = absl::GetFlag(FLAGS_port_file); !pf.empty()) {
+    if (absl::Status s = WriteTextFile(pf, absl::StrCat(port, "\n")); !s.ok()) Log(s.ToString());
+  }
+  Log(absl::StrCat("serving ", (*tenants)->tenants().size(), " tenants on port ", port));
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  Log(absl::StrCat("signal ", sig, ": draining (up to ", absl::GetFlag(FLAGS_drain_grace_seconds),
+                   " s)"));
+  state.draining.store(true);
+  health->SetServingStatus(false);
+  const auto until = std::chrono::steady_clock::now() +
+                     std::chrono::seconds(absl::GetFlag(FLAGS_drain_grace_seconds));
+  while (loop.in_flight() > 0 && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  const int64_t left = loop.in_flight();
+  loop.Stop();  // whatever is left ends as cancelled (every call gets its end)
+  // Every call has finished or is sending its last message: a short deadline lets those flush
+  // without waiting on idle client connections (grpc++ would wait out the whole deadline).
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+  Log(left == 0 ? "drained; bye"
+                : absl::StrCat("grace period over; cancelled ", left, " requests; bye"));
+  return 0;
+}
+
+}  // namespace
+}  // namespace para::server
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "para-server --model DIR --config tenants.json [--port 50051] [flags]");
+  std::vector<std::string> storage;
+  std::vector<char*> args = para::server::NormaliseFlags(argc, argv, &storage);
+  absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
+  return para::server::Run();
+}

@@ -1,0 +1,188 @@
+#include "server/request_convert.h"
+
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "engine/detokenizer.h"
+#include "google/protobuf/unknown_field_set.h"
+
+namespace para::server {
+namespace {
+
+absl::Status Invalid(const std::string& what) { return absl::InvalidArgumentError(what); }
+
+bool IsValidUtf8(const std::string& s) {
+  std::string copy = s;
+  return TakeCompleteUtf8(&copy) == s && copy.empty();
+}
+
+absl::Status CheckPrompt(const v1::GenerateRequest& r, const Engine& engine,
+                         const RequestLimits& limits, GenerationRequest* out) {
+  switch (r.prompt_case()) {
+    case v1::GenerateRequest::kText: {
+      const std::string& text = r.text();
+      if (text.empty()) return Invalid("prompt text is empty");
+      if (static_cast<int64_t>(text.size()) > limits.max_prompt_bytes)
+        return Invalid(absl::StrCat("prompt text is ", text.size(), " bytes; the limit is ",
+                                    limits.max_prompt_bytes));
+      if (!IsValidUtf8(text)) return Invalid("prompt text is not valid UTF-8");
+      auto ids = engine.model().EncodePrompt(text);
+      if (!ids.ok()) return Invalid(std::string(ids.status().message()));
+      out->prompt_ids = *std::move(ids);
+      return absl::OkStatus();
+    }
+    case v1::GenerateRequest::kTokenIds:
+      out->prompt_ids.assign(r.token_ids().ids().begin(), r.token_ids().ids().end());
+      if (out->prompt_ids.empty()) return Invalid("prompt token_ids is empty");
+      return absl::OkStatus();
+    default:
+      return Invalid("the request has no prompt: set text or token_ids");
+  }
+}
+
+absl::Status CheckSampling(const v1::SamplingParams& s, const ModelConfig& c, SamplingParams* out) {
+  const GenerationDefaults& g = c.generation;
+  out->temperature =
+      s.has_temperature() ? s.temperature() : (g.do_sample ? g.temperature.value_or(1.0f) : 0.0f);
+  out->top_k = s.has_top_k() ? s.top_k() : (g.do_sample ? g.top_k.value_or(0) : 0);
+  out->top_p = s.has_top_p() ? s.top_p() : (g.do_sample ? g.top_p.value_or(1.0f) : 1.0f);
+  out->repetition_penalty =
+      s.has_repetition_penalty() ? s.repetition_penalty() : g.repetition_penalty.value_or(1.0f);
+  if (s.has_seed()) out->seed = s.seed();
+  return absl::OkStatus();  // value ranges are checked by the engine's validation
+}
+
+absl::Status CheckStopping(const v1::StoppingCriteria& s, const RequestLimits& limits, int64_t room,
+                           StoppingParams* out) {
+  out->max_tokens =
+      s.has_max_tokens() ? s.max_tokens() : std::min<int64_t>(limits.default_max_tokens, room);
+  if (s.has_max_tokens() && (s.max_tokens() < 1 || s.max_tokens() > room))
+    return Invalid(absl::StrCat("max_tokens must be in [1, ", room,
+                                "] (the context left after the prompt), got ", s.max_tokens()));
+  if (s.stop_size() > limits.max_stop_strings)
+    return Invalid(absl::StrCat(s.stop_size(), " stop strings; at most ", limits.max_stop_strings));
+  for (const std::string& stop : s.stop()) {
+    if (stop.empty()) return Invalid("a stop string is empty");
+    if (static_cast<int64_t>(stop.size()) > limits.max_stop_bytes)
+      return Invalid(absl::StrCat("a stop string is ", stop.size(), " bytes; at most ",
+                                  limits.max_stop_bytes));
+    if (!IsValidUtf8(stop)) return Invalid("a stop string is not valid UTF-8");
+    out->stop.push_back(stop);
+  }
+  out->stop_token_ids.assign(s.stop_token_ids().begin(), s.stop_token_ids().end());
+  out->ignore_eos = s.ignore_eos();
+  return absl::OkStatus();
+}
+
+void CollectUnknown(const google::protobuf::Message& m, const std::string& path,
+                    std::vector<std::string>* out) {
+  const auto* refl = m.GetReflection();
+  const auto& unknown = refl->GetUnknownFields(m);
+  for (int i = 0; i < unknown.field_count(); ++i)
+    out->push_back(absl::StrCat(path.empty() ? "" : path + ".", "#", unknown.field(i).number()));
+  std::vector<const google::protobuf::FieldDescriptor*> fields;
+  refl->ListFields(m, &fields);
+  for (const auto* f : fields) {
+    if (f->cpp_type() != google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE) continue;
+    const std::string sub = path.empty() ? f->name() : path + "." + f->name();
+    if (f->is_repeated()) {
+      for (int i = 0; i < refl->FieldSize(m, f); ++i)
+        CollectUnknown(refl->GetRepeatedMessage(m, f, i), sub, out);
+    } else {
+      CollectUnknown(refl->GetMessage(m, f), sub, out);
+    }
+  }
+}
+
+}  // namespace
+
+absl::Status CheckNoUnknownFields(const google::protobuf::Message& message) {
+  std::vector<std::string> unknown;
+  CollectUnknown(message, "", &unknown);
+  if (unknown.empty()) return absl::OkStatus();
+  return Invalid(absl::StrCat("the request has fields this server does not know (",
+                              absl::StrJoin(unknown, ", "),
+                              "); the client may be built against a newer API"));
+}
+
+absl::StatusOr<sched::Submission> ToSubmission(const v1::GenerateRequest& r, const Principal& who,
+                                               const TenantRegistry& tenants, const Engine& engine,
+                                               const RequestLimits& limits) {
+  if (absl::Status s = CheckNoUnknownFields(r); !s.ok()) return s;
+  if (static_cast<int32_t>(r.request_id().size()) > limits.max_request_id_bytes)
+    return Invalid(
+        absl::StrCat("request_id is longer than ", limits.max_request_id_bytes, " bytes"));
+  if (!IsValidUtf8(r.request_id())) return Invalid("request_id is not valid UTF-8");
+  if (r.priority() < -limits.max_priority || r.priority() > limits.max_priority)
+    return Invalid(absl::StrCat("priority must be in [", -limits.max_priority, ", ",
+                                limits.max_priority, "]"));
+  sched::Submission sub;
+  sub.tenant = who.tenant;
+  sub.priority = r.priority();
+  GenerationRequest& g = sub.request;
+  if (!r.adapter().empty()) {
+    auto a = tenants.AdapterFor(who.tenant, r.adapter());
+    if (!a.ok()) return a.status();
+    g.para = (*a)->ref.para;
+    g.lora = (*a)->ref.lora;
+  }
+  if (absl::Status s = CheckPrompt(r, engine, limits, &g); !s.ok()) return s;
+  const int64_t room = engine.max_model_len() - static_cast<int64_t>(g.prompt_ids.size());
+  if (room < 1)
+    return Invalid(absl::StrCat("prompt has ", g.prompt_ids.size(),
+                                " tokens; the context limit is ", engine.max_model_len()));
+  if (absl::Status s = CheckSampling(r.sampling(), engine.config(), &g.sampling); !s.ok()) return s;
+  if (absl::Status s = CheckStopping(r.stopping(), limits, room, &g.stopping); !s.ok()) return s;
+  if (r.logprobs().has_top_n()) g.sampling.logprobs = r.logprobs().top_n();
+  if (r.logprobs().has_prompt_top_n()) g.sampling.prompt_logprobs = r.logprobs().prompt_top_n();
+  if (absl::Status s = engine.ValidateRequest(g); !s.ok()) return s;
+  return sub;
+}
+
+v1::FinishReason ToProto(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kLength:
+      return v1::FINISH_REASON_LENGTH;
+    case FinishReason::kStop:
+      return v1::FINISH_REASON_STOP;
+    case FinishReason::kEos:
+      return v1::FINISH_REASON_EOS;
+    case FinishReason::kCancelled:
+      return v1::FINISH_REASON_CANCELLED;
+    case FinishReason::kNone:
+      break;
+  }
+  return v1::FINISH_REASON_UNSPECIFIED;
+}
+
+void FillTokenInfo(const LogprobEntry& e, v1::TokenInfo* out) {
+  out->set_id(e.token);
+  out->set_logprob(e.logprob);
+  for (const auto& t : e.top) {
+    auto* top = out->add_top();
+    top->set_id(t.id);
+    top->set_logprob(t.logprob);
+  }
+}
+
+void FillUsage(const sched::RequestResult& r, v1::Usage* out) {
+  out->set_prompt_tokens(r.prompt_tokens);
+  out->set_completion_tokens(static_cast<int32_t>(r.token_ids.size()));
+  out->set_time_to_first_token_seconds(r.time_to_first_token_us / 1e6);
+  out->set_queue_seconds(r.queue_time_us / 1e6);
+  out->set_preemptions(r.preemptions);
+}
+
+void FillResponse(const sched::RequestResult& r, const std::string& request_id,
+                  v1::GenerateResponse* out) {
+  out->set_request_id(request_id);
+  out->set_text(r.text);
+  for (int32_t id : r.token_ids) out->add_token_ids(id);
+  for (const auto& e : r.logprobs) FillTokenInfo(e, out->add_logprobs());
+  for (const auto& e : r.prompt_logprobs) FillTokenInfo(e, out->add_prompt_logprobs());
+  out->set_finish_reason(ToProto(r.finish_reason));
+  FillUsage(r, out->mutable_usage());
+}
+
+}  // namespace para::server

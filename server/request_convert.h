@@ -1,0 +1,40 @@
+// Turns a para.v1.GenerateRequest into an engine submission for a tenant, validating every field
+// and naming what is wrong (INVALID_ARGUMENT), the adapter (NOT_FOUND / PERMISSION_DENIED), and
+// limits on sizes. Builds response messages from results. Pure functions; thread-safe.
+#pragma once
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "engine/engine.h"
+#include "google/protobuf/message.h"
+#include "para/v1/generation.pb.h"
+#include "scheduler/engine_loop.h"
+#include "server/tenants.h"
+
+namespace para::server {
+
+struct RequestLimits {
+  int64_t max_prompt_bytes = 1 << 20;
+  int32_t max_stop_strings = 16;
+  int32_t max_stop_bytes = 256;
+  int32_t max_request_id_bytes = 128;
+  int32_t max_priority = 100;
+  int32_t default_max_tokens = 16;
+};
+
+// INVALID_ARGUMENT naming unknown field numbers anywhere in the message (a client built against a
+// newer API asks for something this server does not do; silently ignoring it would be wrong).
+absl::Status CheckNoUnknownFields(const google::protobuf::Message& message);
+
+absl::StatusOr<sched::Submission> ToSubmission(const v1::GenerateRequest& request,
+                                               const Principal& who, const TenantRegistry& tenants,
+                                               const Engine& engine, const RequestLimits& limits);
+
+v1::FinishReason ToProto(FinishReason reason);
+void FillTokenInfo(const LogprobEntry& e, v1::TokenInfo* out);
+void FillUsage(const sched::RequestResult& r, v1::Usage* out);
+void FillResponse(const sched::RequestResult& r, const std::string& request_id,
+                  v1::GenerateResponse* out);
+
+}  // namespace para::server

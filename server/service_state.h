@@ -1,0 +1,54 @@
+// State shared by the gRPC services of one para-server process: the engine and its loop (set
+// once the model has loaded), the tenants, request limits and the serving phase. The services
+// answer UNAVAILABLE while the model loads and while the server drains.
+// Thread-safety: the pointers are published once (atomically, with `ready`) before any call uses
+// them; `draining` is atomic; everything pointed to is itself thread-safe for the uses made here.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "engine/engine.h"
+#include "google/protobuf/message.h"
+#include "grpcpp/grpcpp.h"
+#include "scheduler/engine_loop.h"
+#include "server/request_convert.h"
+#include "server/tenants.h"
+
+namespace para::server {
+
+struct ServiceState {
+  Engine* engine = nullptr;
+  sched::EngineLoop* loop = nullptr;
+  const TenantRegistry* tenants = nullptr;
+  const sched::Clock* clock = nullptr;
+  RequestLimits limits;
+  std::string model_name;
+  std::atomic<bool> ready{false};
+  std::atomic<bool> draining{false};
+  std::atomic<uint64_t> next_request_id{1};
+
+  // UNAVAILABLE while loading or draining, else the caller's identity (UNAUTHENTICATED without a
+  // valid key).
+  absl::StatusOr<Principal> Admit(const grpc::CallbackServerContext* ctx,
+                                  bool allow_when_draining = false) const;
+  // The call's deadline on the engine loop's clock, if it has one.
+  std::optional<sched::TimeUs> DeadlineOf(const grpc::CallbackServerContext* ctx) const;
+  std::string NewRequestId(const std::string& requested);
+};
+
+inline grpc::Status ToGrpc(const absl::Status& s) {
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+}
+
+// Parses a request's raw bytes. The services take raw bytes so that a request gRPC could not
+// decode (malformed bytes, a string that is not UTF-8) gets INVALID_ARGUMENT with a reason
+// rather than the framework's bare UNIMPLEMENTED; unknown fields are refused too.
+absl::Status ParseRequestBytes(const grpc::ByteBuffer* bytes, google::protobuf::Message* out);
+// Serialises a response into `out` (which is cleared first).
+void SerializeTo(const google::protobuf::Message& message, grpc::ByteBuffer* out);
+
+}  // namespace para::server

@@ -1,0 +1,139 @@
+#include "server/tenants.h"
+
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "engine/file_util.h"
+#include "engine/status_macros.h"
+#include "nlohmann/json.hpp"
+
+namespace para::server {
+namespace {
+
+using json = nlohmann::json;
+
+// Compares without an early exit, so timing reveals nothing about where a guess differs.
+bool ConstantTimeEquals(const std::string& a, const std::string& b) {
+  if (a.size() != b.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+absl::Status Bad(const std::string& what) {
+  return absl::InvalidArgumentError(absl::StrCat("tenants config: ", what));
+}
+
+absl::StatusOr<std::vector<std::string>> Keys(const json& j, const std::string& where) {
+  std::vector<std::string> keys;
+  if (!j.is_array()) return Bad(absl::StrCat(where, " must be a list of strings"));
+  for (const auto& k : j) {
+    if (!k.is_string() || k.get<std::string>().size() < 8)
+      return Bad(absl::StrCat(where, " holds a key that is not a string of at least 8 characters"));
+    keys.push_back(k.get<std::string>());
+  }
+  return keys;
+}
+
+}  // namespace
+
+std::string BearerToken(const std::string& header) {
+  constexpr std::string_view kPrefix = "Bearer ";
+  if (header.size() <= kPrefix.size() || header.compare(0, kPrefix.size(), kPrefix) != 0) return "";
+  return header.substr(kPrefix.size());
+}
+
+absl::StatusOr<std::unique_ptr<TenantRegistry>> TenantRegistry::Load(const std::string& path,
+                                                                     const Engine& engine) {
+  ASSIGN_OR_RETURN(std::string text, ReadTextFile(path));
+  return Parse(text, std::filesystem::path(path).parent_path().string(), engine);
+}
+
+absl::StatusOr<std::unique_ptr<TenantRegistry>> TenantRegistry::Parse(const std::string& text,
+                                                                      const std::string& base_dir,
+                                                                      const Engine& engine) {
+  json j = json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return Bad("not a valid JSON object");
+  auto reg = std::make_unique<TenantRegistry>();
+  try {
+    if (j.contains("admin_api_keys")) {
+      ASSIGN_OR_RETURN(auto keys, Keys(j["admin_api_keys"], "admin_api_keys"));
+      for (auto& k : keys) reg->keys_.push_back({k, ""});
+    }
+    if (!j.contains("tenants") || !j["tenants"].is_object()) return Bad("needs a 'tenants' object");
+    for (const auto& [name, t] : j["tenants"].items()) {
+      if (name.empty()) return Bad("a tenant has an empty name");
+      if (!t.is_object()) return Bad(absl::StrCat("tenant '", name, "' is not an object"));
+      TenantEntry e;
+      e.name = name;
+      ASSIGN_OR_RETURN(e.api_keys, Keys(t.value("api_keys", json::array()),
+                                        absl::StrCat("tenant '", name, "' api_keys")));
+      e.limits.weight = t.value("weight", 1.0);
+      e.limits.max_inflight = t.value("max_inflight", 0);
+      e.limits.max_waiting = t.value("max_waiting", 0);
+      if (e.limits.weight <= 0)
+        return Bad(absl::StrCat("tenant '", name, "' weight must be positive"));
+      for (const auto& k : e.api_keys) reg->keys_.push_back({k, name});
+      if (t.contains("adapters")) {
+        if (!t["adapters"].is_object())
+          return Bad(absl::StrCat("tenant '", name, "' adapters must map names to directories"));
+        for (const auto& [aname, dir] : t["adapters"].items()) {
+          if (!dir.is_string())
+            return Bad(
+                absl::StrCat("adapter '", aname, "' of tenant '", name, "' needs a directory"));
+          if (reg->adapters_.count(aname))
+            return Bad(absl::StrCat("adapter name '", aname, "' is used by tenants '",
+                                    reg->adapters_[aname].tenant, "' and '", name, "'"));
+          std::filesystem::path p(dir.get<std::string>());
+          if (p.is_relative() && !base_dir.empty()) p = std::filesystem::path(base_dir) / p;
+          auto ref = engine.LoadAdapter(p.string());
+          if (!ref.ok())
+            return absl::Status(ref.status().code(),
+                                absl::StrCat("tenant '", name, "' adapter '", aname,
+                                             "': ", ref.status().message()));
+          reg->adapters_[aname] = {aname, name, p.string(), *std::move(ref)};
+        }
+      }
+      reg->tenants_[name] = std::move(e);
+    }
+  } catch (const json::exception& e) {
+    return Bad(e.what());
+  }
+  return reg;
+}
+
+absl::StatusOr<Principal> TenantRegistry::Authenticate(const std::string& key) const {
+  if (key.empty())
+    return absl::UnauthenticatedError(
+        "missing API key: send 'authorization: Bearer <key>' metadata");
+  for (const auto& [k, tenant] : keys_) {
+    if (ConstantTimeEquals(key, k)) return Principal{tenant, tenant.empty()};
+  }
+  return absl::UnauthenticatedError("unknown API key");
+}
+
+absl::StatusOr<const AdapterEntry*> TenantRegistry::AdapterFor(const std::string& tenant,
+                                                               const std::string& name) const {
+  auto it = adapters_.find(name);
+  if (it == adapters_.end())
+    return absl::NotFoundError(absl::StrCat("unknown adapter '", name, "'"));
+  if (it->second.tenant != tenant)
+    return absl::PermissionDeniedError(
+        absl::StrCat("adapter '", name, "' does not belong to tenant '", tenant, "'"));
+  return &it->second;
+}
+
+std::vector<const AdapterEntry*> TenantRegistry::AdaptersOf(const std::string& tenant) const {
+  std::vector<const AdapterEntry*> out;
+  for (const auto& [name, a] : adapters_)
+    if (a.tenant == tenant) out.push_back(&a);
+  return out;
+}
+
+std::map<std::string, sched::TenantConfig> TenantRegistry::SchedulerTenants() const {
+  std::map<std::string, sched::TenantConfig> out;
+  for (const auto& [name, t] : tenants_) out[name] = t.limits;
+  return out;
+}
+
+}  // namespace para::server

@@ -1,0 +1,96 @@
+// The tenants file: keys authenticate to the right tenant, adapters belong to one tenant, and
+// every malformed file is refused with a message naming the problem.
+#include "server/tenants.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "tests/engine/test_model.h"
+#include "tools/tiny_adapter.h"
+#include "tools/tiny_lora.h"
+
+namespace para::server {
+namespace {
+
+using ::testing::HasSubstr;
+
+// A model without a tokenizer: this binary links gRPC's libprotobuf, and tokenizer training is
+// not needed here.
+struct Fixture {
+  std::string model, para, lora;
+  std::unique_ptr<Engine> engine;
+  Fixture() {
+    tools::TinyModelOptions o;
+    o.tokenizer = false;
+    model = para::testing::TinyModelDir(o);
+    para = para::testing::MakeTempDir("tp_");
+    lora = para::testing::MakeTempDir("tl_");
+    EXPECT_TRUE(tools::MakeTinyParaAdapter(para, model, {}).ok());
+    EXPECT_TRUE(tools::MakeTinyLoraAdapter(lora, model, {}).ok());
+    engine = para::testing::MakeEngine(model);
+  }
+  std::string Config(const std::string& extra_tenant = "") const {
+    return R"({"admin_api_keys": ["admin-key-0001"], "tenants": {
+      "acme": {"api_keys": ["acme-key-0001", "acme-key-0002"], "weight": 2, "max_inflight": 3,
+               "adapters": {"acme-para": ")" +
+           para + R"("}},
+      "globex": {"api_keys": ["globex-key-001"], "adapters": {"globex-lora": ")" +
+           lora + R"("}})" + extra_tenant + "}}";
+  }
+};
+
+Fixture& F() {
+  static Fixture* f = new Fixture();
+  return *f;
+}
+
+TEST(TenantsTest, KeysAuthenticateTheirTenant) {
+  auto reg = TenantRegistry::Parse(F().Config(), "", *F().engine);
+  ASSERT_TRUE(reg.ok()) << reg.status();
+  EXPECT_EQ((*reg)->Authenticate("acme-key-0002")->tenant, "acme");
+  EXPECT_FALSE((*reg)->Authenticate("acme-key-0002")->admin);
+  EXPECT_TRUE((*reg)->Authenticate("admin-key-0001")->admin);
+  EXPECT_EQ((*reg)->Authenticate("acme-key-0003").status().code(),
+            absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ((*reg)->Authenticate("").status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(BearerToken("Bearer abc"), "abc");
+  EXPECT_EQ(BearerToken("Basic abc"), "");
+  EXPECT_EQ(BearerToken("Bearer "), "");
+}
+
+TEST(TenantsTest, AdaptersBelongToTheirTenant) {
+  auto reg = *TenantRegistry::Parse(F().Config(), "", *F().engine);
+  auto mine = reg->AdapterFor("acme", "acme-para");
+  ASSERT_TRUE(mine.ok());
+  EXPECT_TRUE((*mine)->ref.para != nullptr);
+  EXPECT_TRUE((*reg->AdapterFor("globex", "globex-lora"))->ref.lora != nullptr);
+  EXPECT_EQ(reg->AdapterFor("globex", "acme-para").status().code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(reg->AdapterFor("acme", "nope").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(reg->AdaptersOf("acme").size(), 1u);
+  auto limits = reg->SchedulerTenants();
+  EXPECT_EQ(limits["acme"].weight, 2);
+  EXPECT_EQ(limits["acme"].max_inflight, 3);
+}
+
+TEST(TenantsTest, MalformedFilesAreRefused) {
+  const Engine& e = *F().engine;
+  auto bad = [&](const std::string& text) { return TenantRegistry::Parse(text, "", e).status(); };
+  EXPECT_THAT(std::string(bad("{").message()), HasSubstr("not a valid JSON object"));
+  EXPECT_THAT(std::string(bad("{}").message()), HasSubstr("needs a 'tenants' object"));
+  EXPECT_THAT(std::string(bad(R"({"tenants": {"a": {"api_keys": ["short"]}}})").message()),
+              HasSubstr("at least 8 characters"));
+  EXPECT_THAT(std::string(bad(R"({"tenants": {"a": {"weight": -1}}})").message()),
+              HasSubstr("weight must be positive"));
+  EXPECT_THAT(
+      std::string(bad(F().Config(R"(, "initech": {"adapters": {"acme-para": "x"}})")).message()),
+      HasSubstr("adapter name 'acme-para' is used by tenants 'acme' and 'initech'"));
+  absl::Status missing = bad(R"({"tenants": {"a": {"adapters": {"x": "/nonexistent/adapter"}}}})");
+  EXPECT_THAT(std::string(missing.message()), HasSubstr("tenant 'a' adapter 'x'"));
+  EXPECT_THAT(std::string(missing.message()), HasSubstr("/nonexistent/adapter"));
+  EXPECT_THAT(std::string(bad(R"({"tenants": {"a": {"api_keys": "not-a-list"}}})").message()),
+              HasSubstr("must be a list"));
+}
+
+}  // namespace
+}  // namespace para::server
