@@ -212,48 +212,40 @@ absl::StatusOr<sched::Submission> Prepare(ServiceState* state, grpc::CallbackSer
   return ToSubmission(*request, *who, *state->tenants, *state->engine, state->limits);
 }
 
+// Creates the call's reactor, then validates and submits the request; a refusal finishes the
+// call at once with its status.
+template <typename Call, typename Observer, typename... CallArgs>
+Call* Launch(ServiceState* state, grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* bytes,
+             CallArgs... args) {
+  const absl::StatusOr<v1::GenerateRequest> request = ParseRequest(bytes);
+  auto* call = new Call(args..., state->NewRequestId(request.ok() ? request->request_id() : ""));
+  absl::StatusOr<sched::Submission> sub = Prepare(state, ctx, request);
+  absl::Status status = sub.status();
+  if (sub.ok()) {
+    sub->deadline = state->DeadlineOf(ctx);
+    sub->observer = std::make_shared<Observer>(call);
+    absl::StatusOr<uint64_t> handle = state->loop->Submit(*std::move(sub));
+    if (handle.ok()) {
+      call->link().SetHandle(state->loop, *handle);
+      return call;
+    }
+    status = handle.status();
+  }
+  call->Finish(ToGrpc(status));
+  return call;
+}
+
 }  // namespace
 
 grpc::ServerUnaryReactor* GenerationService::Generate(grpc::CallbackServerContext* ctx,
                                                       const grpc::ByteBuffer* bytes,
                                                       grpc::ByteBuffer* response) {
-  const absl::StatusOr<v1::GenerateRequest> request = ParseRequest(bytes);
-  auto* call =
-      new UnaryCall(response, state_->NewRequestId(request.ok() ? request->request_id() : ""));
-  absl::StatusOr<sched::Submission> sub = Prepare(state_, ctx, request);
-  if (!sub.ok()) {
-    call->Finish(ToGrpc(sub.status()));
-    return call;
-  }
-  sub->deadline = state_->DeadlineOf(ctx);
-  sub->observer = std::make_shared<UnaryObserver>(call);
-  absl::StatusOr<uint64_t> handle = state_->loop->Submit(*std::move(sub));
-  if (!handle.ok()) {
-    call->Finish(ToGrpc(handle.status()));
-    return call;
-  }
-  call->link().SetHandle(state_->loop, *handle);
-  return call;
+  return Launch<UnaryCall, UnaryObserver>(state_, ctx, bytes, response);
 }
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* GenerationService::GenerateStream(
     grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* bytes) {
-  const absl::StatusOr<v1::GenerateRequest> request = ParseRequest(bytes);
-  auto* call = new StreamCall(state_->NewRequestId(request.ok() ? request->request_id() : ""));
-  absl::StatusOr<sched::Submission> sub = Prepare(state_, ctx, request);
-  if (!sub.ok()) {
-    call->Finish(ToGrpc(sub.status()));
-    return call;
-  }
-  sub->deadline = state_->DeadlineOf(ctx);
-  sub->observer = std::make_shared<StreamObserver>(call);
-  absl::StatusOr<uint64_t> handle = state_->loop->Submit(*std::move(sub));
-  if (!handle.ok()) {
-    call->Finish(ToGrpc(handle.status()));
-    return call;
-  }
-  call->link().SetHandle(state_->loop, *handle);
-  return call;
+  return Launch<StreamCall, StreamObserver>(state_, ctx, bytes);
 }
 
 grpc::ServerUnaryReactor* GenerationService::Tokenize(grpc::CallbackServerContext* ctx,
