@@ -93,6 +93,8 @@ absl::StatusOr<AdapterRef> Engine::LoadAdapter(const std::string& dir) const {
   const std::string path = dir + "/adapter_config.json";
   ASSIGN_OR_RETURN(std::string text, ReadTextFile(path));
   const nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object())
+    return absl::InvalidArgumentError(absl::StrCat(path, " is not a valid JSON object"));
   const auto type = j.is_object() ? j.find("peft_type") : j.end();
   AdapterRef ref;
   if (type != j.end() && *type == "LORA") {

@@ -27,8 +27,11 @@ RequestResult ResultOf(const Sequence& s) {
 
 }  // namespace
 
-EngineLoop::EngineLoop(Engine* engine, SchedulerConfig config, const Clock* clock)
-    : engine_(engine), clock_(clock), scheduler_(std::move(config), ShapeOf(*engine), clock) {
+EngineLoop::EngineLoop(Engine* engine, SchedulerConfig config, const Clock* clock,
+                       AdapterResidency* residency)
+    : engine_(engine),
+      clock_(clock),
+      scheduler_(std::move(config), ShapeOf(*engine), clock, residency) {
   PublishSnapshot();
 }
 
@@ -93,6 +96,7 @@ void EngineLoop::DrainInbox() {
     e.handle = p.handle;
     e.seq = engine_->NewSequence(std::move(req));
     e.observer = std::move(p.submission.observer);
+    e.keepalive = std::move(p.submission.keepalive);
     e.submitted = p.submitted;
     by_handle_[p.handle] = *id;
   }

@@ -68,6 +68,8 @@ struct Submission {
   int32_t priority = 0;
   std::optional<TimeUs> deadline;  // absolute, on the loop's clock
   std::shared_ptr<RequestObserver> observer;
+  // Held until the request ends (e.g. the adapter store's lease on the adapter's version).
+  std::shared_ptr<void> keepalive;
 };
 
 struct EngineLoopStats {
@@ -89,7 +91,9 @@ struct LoopSnapshot {
 
 class EngineLoop {
  public:
-  EngineLoop(Engine* engine, SchedulerConfig config, const Clock* clock);
+  // `residency` (may be null) decides which adapters may be batched now (the adapter store).
+  EngineLoop(Engine* engine, SchedulerConfig config, const Clock* clock,
+             AdapterResidency* residency = nullptr);
   ~EngineLoop();
 
   // Validates and queues a request (any thread). INVALID_ARGUMENT for a bad request,
@@ -121,6 +125,7 @@ class EngineLoop {
     uint64_t handle;
     std::unique_ptr<Sequence> seq;
     std::shared_ptr<RequestObserver> observer;
+    std::shared_ptr<void> keepalive;
     TimeUs submitted = 0;
     std::optional<TimeUs> admitted, first_token;
     int32_t preemptions = 0;

@@ -123,8 +123,7 @@ void Scheduler::Free(Seq& s) {
   if (s.state == State::kRunning) {
     running_.erase(std::find(running_.begin(), running_.end(), s.id));
     --t.running;
-    if (s.spec.adapter_kind == AdapterKind::kLora && --running_loras_[s.spec.adapter_id] == 0)
-      running_loras_.erase(s.spec.adapter_id);
+    CountRunning(s, -1);
   } else {
     t.queue.erase(std::find(t.queue.begin(), t.queue.end(), s.id));
     --num_waiting_;
@@ -155,8 +154,7 @@ void Scheduler::Preempt(Seq& s, StepPlan* plan) {
   running_.erase(std::find(running_.begin(), running_.end(), s.id));
   Tenant& t = TenantFor(s.spec.tenant);
   --t.running;
-  if (s.spec.adapter_kind == AdapterKind::kLora && --running_loras_[s.spec.adapter_id] == 0)
-    running_loras_.erase(s.spec.adapter_id);
+  CountRunning(s, -1);
   Enqueue(s);  // keeps its arrival: it goes back ahead of later requests of its tenant
   plan->preempted.push_back(s.id);
   ++stats_.preemptions;
@@ -190,18 +188,28 @@ void Scheduler::ReserveDecode(StepPlan* plan) {
   plan->num_tokens = static_cast<int64_t>(plan->decode.size());
 }
 
-bool Scheduler::Admissible(const Seq& s, const Tenant& t) const {
-  if (t.config.max_inflight > 0 && t.running >= t.config.max_inflight) return false;
+void Scheduler::CountRunning(const Seq& s, int delta) {
+  if (s.spec.adapter_kind == AdapterKind::kNone) return;
+  auto bump = [&](std::map<uint64_t, int32_t>& m) {
+    if ((m[s.spec.adapter_id] += delta) == 0) m.erase(s.spec.adapter_id);
+  };
+  bump(running_adapters_);
+  if (s.spec.adapter_kind == AdapterKind::kLora) bump(running_loras_);
+}
+
+Scheduler::Blocked Scheduler::Admissible(const Seq& s, const Tenant& t) const {
+  if (t.config.max_inflight > 0 && t.running >= t.config.max_inflight) return Blocked::kTenant;
   if (s.spec.adapter_kind != AdapterKind::kNone && residency_ != nullptr &&
       !residency_->IsResident(s.spec.adapter_kind, s.spec.adapter_id)) {
-    residency_->RequestResidency(s.spec.adapter_kind, s.spec.adapter_id);
-    return false;
+    residency_->RequestResidency(s.spec.adapter_kind, s.spec.adapter_id,
+                                 [this](uint64_t id) { return running_adapters_.count(id) > 0; });
+    if (!residency_->IsResident(s.spec.adapter_kind, s.spec.adapter_id)) return Blocked::kResidency;
   }
   if (s.spec.adapter_kind == AdapterKind::kLora && config_.max_loras > 0 &&
       !running_loras_.count(s.spec.adapter_id) &&
       static_cast<int32_t>(running_loras_.size()) >= config_.max_loras)
-    return false;
-  return true;
+    return Blocked::kResidency;  // a LoRA slot is residency too: it frees as others finish
+  return Blocked::kNo;
 }
 
 std::optional<std::string> Scheduler::PickTenant(const std::map<std::string, bool>& blocked) {
@@ -224,12 +232,26 @@ void Scheduler::Admit(StepPlan* plan) {
   const int32_t watermark =
       static_cast<int32_t>(std::ceil(pool_.total_blocks * config_.block_watermark));
   std::map<std::string, bool> blocked;
+  // Set when a tenant ahead in fairness order waits for its adapter to become resident (or for a
+  // LoRA slot): from then on this step admits no adapter that is not already running, so no
+  // later adapter takes the room it waits for. Once it has waited adapter_drain_after_us, `drain`
+  // also stops the running adapters' new requests, so they drain and make room (otherwise a busy
+  // tenant's adapter could keep it out for ever). Base-model requests always go.
+  bool residency_wait = false;
+  bool drain = false;
   while (static_cast<int32_t>(running_.size()) < config_.max_num_seqs) {
     std::optional<std::string> name = PickTenant(blocked);
     if (!name) break;
     Tenant& t = tenants_.at(*name);
     Seq& s = seqs_.at(t.queue.front());
-    if (!Admissible(s, t)) {
+    const Blocked why = Admissible(s, t);
+    if (why == Blocked::kResidency) {
+      residency_wait = true;
+      drain = drain || clock_->Now() - s.arrival >= config_.adapter_drain_after_us;
+    }
+    const bool adapter = s.spec.adapter_kind != AdapterKind::kNone;
+    if (why != Blocked::kNo ||
+        (adapter && (drain || (residency_wait && !running_adapters_.count(s.spec.adapter_id))))) {
       blocked[*name] = true;  // FCFS within the tenant; other tenants go on
       continue;
     }
@@ -248,7 +270,7 @@ void Scheduler::Admit(StepPlan* plan) {
     s.admit_order = next_admit_++;
     running_.push_back(s.id);
     ++t.running;
-    if (s.spec.adapter_kind == AdapterKind::kLora) ++running_loras_[s.spec.adapter_id];
+    CountRunning(s, +1);
     plan->prefill.push_back(s.id);
     plan->num_tokens += n;
     ++stats_.admitted;

@@ -24,6 +24,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -48,7 +49,11 @@ struct SchedulerConfig {
   int64_t max_batched_tokens = 8192;  // new tokens per step
   int32_t max_waiting = 100000;       // queued sequences, all tenants
   int32_t max_waiting_per_tenant = 10000;
-  int32_t max_loras = 0;           // distinct LoRA adapters among running sequences (0 = no limit)
+  int32_t max_loras = 0;  // distinct LoRA adapters among running sequences (0 = no limit)
+  // A request that has waited this long for its adapter to become resident (or for a LoRA slot)
+  // stops admissions of other adapters' requests until it gets in, so busy adapters drain and
+  // make room (0 = at once). Shorter waits let running adapters keep admitting.
+  int64_t adapter_drain_after_us = 200'000;
   double block_watermark = 0.01;   // fraction of the pool admission leaves free for decode growth
   double vtc_input_weight = 1.0;   // VTC cost of a prompt token
   double vtc_output_weight = 2.0;  // VTC cost of a generated token
@@ -76,12 +81,15 @@ struct SeqSpec {
 };
 
 // Answers whether an adapter can be batched now; a sequence whose adapter is not resident waits
-// (without holding up other tenants) and the residency is asked to bring it in.
+// (without holding up other tenants) and the residency is asked to bring it in. `is_running`
+// tells which adapters have sequences in the running batch: those must stay resident; others
+// may be made room for.
 class AdapterResidency {
  public:
   virtual ~AdapterResidency() = default;
   virtual bool IsResident(AdapterKind kind, uint64_t adapter_id) = 0;
-  virtual void RequestResidency(AdapterKind kind, uint64_t adapter_id) = 0;
+  virtual void RequestResidency(AdapterKind kind, uint64_t adapter_id,
+                                const std::function<bool(uint64_t adapter_id)>& is_running) = 0;
 };
 
 enum class EndReason { kCancelled, kExpired };
@@ -164,7 +172,9 @@ class Scheduler {
   void EndExpiredAndCancelled(StepPlan* plan);
   void ReserveDecode(StepPlan* plan);
   void Admit(StepPlan* plan);
-  bool Admissible(const Seq& s, const Tenant& t) const;
+  enum class Blocked { kNo, kTenant, kResidency };
+  Blocked Admissible(const Seq& s, const Tenant& t) const;
+  void CountRunning(const Seq& s, int delta);
   void Preempt(Seq& s, StepPlan* plan);
   void Free(Seq& s);
   void Remove(SeqId id);
@@ -177,8 +187,9 @@ class Scheduler {
   AdapterResidency* residency_;
   std::map<SeqId, Seq> seqs_;
   std::map<std::string, Tenant> tenants_;
-  std::vector<SeqId> running_;                 // in admission order
-  std::map<uint64_t, int32_t> running_loras_;  // LoRA adapter id -> running sequences using it
+  std::vector<SeqId> running_;                    // in admission order
+  std::map<uint64_t, int32_t> running_loras_;     // LoRA adapter id -> running sequences using it
+  std::map<uint64_t, int32_t> running_adapters_;  // any adapter id -> running sequences using it
   int32_t num_waiting_ = 0;
   int32_t blocks_used_ = 0;
   SeqId next_id_ = 1;

@@ -23,15 +23,16 @@ cat > build/demo/tenants.json <<JSON
 {
   "admin_api_keys": ["demo-admin-key"],
   "tenants": {
-    "acme":    {"api_keys": ["demo-acme-key"], "weight": 2, "adapters": {"acme-para": "../models/tenant-a"}},
-    "globex":  {"api_keys": ["demo-globex-key"], "adapters": {"globex-para": "../models/tenant-b",
-                                                            "globex-lora": "../models/tenant-c-lora"}},
+    "acme":    {"api_keys": ["demo-acme-key"], "weight": 2, "adapters": {"acme-para": "tenant-a"}},
+    "globex":  {"api_keys": ["demo-globex-key"], "adapters": {"globex-para": "tenant-b",
+                                                            "globex-lora": "tenant-c-lora"}},
     "initech": {"api_keys": ["demo-initech-key"]}
   }
 }
 JSON
 rm -f build/demo/port
-build/bin/para-server --model "$model" --config build/demo/tenants.json --port 0 --port-file build/demo/port \
+build/bin/para-server --model "$model" --config build/demo/tenants.json --adapter-root "$models" \
+  --adapter-manifest build/demo/adapters.json --port 0 --port-file build/demo/port \
   --kv-cache-blocks 256 2> build/demo/server.log &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT

@@ -1,5 +1,7 @@
-// para.v1.Admin on gRPC's callback API: operator views of the server. Admin keys only
-// (PERMISSION_DENIED for a tenant key, UNAUTHENTICATED without a valid key). Thread-safe.
+// para.v1.Admin on gRPC's callback API: server stats and adapter management (load, replace,
+// unload, list) for operators. Admin keys only (PERMISSION_DENIED for a tenant key,
+// UNAUTHENTICATED without a valid key). LoadAdapter finishes from the store's loader thread when
+// the load is done; no handler blocks. Thread-safe.
 #pragma once
 
 #include "para/v1/admin.grpc.pb.h"
@@ -7,13 +9,29 @@
 
 namespace para::server {
 
-class AdminService final
-    : public v1::Admin::WithRawCallbackMethod_GetServerStats<v1::Admin::CallbackService> {
+using AdminBase = v1::Admin::WithRawCallbackMethod_GetServerStats<
+    v1::Admin::WithRawCallbackMethod_LoadAdapter<v1::Admin::WithRawCallbackMethod_UnloadAdapter<
+        v1::Admin::WithRawCallbackMethod_ListAdapters<
+            v1::Admin::WithRawCallbackMethod_GetAdapter<v1::Admin::CallbackService>>>>>;
+
+class AdminService final : public AdminBase {
  public:
   explicit AdminService(ServiceState* state) : state_(state) {}
   grpc::ServerUnaryReactor* GetServerStats(grpc::CallbackServerContext* ctx,
                                            const grpc::ByteBuffer* request,
                                            grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* LoadAdapter(grpc::CallbackServerContext* ctx,
+                                        const grpc::ByteBuffer* request,
+                                        grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* UnloadAdapter(grpc::CallbackServerContext* ctx,
+                                          const grpc::ByteBuffer* request,
+                                          grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* ListAdapters(grpc::CallbackServerContext* ctx,
+                                         const grpc::ByteBuffer* request,
+                                         grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* GetAdapter(grpc::CallbackServerContext* ctx,
+                                       const grpc::ByteBuffer* request,
+                                       grpc::ByteBuffer* response) override;
 
  private:
   ServiceState* state_;

@@ -200,38 +200,53 @@ class StreamObserver final : public sched::RequestObserver {
   StreamCall* call_;
 };
 
-// Authenticates, parses and validates a request into a submission.
-absl::StatusOr<sched::Submission> Prepare(ServiceState* state, grpc::CallbackServerContext* ctx,
-                                          const absl::StatusOr<v1::GenerateRequest>& request) {
-  absl::StatusOr<Principal> who = state->Admit(ctx);
-  if (!who.ok()) return who.status();
-  if (who->admin)
-    return absl::PermissionDeniedError(
-        "an admin key is for the Admin API; generate with a tenant's key");
-  if (!request.ok()) return request.status();
-  return ToSubmission(*request, *who, *state->tenants, *state->engine, state->limits);
-}
-
-// Creates the call's reactor, then validates and submits the request; a refusal finishes the
-// call at once with its status.
+// Creates the call's reactor, then authenticates, resolves the adapter (through the store, which
+// may first bring its weights back from disk on its own threads), validates and submits. A
+// refusal at any point finishes the call with its status. Nothing here blocks.
 template <typename Call, typename Observer, typename... CallArgs>
 Call* Launch(ServiceState* state, grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* bytes,
              CallArgs... args) {
-  const absl::StatusOr<v1::GenerateRequest> request = ParseRequest(bytes);
-  auto* call = new Call(args..., state->NewRequestId(request.ok() ? request->request_id() : ""));
-  absl::StatusOr<sched::Submission> sub = Prepare(state, ctx, request);
-  absl::Status status = sub.status();
-  if (sub.ok()) {
-    sub->deadline = state->DeadlineOf(ctx);
-    sub->observer = std::make_shared<Observer>(call);
-    absl::StatusOr<uint64_t> handle = state->loop->Submit(*std::move(sub));
-    if (handle.ok()) {
-      call->link().SetHandle(state->loop, *handle);
-      return call;
-    }
-    status = handle.status();
+  auto request = std::make_shared<absl::StatusOr<v1::GenerateRequest>>(ParseRequest(bytes));
+  auto* call =
+      new Call(args..., state->NewRequestId(request->ok() ? (*request)->request_id() : ""));
+  absl::StatusOr<Principal> who = state->Admit(ctx);
+  absl::Status status = who.ok() ? request->status() : who.status();
+  if (status.ok() && who->admin)
+    status = absl::PermissionDeniedError(
+        "an admin key is for the Admin API; generate with a tenant's key");
+  if (!status.ok()) {
+    call->Finish(ToGrpc(status));
+    return call;
   }
-  call->Finish(ToGrpc(status));
+  const std::optional<sched::TimeUs> deadline = state->DeadlineOf(ctx);
+  // Validates and submits with the resolved adapter (null = base model).
+  auto submit = [state, call, request, who = *who, deadline](const store::Lease* lease) {
+    absl::StatusOr<sched::Submission> sub = ToSubmission(
+        **request, who, lease ? &lease->ref() : nullptr, *state->engine, state->limits);
+    absl::Status s = sub.status();
+    if (sub.ok()) {
+      sub->deadline = deadline;
+      sub->observer = std::make_shared<Observer>(call);
+      if (lease) sub->keepalive = std::make_shared<store::Lease>(*lease);
+      absl::StatusOr<uint64_t> handle = state->loop->Submit(*std::move(sub));
+      if (handle.ok()) {
+        call->link().SetHandle(state->loop, *handle);
+        return;
+      }
+      s = handle.status();
+    }
+    call->Finish(ToGrpc(s));
+  };
+  const std::string& adapter = (*request)->adapter();
+  if (adapter.empty()) {
+    submit(nullptr);
+  } else {
+    state->adapters->Acquire(who->tenant, adapter,
+                             [submit, call](absl::StatusOr<store::Lease> lease) {
+                               if (!lease.ok()) return call->Finish(ToGrpc(lease.status()));
+                               submit(&*lease);
+                             });
+  }
   return call;
 }
 
@@ -297,12 +312,11 @@ grpc::ServerUnaryReactor* GenerationService::ModelInfo(grpc::CallbackServerConte
   out.set_max_model_len(static_cast<int32_t>(state_->engine->max_model_len()));
   out.set_num_layers(static_cast<int32_t>(c.num_hidden_layers));
   out.set_hidden_size(static_cast<int32_t>(c.hidden_size));
-  for (const AdapterEntry* a : state_->tenants->AdaptersOf(who->tenant)) {
+  for (const store::AdapterInfo& a : state_->adapters->List(who->tenant)) {
     auto* summary = out.add_adapters();
-    summary->set_name(a->name);
-    summary->set_type(a->ref.para ? "para" : "lora");
-    summary->set_rank(
-        static_cast<int32_t>(a->ref.para ? a->ref.para->config().r : a->ref.lora->max_rank()));
+    summary->set_name(a.name);
+    summary->set_type(store::AdapterTypeName(a.type));
+    summary->set_rank(static_cast<int32_t>(a.rank));
   }
   SerializeTo(out, response);
   reactor->Finish(grpc::Status::OK);

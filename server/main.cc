@@ -44,6 +44,10 @@ ABSL_FLAG(int32_t, max_lora_rank, 64, "largest LoRA rank accepted");
 ABSL_FLAG(int32_t, max_num_seqs, 256, "running sequences per step at most");
 ABSL_FLAG(int64_t, max_batched_tokens, 8192, "new tokens per step at most");
 ABSL_FLAG(int32_t, max_loras, 0, "distinct LoRA adapters per step (0 = no limit)");
+ABSL_FLAG(
+    int64_t, adapter_drain_after_ms, 200,
+    "a request waiting this long for its adapter to fit the device tier (or a LoRA slot) stops "
+    "admissions of other adapters until it runs");
 ABSL_FLAG(int32_t, max_waiting, 10000, "queued requests, all tenants (beyond: RESOURCE_EXHAUSTED)");
 ABSL_FLAG(int32_t, max_waiting_per_tenant, 1000,
           "queued requests per tenant (beyond: RESOURCE_EXHAUSTED)");
@@ -51,6 +55,17 @@ ABSL_FLAG(int32_t, max_message_bytes, 4 << 20, "largest gRPC message accepted or
 ABSL_FLAG(int64_t, max_prompt_bytes, 1 << 20, "largest prompt text accepted");
 ABSL_FLAG(int32_t, drain_grace_seconds, 30,
           "on SIGTERM, how long in-flight requests may take to finish");
+ABSL_FLAG(
+    std::string, adapter_root, "",
+    "directory every adapter path must resolve inside (default: the --config file's directory)");
+ABSL_FLAG(std::string, adapter_manifest, "",
+          "JSON file the adapter registry is saved to after every change and loaded from at start");
+ABSL_FLAG(int64_t, adapter_host_bytes, int64_t{8} << 30,
+          "budget for adapter weights in memory (host tier)");
+ABSL_FLAG(int64_t, adapter_device_bytes, int64_t{4} << 30,
+          "budget for adapters the engine may batch now (device tier)");
+ABSL_FLAG(int64_t, max_adapter_bytes, int64_t{1} << 30,
+          "largest adapter_model.safetensors accepted");
 ABSL_FLAG(std::string, tls_cert, "", "PEM server certificate chain (enables TLS)");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key for --tls_cert");
 ABSL_FLAG(std::string, tls_client_ca, "",
@@ -121,11 +136,42 @@ EngineOptions EngineOptionsFromFlags() {
   return o;
 }
 
+store::StoreOptions StoreOptionsFromFlags() {
+  store::StoreOptions o;
+  o.adapter_root = absl::GetFlag(FLAGS_adapter_root);
+  if (o.adapter_root.empty())
+    o.adapter_root = std::filesystem::path(absl::GetFlag(FLAGS_config)).parent_path().string();
+  if (o.adapter_root.empty()) o.adapter_root = ".";
+  o.manifest_path = absl::GetFlag(FLAGS_adapter_manifest);
+  o.host_budget_bytes = absl::GetFlag(FLAGS_adapter_host_bytes);
+  o.device_budget_bytes = absl::GetFlag(FLAGS_adapter_device_bytes);
+  o.max_adapter_bytes = absl::GetFlag(FLAGS_max_adapter_bytes);
+  return o;
+}
+
+// The adapters of the manifest (which the store keeps up to date), then those the tenants file
+// lists that the manifest did not bring. A manifest entry that no longer loads is logged and
+// skipped; one in the tenants file stops the start.
+absl::Status LoadAdapters(const TenantRegistry& tenants, store::AdapterStore* adapters) {
+  if (absl::Status s = adapters->LoadManifest(); !s.ok())
+    Log(absl::StrCat("adapter manifest: ", s.ToString()));
+  for (const store::LoadSpec& spec : tenants.adapters()) {
+    if (adapters->Get(spec.name).ok()) continue;
+    absl::StatusOr<store::AdapterInfo> info = adapters->LoadAndWait(spec);
+    if (!info.ok())
+      return absl::Status(info.status().code(),
+                          absl::StrCat("tenant '", spec.tenant, "' adapter '", spec.name,
+                                       "': ", info.status().message()));
+  }
+  return absl::OkStatus();
+}
+
 sched::SchedulerConfig SchedulerConfigFromFlags(const TenantRegistry& tenants) {
   sched::SchedulerConfig c;
   c.max_num_seqs = absl::GetFlag(FLAGS_max_num_seqs);
   c.max_batched_tokens = absl::GetFlag(FLAGS_max_batched_tokens);
   c.max_loras = absl::GetFlag(FLAGS_max_loras);
+  c.adapter_drain_after_us = absl::GetFlag(FLAGS_adapter_drain_after_ms) * 1000;
   c.max_waiting = absl::GetFlag(FLAGS_max_waiting);
   c.max_waiting_per_tenant = absl::GetFlag(FLAGS_max_waiting_per_tenant);
   c.tenants = tenants.SchedulerTenants();
@@ -188,23 +234,31 @@ int Run() {
     server->Shutdown();
     return 1;
   }
-  auto tenants = TenantRegistry::Load(absl::GetFlag(FLAGS_config), **engine);
+  auto tenants = TenantRegistry::Load(absl::GetFlag(FLAGS_config));
   if (!tenants.ok()) {
     Log(absl::StrCat("cannot load the tenants: ", tenants.status().ToString()));
     server->Shutdown();
     return 1;
   }
-  sched::EngineLoop loop(engine->get(), SchedulerConfigFromFlags(**tenants), &clock);
+  store::AdapterStore adapters(engine->get(), StoreOptionsFromFlags());
+  if (absl::Status s = LoadAdapters(**tenants, &adapters); !s.ok()) {
+    Log(s.ToString());
+    server->Shutdown();
+    return 1;
+  }
+  sched::EngineLoop loop(engine->get(), SchedulerConfigFromFlags(**tenants), &clock, &adapters);
   loop.Start();
   state.engine = engine->get();
   state.loop = &loop;
   state.tenants = tenants->get();
+  state.adapters = &adapters;
   state.ready.store(true);
   health->SetServingStatus(true);
   if (const std::string pf = absl::GetFlag(FLAGS_port_file); !pf.empty()) {
     if (absl::Status s = WriteTextFile(pf, absl::StrCat(port, "\n")); !s.ok()) Log(s.ToString());
   }
-  Log(absl::StrCat("serving ", (*tenants)->tenants().size(), " tenants on port ", port));
+  Log(absl::StrCat("serving ", (*tenants)->tenants().size(), " tenants and ", adapters.size(),
+                   " adapters on port ", port));
 
   int sig = 0;
   sigwait(&signals, &sig);

@@ -107,7 +107,7 @@ absl::Status CheckNoUnknownFields(const google::protobuf::Message& message) {
 }
 
 absl::StatusOr<sched::Submission> ToSubmission(const v1::GenerateRequest& r, const Principal& who,
-                                               const TenantRegistry& tenants, const Engine& engine,
+                                               const AdapterRef* adapter, const Engine& engine,
                                                const RequestLimits& limits) {
   if (absl::Status s = CheckNoUnknownFields(r); !s.ok()) return s;
   if (static_cast<int32_t>(r.request_id().size()) > limits.max_request_id_bytes)
@@ -121,11 +121,9 @@ absl::StatusOr<sched::Submission> ToSubmission(const v1::GenerateRequest& r, con
   sub.tenant = who.tenant;
   sub.priority = r.priority();
   GenerationRequest& g = sub.request;
-  if (!r.adapter().empty()) {
-    auto a = tenants.AdapterFor(who.tenant, r.adapter());
-    if (!a.ok()) return a.status();
-    g.para = (*a)->ref.para;
-    g.lora = (*a)->ref.lora;
+  if (adapter != nullptr) {
+    g.para = adapter->para;
+    g.lora = adapter->lora;
   }
   if (absl::Status s = CheckPrompt(r, engine, limits, &g); !s.ok()) return s;
   const int64_t room = engine.max_model_len() - static_cast<int64_t>(g.prompt_ids.size());

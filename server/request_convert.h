@@ -27,8 +27,9 @@ struct RequestLimits {
 // newer API asks for something this server does not do; silently ignoring it would be wrong).
 absl::Status CheckNoUnknownFields(const google::protobuf::Message& message);
 
+// `adapter` is the resolved adapter the request names (null for the base model).
 absl::StatusOr<sched::Submission> ToSubmission(const v1::GenerateRequest& request,
-                                               const Principal& who, const TenantRegistry& tenants,
+                                               const Principal& who, const AdapterRef* adapter,
                                                const Engine& engine, const RequestLimits& limits);
 
 v1::FinishReason ToProto(FinishReason reason);

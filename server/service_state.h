@@ -24,6 +24,7 @@ struct ServiceState {
   Engine* engine = nullptr;
   sched::EngineLoop* loop = nullptr;
   const TenantRegistry* tenants = nullptr;
+  store::AdapterStore* adapters = nullptr;
   const sched::Clock* clock = nullptr;
   RequestLimits limits;
   std::string model_name;

@@ -1,7 +1,5 @@
 #include "server/tenants.h"
 
-#include <filesystem>
-
 #include "absl/strings/str_cat.h"
 #include "engine/file_util.h"
 #include "engine/status_macros.h"
@@ -43,18 +41,16 @@ std::string BearerToken(const std::string& header) {
   return header.substr(kPrefix.size());
 }
 
-absl::StatusOr<std::unique_ptr<TenantRegistry>> TenantRegistry::Load(const std::string& path,
-                                                                     const Engine& engine) {
+absl::StatusOr<std::unique_ptr<TenantRegistry>> TenantRegistry::Load(const std::string& path) {
   ASSIGN_OR_RETURN(std::string text, ReadTextFile(path));
-  return Parse(text, std::filesystem::path(path).parent_path().string(), engine);
+  return Parse(text);
 }
 
-absl::StatusOr<std::unique_ptr<TenantRegistry>> TenantRegistry::Parse(const std::string& text,
-                                                                      const std::string& base_dir,
-                                                                      const Engine& engine) {
+absl::StatusOr<std::unique_ptr<TenantRegistry>> TenantRegistry::Parse(const std::string& text) {
   json j = json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return Bad("not a valid JSON object");
   auto reg = std::make_unique<TenantRegistry>();
+  std::map<std::string, std::string> owner;  // adapter name -> tenant
   try {
     if (j.contains("admin_api_keys")) {
       ASSIGN_OR_RETURN(auto keys, Keys(j["admin_api_keys"], "admin_api_keys"));
@@ -81,17 +77,15 @@ absl::StatusOr<std::unique_ptr<TenantRegistry>> TenantRegistry::Parse(const std:
           if (!dir.is_string())
             return Bad(
                 absl::StrCat("adapter '", aname, "' of tenant '", name, "' needs a directory"));
-          if (reg->adapters_.count(aname))
-            return Bad(absl::StrCat("adapter name '", aname, "' is used by tenants '",
-                                    reg->adapters_[aname].tenant, "' and '", name, "'"));
-          std::filesystem::path p(dir.get<std::string>());
-          if (p.is_relative() && !base_dir.empty()) p = std::filesystem::path(base_dir) / p;
-          auto ref = engine.LoadAdapter(p.string());
-          if (!ref.ok())
-            return absl::Status(ref.status().code(),
-                                absl::StrCat("tenant '", name, "' adapter '", aname,
-                                             "': ", ref.status().message()));
-          reg->adapters_[aname] = {aname, name, p.string(), *std::move(ref)};
+          if (owner.count(aname))
+            return Bad(absl::StrCat("adapter name '", aname, "' is used by tenants '", owner[aname],
+                                    "' and '", name, "'"));
+          owner[aname] = name;
+          store::LoadSpec spec;
+          spec.name = aname;
+          spec.tenant = name;
+          spec.path = dir.get<std::string>();
+          reg->adapters_.push_back(spec);
         }
       }
       reg->tenants_[name] = std::move(e);
@@ -110,24 +104,6 @@ absl::StatusOr<Principal> TenantRegistry::Authenticate(const std::string& key) c
     if (ConstantTimeEquals(key, k)) return Principal{tenant, tenant.empty()};
   }
   return absl::UnauthenticatedError("unknown API key");
-}
-
-absl::StatusOr<const AdapterEntry*> TenantRegistry::AdapterFor(const std::string& tenant,
-                                                               const std::string& name) const {
-  auto it = adapters_.find(name);
-  if (it == adapters_.end())
-    return absl::NotFoundError(absl::StrCat("unknown adapter '", name, "'"));
-  if (it->second.tenant != tenant)
-    return absl::PermissionDeniedError(
-        absl::StrCat("adapter '", name, "' does not belong to tenant '", tenant, "'"));
-  return &it->second;
-}
-
-std::vector<const AdapterEntry*> TenantRegistry::AdaptersOf(const std::string& tenant) const {
-  std::vector<const AdapterEntry*> out;
-  for (const auto& [name, a] : adapters_)
-    if (a.tenant == tenant) out.push_back(&a);
-  return out;
 }
 
 std::map<std::string, sched::TenantConfig> TenantRegistry::SchedulerTenants() const {

@@ -11,9 +11,10 @@
 //     }
 //   }
 //
-// Relative adapter paths are resolved against the file's directory. Adapter names are global: a
-// name belongs to one tenant. Keys are compared in constant time and never logged.
-// TenantRegistry is immutable after Load; safe to read from any thread.
+// The adapters listed here are loaded into the adapter store at start-up (paths relative to the
+// store's adapter root). Adapter names are global: a name belongs to one tenant. Keys are compared
+// in constant time and never logged. TenantRegistry is immutable after Load; safe to read from any
+// thread.
 #pragma once
 
 #include <map>
@@ -23,17 +24,10 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "engine/engine.h"
+#include "adapters_store/adapter_store.h"
 #include "scheduler/scheduler.h"
 
 namespace para::server {
-
-struct AdapterEntry {
-  std::string name;
-  std::string tenant;
-  std::string dir;
-  AdapterRef ref;  // loaded and validated against the served model
-};
 
 struct TenantEntry {
   std::string name;
@@ -49,29 +43,22 @@ struct Principal {
 
 class TenantRegistry {
  public:
-  // Parses the configuration and loads every adapter through `engine` (errors name the tenant,
-  // adapter and file).
-  static absl::StatusOr<std::unique_ptr<TenantRegistry>> Load(const std::string& path,
-                                                              const Engine& engine);
-  // Same from JSON text; relative adapter paths resolve against `base_dir`.
-  static absl::StatusOr<std::unique_ptr<TenantRegistry>> Parse(const std::string& json_text,
-                                                               const std::string& base_dir,
-                                                               const Engine& engine);
+  // Parses the configuration file (errors name the tenant and field).
+  static absl::StatusOr<std::unique_ptr<TenantRegistry>> Load(const std::string& path);
+  static absl::StatusOr<std::unique_ptr<TenantRegistry>> Parse(const std::string& json_text);
 
   // UNAUTHENTICATED when the key is missing or unknown.
   absl::StatusOr<Principal> Authenticate(const std::string& api_key) const;
-  // The adapter `name` for `tenant`: NOT_FOUND when no adapter has that name, PERMISSION_DENIED
-  // when it belongs to another tenant.
-  absl::StatusOr<const AdapterEntry*> AdapterFor(const std::string& tenant,
-                                                 const std::string& name) const;
-  std::vector<const AdapterEntry*> AdaptersOf(const std::string& tenant) const;
+  bool HasTenant(const std::string& name) const { return tenants_.count(name) > 0; }
+  // The adapters the file lists, to load into the adapter store at start-up.
+  const std::vector<store::LoadSpec>& adapters() const { return adapters_; }
   // Scheduler settings for every tenant (weights and limits).
   std::map<std::string, sched::TenantConfig> SchedulerTenants() const;
   const std::map<std::string, TenantEntry>& tenants() const { return tenants_; }
 
  private:
   std::map<std::string, TenantEntry> tenants_;
-  std::map<std::string, AdapterEntry> adapters_;
+  std::vector<store::LoadSpec> adapters_;
   std::vector<std::pair<std::string, std::string>> keys_;  // key -> tenant ("" = admin)
 };
 

@@ -39,6 +39,13 @@ def tenants_config(adapters, tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def bare_config(tmp_path_factory) -> str:
+    """The four tenants with their keys and no adapters (tests load theirs via the Admin API)."""
+    tenants = {t: {"api_keys": [k]} for t, k in h.KEYS.items()}
+    return h.write_config(tmp_path_factory.mktemp("bare-config") / "tenants.json", tenants)
+
+
+@pytest.fixture(scope="session")
 def server(tiny_model, tenants_config, tmp_path_factory):
     s = h.ServerProcess(tiny_model, tenants_config, tmp_path_factory.mktemp("main-server"),
                         "--kv-cache-blocks", "512", "--block-size", "16")
@@ -71,8 +78,8 @@ def start_server(tmp_path):
     """Starts extra servers for one test (own flags/config); all are killed at teardown."""
     started = []
 
-    def start(model, config, *args, name="server"):
-        s = h.ServerProcess(model, config, tmp_path / f"{name}-{len(started)}", *args)
+    def start(model, config, *args, name="server", env=None):
+        s = h.ServerProcess(model, config, tmp_path / f"{name}-{len(started)}", *args, env=env)
         started.append(s)
         return s
 

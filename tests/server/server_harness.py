@@ -106,6 +106,20 @@ def cli_generate(model: str, *, prompt: Optional[str] = None, prompt_ids: Option
     return json.loads(lines[0])
 
 
+def cli_generate_many(model: str, requests: Sequence[dict], workdir: pathlib.Path,
+                      extra: Sequence[str] = ()) -> list[dict]:
+    """para-cli's results for many requests in one run (--requests FILE.jsonl; each dict holds
+    prompt_ids / prompt, max_tokens, adapter (a directory, "" = base model), ignore_eos, ...),
+    in input order."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / f"requests-{time.monotonic_ns()}.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in requests))
+    out = run(CLI, "generate", "--model", model, "--requests", path, "--json", *extra, timeout=300).stdout
+    results = [json.loads(l) for l in out.splitlines() if l.strip()]
+    assert [r["index"] for r in results] == list(range(len(requests))), out[:2000]
+    return results
+
+
 def make_certs(d: pathlib.Path) -> dict:
     """A CA, a server certificate for localhost / 127.0.0.1 and a client certificate, all signed by
     the CA; plus a second, unrelated CA with its own client certificate. Returns name -> path."""
@@ -138,20 +152,34 @@ def make_certs(d: pathlib.Path) -> dict:
 
 # ---- the server process -----------------------------------------------------------------------
 
+def _session_root(path: pathlib.Path) -> pathlib.Path:
+    """pytest's per-session temp dir (…/pytest-of-USER/pytest-N) above `path`."""
+    for p in [path, *path.parents]:
+        if p.name.startswith("pytest-") and p.parent.name.startswith("pytest-of-"):
+            return p
+    return path.parent
+
+
 class ServerProcess:
     """One para-server on 127.0.0.1 with --port 0; the chosen port comes from --port-file."""
 
-    def __init__(self, model: str, config: str, workdir: pathlib.Path, *args: str, startup_timeout: float = 60):
+    def __init__(self, model: str, config: str, workdir: pathlib.Path, *args: str, startup_timeout: float = 60,
+                 env: Optional[dict] = None):
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
         self.port_file = workdir / "port"
         self.log_path = workdir / "server.log"
         if self.port_file.exists():
             self.port_file.unlink()
+        args = list(map(str, args))
+        if not any(a.startswith("--adapter-root") for a in args):
+            # The fixtures' adapters live beside the config in pytest's session temp dir.
+            args += ["--adapter-root", str(_session_root(workdir))]
         self.args = [SERVER, "--model", model, "--config", config, "--host", "127.0.0.1", "--port", "0",
-                     "--port-file", str(self.port_file), *map(str, args)]
+                     "--port-file", str(self.port_file), *args]
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(self.args, stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(self.args, stdout=self._log, stderr=subprocess.STDOUT,
+                                     env={**os.environ, **env} if env else None)
         self.port = self._wait_for_port(startup_timeout)
         self.target = f"127.0.0.1:{self.port}"
 
@@ -171,8 +199,16 @@ class ServerProcess:
         raise RuntimeError(f"para-server did not write {self.port_file} within {timeout} s:\n{self.log()}")
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
+
+    def rss_kb(self) -> int:
+        """The server process's resident set size (VmRSS of /proc/PID/status) in KiB."""
+        for line in pathlib.Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise AssertionError(f"no VmRSS for pid {self.proc.pid}")
 
     def alive(self) -> bool:
         return self.proc.poll() is None

@@ -41,7 +41,8 @@ def test_reflection_describes_the_methods_and_messages(server):
         stream = gen.methods_by_name["GenerateStream"]
         assert stream.output_type.full_name == "para.v1.GenerateStreamResponse"
         admin = pool.FindServiceByName("para.v1.Admin")
-        assert [m.name for m in admin.methods] == ["GetServerStats"]
+        assert [m.name for m in admin.methods] == ["GetServerStats", "LoadAdapter", "UnloadAdapter", "ListAdapters",
+                                                  "GetAdapter"]
         req = pool.FindMessageTypeByName("para.v1.GenerateRequest")
         assert req.fields_by_name["text"].number == 2
         assert pool.FindMessageTypeByName("para.v1.ServerStats").fields_by_name["draining"].number == 9

@@ -45,7 +45,7 @@ Fixture& F() {
 }
 
 TEST(TenantsTest, KeysAuthenticateTheirTenant) {
-  auto reg = TenantRegistry::Parse(F().Config(), "", *F().engine);
+  auto reg = TenantRegistry::Parse(F().Config());
   ASSERT_TRUE(reg.ok()) << reg.status();
   EXPECT_EQ((*reg)->Authenticate("acme-key-0002")->tenant, "acme");
   EXPECT_FALSE((*reg)->Authenticate("acme-key-0002")->admin);
@@ -58,24 +58,22 @@ TEST(TenantsTest, KeysAuthenticateTheirTenant) {
   EXPECT_EQ(BearerToken("Bearer "), "");
 }
 
-TEST(TenantsTest, AdaptersBelongToTheirTenant) {
-  auto reg = *TenantRegistry::Parse(F().Config(), "", *F().engine);
-  auto mine = reg->AdapterFor("acme", "acme-para");
-  ASSERT_TRUE(mine.ok());
-  EXPECT_TRUE((*mine)->ref.para != nullptr);
-  EXPECT_TRUE((*reg->AdapterFor("globex", "globex-lora"))->ref.lora != nullptr);
-  EXPECT_EQ(reg->AdapterFor("globex", "acme-para").status().code(),
-            absl::StatusCode::kPermissionDenied);
-  EXPECT_EQ(reg->AdapterFor("acme", "nope").status().code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ(reg->AdaptersOf("acme").size(), 1u);
+TEST(TenantsTest, AdaptersAndLimitsAreListedForTheStore) {
+  auto reg = *TenantRegistry::Parse(F().Config());
+  ASSERT_EQ(reg->adapters().size(), 2u);
+  EXPECT_EQ(reg->adapters()[0].name, "acme-para");
+  EXPECT_EQ(reg->adapters()[0].tenant, "acme");
+  EXPECT_EQ(reg->adapters()[0].path, F().para);
+  EXPECT_EQ(reg->adapters()[1].tenant, "globex");
+  EXPECT_TRUE(reg->HasTenant("globex"));
+  EXPECT_FALSE(reg->HasTenant("initech"));
   auto limits = reg->SchedulerTenants();
   EXPECT_EQ(limits["acme"].weight, 2);
   EXPECT_EQ(limits["acme"].max_inflight, 3);
 }
 
 TEST(TenantsTest, MalformedFilesAreRefused) {
-  const Engine& e = *F().engine;
-  auto bad = [&](const std::string& text) { return TenantRegistry::Parse(text, "", e).status(); };
+  auto bad = [&](const std::string& text) { return TenantRegistry::Parse(text).status(); };
   EXPECT_THAT(std::string(bad("{").message()), HasSubstr("not a valid JSON object"));
   EXPECT_THAT(std::string(bad("{}").message()), HasSubstr("needs a 'tenants' object"));
   EXPECT_THAT(std::string(bad(R"({"tenants": {"a": {"api_keys": ["short"]}}})").message()),
@@ -85,9 +83,8 @@ TEST(TenantsTest, MalformedFilesAreRefused) {
   EXPECT_THAT(
       std::string(bad(F().Config(R"(, "initech": {"adapters": {"acme-para": "x"}})")).message()),
       HasSubstr("adapter name 'acme-para' is used by tenants 'acme' and 'initech'"));
-  absl::Status missing = bad(R"({"tenants": {"a": {"adapters": {"x": "/nonexistent/adapter"}}}})");
-  EXPECT_THAT(std::string(missing.message()), HasSubstr("tenant 'a' adapter 'x'"));
-  EXPECT_THAT(std::string(missing.message()), HasSubstr("/nonexistent/adapter"));
+  EXPECT_THAT(std::string(bad(R"({"tenants": {"a": {"adapters": {"x": 5}}}})").message()),
+              HasSubstr("adapter 'x' of tenant 'a' needs a directory"));
   EXPECT_THAT(std::string(bad(R"({"tenants": {"a": {"api_keys": "not-a-list"}}})").message()),
               HasSubstr("must be a list"));
 }

@@ -108,6 +108,39 @@ class Client:
         except grpc.RpcError as e:
             _raise(e)
 
+    def load_adapter(self, name: str, tenant: str, path: str, *, type: str = "auto", sha256: str = "",
+                     timeout: Optional[float] = None) -> admin_pb2.AdapterInfo:
+        """Admin keys only. Loads (or replaces, as a new version) a tenant's adapter."""
+        kinds = {"auto": admin_pb2.ADAPTER_TYPE_AUTO, "para": admin_pb2.ADAPTER_TYPE_PARA,
+                 "lora": admin_pb2.ADAPTER_TYPE_LORA}
+        req = admin_pb2.LoadAdapterRequest(name=name, tenant=tenant, path=path, type=kinds[type], sha256=sha256)
+        try:
+            return self._admin.LoadAdapter(req, metadata=self._metadata, timeout=timeout)
+        except grpc.RpcError as e:
+            _raise(e)
+
+    def unload_adapter(self, name: str) -> None:
+        """Admin keys only. New requests naming it get NOT_FOUND; requests in flight finish."""
+        try:
+            self._admin.UnloadAdapter(admin_pb2.UnloadAdapterRequest(name=name), metadata=self._metadata)
+        except grpc.RpcError as e:
+            _raise(e)
+
+    def list_adapters(self, tenant: str = "") -> Sequence[admin_pb2.AdapterInfo]:
+        """Admin keys only."""
+        try:
+            return self._admin.ListAdapters(admin_pb2.ListAdaptersRequest(tenant=tenant),
+                                            metadata=self._metadata).adapters
+        except grpc.RpcError as e:
+            _raise(e)
+
+    def get_adapter(self, name: str) -> admin_pb2.AdapterInfo:
+        """Admin keys only."""
+        try:
+            return self._admin.GetAdapter(admin_pb2.GetAdapterRequest(name=name), metadata=self._metadata)
+        except grpc.RpcError as e:
+            _raise(e)
+
     def server_stats(self) -> admin_pb2.ServerStats:
         """Admin keys only."""
         try:

@@ -39,6 +39,26 @@ class AdminStub(object):
                 request_serializer=para_dot_v1_dot_admin__pb2.GetServerStatsRequest.SerializeToString,
                 response_deserializer=para_dot_v1_dot_admin__pb2.ServerStats.FromString,
                 _registered_method=True)
+        self.LoadAdapter = channel.unary_unary(
+                '/para.v1.Admin/LoadAdapter',
+                request_serializer=para_dot_v1_dot_admin__pb2.LoadAdapterRequest.SerializeToString,
+                response_deserializer=para_dot_v1_dot_admin__pb2.AdapterInfo.FromString,
+                _registered_method=True)
+        self.UnloadAdapter = channel.unary_unary(
+                '/para.v1.Admin/UnloadAdapter',
+                request_serializer=para_dot_v1_dot_admin__pb2.UnloadAdapterRequest.SerializeToString,
+                response_deserializer=para_dot_v1_dot_admin__pb2.UnloadAdapterResponse.FromString,
+                _registered_method=True)
+        self.ListAdapters = channel.unary_unary(
+                '/para.v1.Admin/ListAdapters',
+                request_serializer=para_dot_v1_dot_admin__pb2.ListAdaptersRequest.SerializeToString,
+                response_deserializer=para_dot_v1_dot_admin__pb2.ListAdaptersResponse.FromString,
+                _registered_method=True)
+        self.GetAdapter = channel.unary_unary(
+                '/para.v1.Admin/GetAdapter',
+                request_serializer=para_dot_v1_dot_admin__pb2.GetAdapterRequest.SerializeToString,
+                response_deserializer=para_dot_v1_dot_admin__pb2.AdapterInfo.FromString,
+                _registered_method=True)
 
 
 class AdminServicer(object):
@@ -51,6 +71,34 @@ class AdminServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LoadAdapter(self, request, context):
+        """Loads (validates, then publishes atomically) an adapter for a tenant. Loading a name that
+        exists creates a new version: new requests use it, requests in flight finish on the old one,
+        which is freed afterwards. A failed load leaves the previous version serving.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnloadAdapter(self, request, context):
+        """Removes an adapter: new requests naming it get NOT_FOUND; requests in flight finish.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAdapters(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAdapter(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -58,6 +106,26 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.GetServerStats,
                     request_deserializer=para_dot_v1_dot_admin__pb2.GetServerStatsRequest.FromString,
                     response_serializer=para_dot_v1_dot_admin__pb2.ServerStats.SerializeToString,
+            ),
+            'LoadAdapter': grpc.unary_unary_rpc_method_handler(
+                    servicer.LoadAdapter,
+                    request_deserializer=para_dot_v1_dot_admin__pb2.LoadAdapterRequest.FromString,
+                    response_serializer=para_dot_v1_dot_admin__pb2.AdapterInfo.SerializeToString,
+            ),
+            'UnloadAdapter': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnloadAdapter,
+                    request_deserializer=para_dot_v1_dot_admin__pb2.UnloadAdapterRequest.FromString,
+                    response_serializer=para_dot_v1_dot_admin__pb2.UnloadAdapterResponse.SerializeToString,
+            ),
+            'ListAdapters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAdapters,
+                    request_deserializer=para_dot_v1_dot_admin__pb2.ListAdaptersRequest.FromString,
+                    response_serializer=para_dot_v1_dot_admin__pb2.ListAdaptersResponse.SerializeToString,
+            ),
+            'GetAdapter': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAdapter,
+                    request_deserializer=para_dot_v1_dot_admin__pb2.GetAdapterRequest.FromString,
+                    response_serializer=para_dot_v1_dot_admin__pb2.AdapterInfo.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -87,6 +155,114 @@ class Admin(object):
             '/para.v1.Admin/GetServerStats',
             para_dot_v1_dot_admin__pb2.GetServerStatsRequest.SerializeToString,
             para_dot_v1_dot_admin__pb2.ServerStats.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LoadAdapter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/para.v1.Admin/LoadAdapter',
+            para_dot_v1_dot_admin__pb2.LoadAdapterRequest.SerializeToString,
+            para_dot_v1_dot_admin__pb2.AdapterInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnloadAdapter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/para.v1.Admin/UnloadAdapter',
+            para_dot_v1_dot_admin__pb2.UnloadAdapterRequest.SerializeToString,
+            para_dot_v1_dot_admin__pb2.UnloadAdapterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAdapters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/para.v1.Admin/ListAdapters',
+            para_dot_v1_dot_admin__pb2.ListAdaptersRequest.SerializeToString,
+            para_dot_v1_dot_admin__pb2.ListAdaptersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAdapter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/para.v1.Admin/GetAdapter',
+            para_dot_v1_dot_admin__pb2.GetAdapterRequest.SerializeToString,
+            para_dot_v1_dot_admin__pb2.AdapterInfo.FromString,
             options,
             channel_credentials,
             insecure,

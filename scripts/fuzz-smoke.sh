@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets with clang (ASan + UBSan) in build-fuzz and runs each briefly over
+# its seed corpus (tests/fuzz/corpus; new inputs go to a temporary copy). Exits 0 without doing
+# anything when clang++ is missing. A crash, leak or sanitizer report fails it.
+#   scripts/fuzz-smoke.sh [SECONDS_PER_TARGET]   (default 20)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v clang++ >/dev/null; then
+  echo "fuzz smoke skipped: clang++ is not installed"
+  exit 0
+fi
+seconds="${1:-20}"
+cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
+  -DCMAKE_CXX_COMPILER=clang++ -DPARA_FUZZ=ON >/dev/null
+cmake --build build-fuzz -j "${PARA_JOBS:-$(nproc)}"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+for target in safetensors config; do
+  mkdir -p "$work/$target"
+  cp tests/fuzz/corpus/$target/* "$work/$target/"
+  echo "== ${target}_fuzz for ${seconds}s"
+  build-fuzz/bin/${target}_fuzz -max_total_time="$seconds" -rss_limit_mb=2048 -print_final_stats=1 \
+    "$work/$target" 2>&1 | tail -n 12
+done
