@@ -43,6 +43,8 @@ struct AdapterStore::Entry {
   std::shared_ptr<Version> current;
   int64_t next_version = 1;
   bool reloading = false;  // weights coming back from disk
+  std::string last_error;  // why the last reload failed (cleared by a good one)
+  std::vector<std::weak_ptr<Version>> retired;  // replaced versions possibly still in use
   // Requests waiting for the reload: called with OK (acquire again) or the reason it failed.
   std::vector<std::function<void(const absl::Status&)>> waiters;
 };
@@ -292,7 +294,11 @@ absl::Status AdapterStore::Publish(const LoadSpec& spec, const std::string& dir,
     if (!slot) slot = std::make_unique<Entry>();
     Entry& e = *slot;
     v->number = e.next_version++;
-    if (e.current) RetireLocked(*e.current);
+    if (e.current) {
+      RetireLocked(*e.current);
+      e.retired.push_back(e.current);
+    }
+    e.last_error.clear();
     MakeRoomLocked(v->bytes, Tier::kHost, nullptr, InFlight);  // in-flight adapters may overrun it
     v->tier = Tier::kHost;
     host_bytes_ += v->bytes;
@@ -330,7 +336,7 @@ void AdapterStore::Load(LoadSpec spec, std::function<void(absl::StatusOr<Adapter
 absl::Status AdapterStore::CheckOwnerLocked(const LoadSpec& spec) const {
   const std::string* owner = nullptr;
   if (auto it = entries_.find(spec.name); it != entries_.end()) owner = &it->second->spec.tenant;
-  if (auto it = kept_.find(spec.name); it != kept_.end()) owner = &it->second.tenant;
+  if (auto it = kept_.find(spec.name); it != kept_.end()) owner = &it->second.spec.tenant;
   if (owner != nullptr && *owner != spec.tenant)
     return absl::PermissionDeniedError(
         absl::StrCat("adapter name '", spec.name, "' belongs to tenant '", *owner, "'"));
@@ -371,7 +377,19 @@ absl::Status AdapterStore::Unload(const std::string& name) {
   return absl::OkStatus();
 }
 
-AdapterInfo AdapterStore::InfoLocked(const Entry& e) const {
+AdapterInfo AdapterStore::KeptInfo(const Kept& k) {
+  AdapterInfo i;
+  i.name = k.spec.name;
+  i.tenant = k.spec.tenant;
+  i.path = k.spec.path;
+  i.sha256 = k.spec.sha256;
+  i.type = k.spec.type;
+  i.state = State::kFailed;
+  i.last_error = k.error;
+  return i;
+}
+
+AdapterInfo AdapterStore::InfoLocked(Entry& e) const {
   AdapterInfo i;
   i.name = e.spec.name;
   i.tenant = e.spec.tenant;
@@ -384,6 +402,14 @@ AdapterInfo AdapterStore::InfoLocked(const Entry& e) const {
   i.version = v.number;
   i.tier = v.tier;
   i.in_flight = v.in_flight.load();
+  i.state = e.reloading             ? State::kReloading
+            : !e.last_error.empty() ? State::kFailed
+            : v.tier == Tier::kDisk ? State::kOnDisk
+                                    : State::kReady;
+  i.last_error = e.last_error;
+  std::erase_if(e.retired, [](const std::weak_ptr<Version>& w) { return w.expired(); });
+  for (const auto& w : e.retired)
+    if (auto r = w.lock()) i.retired_in_flight += r->in_flight.load();
   i.load_time_us = v.load_time_us;
   i.loaded_at = v.loaded_at;
   return i;
@@ -394,15 +420,19 @@ std::vector<AdapterInfo> AdapterStore::List(const std::string& tenant) const {
   std::vector<AdapterInfo> out;
   for (const auto& [name, e] : entries_)
     if (tenant.empty() || e->spec.tenant == tenant) out.push_back(InfoLocked(*e));
+  for (const auto& [name, k] : kept_)
+    if (tenant.empty() || k.spec.tenant == tenant) out.push_back(KeptInfo(k));
+  std::sort(out.begin(), out.end(),
+            [](const AdapterInfo& a, const AdapterInfo& b) { return a.name < b.name; });
   return out;
 }
 
 absl::StatusOr<AdapterInfo> AdapterStore::Get(const std::string& name) const {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = entries_.find(name);
-  if (it == entries_.end())
-    return absl::NotFoundError(absl::StrCat("unknown adapter '", name, "'"));
-  return InfoLocked(*it->second);
+  if (it != entries_.end()) return InfoLocked(*it->second);
+  if (auto k = kept_.find(name); k != kept_.end()) return KeptInfo(k->second);
+  return absl::NotFoundError(absl::StrCat("unknown adapter '", name, "'"));
 }
 
 int64_t AdapterStore::size() const {
@@ -420,8 +450,12 @@ void AdapterStore::Acquire(const std::string& tenant, const std::string& name,
   std::unique_lock<std::mutex> lock(mu_);
   auto it = entries_.find(name);
   if (it == entries_.end()) {
+    absl::Status s = absl::NotFoundError(absl::StrCat("unknown adapter '", name, "'"));
+    if (auto k = kept_.find(name); k != kept_.end() && k->second.spec.tenant == tenant)
+      s = absl::NotFoundError(
+          absl::StrCat("adapter '", name, "' did not load at start: ", k->second.error));
     lock.unlock();
-    return done(absl::NotFoundError(absl::StrCat("unknown adapter '", name, "'")));
+    return done(s);
   }
   Entry& e = *it->second;
   if (e.spec.tenant != tenant) {
@@ -465,6 +499,7 @@ void AdapterStore::Reload(const LoadSpec& spec, const std::shared_ptr<Version>& 
     if (fresh.ok() && (*fresh)->bytes != version->bytes)
       status =
           absl::FailedPreconditionError("its files changed since it was loaded; load it again");
+    e.last_error = status.ok() ? "" : std::string(status.message());
     if (status.ok() && e.current == version && version->tier == Tier::kDisk) {
       MakeRoomLocked(version->bytes, Tier::kHost, version.get(), InFlight);
       version->ref = (*fresh)->ref;
@@ -519,7 +554,7 @@ void AdapterStore::SaveManifest() {
     manifest_saved_ = manifest_generation_;
     std::map<std::string, const LoadSpec*> all;  // name order, loaded or kept
     for (const auto& [name, e] : entries_) all[name] = &e->spec;
-    for (const auto& [name, spec] : kept_) all[name] = &spec;
+    for (const auto& [name, k] : kept_) all[name] = &k.spec;
     for (const auto& [name, spec] : all)
       j["adapters"].push_back({{"name", name},
                                {"tenant", spec->tenant},
@@ -576,7 +611,8 @@ absl::Status AdapterStore::LoadManifest() {
     absl::StrAppend(&errors, "; '", specs[i].name, "': ", r.status().message());
     // Kept in the manifest (not served) so that fixing its files and restarting brings it back.
     std::lock_guard<std::mutex> lock(mu_);
-    if (!entries_.count(specs[i].name)) kept_.emplace(specs[i].name, specs[i]);
+    if (!entries_.count(specs[i].name))
+      kept_.emplace(specs[i].name, Kept{specs[i], std::string(r.status().message())});
   }
   {
     std::lock_guard<std::mutex> lock(mu_);

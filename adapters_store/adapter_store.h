@@ -43,6 +43,7 @@ namespace para::store {
 
 enum class AdapterType { kAuto, kPara, kLora };
 enum class Tier { kDisk, kHost, kDevice };
+enum class State { kReady, kOnDisk, kReloading, kFailed };  // see admin.proto AdapterState
 const char* TierName(Tier t);
 const char* AdapterTypeName(AdapterType t);
 
@@ -71,7 +72,10 @@ struct AdapterInfo {
   int64_t version = 0;
   Tier tier = Tier::kDisk;
   int64_t in_flight = 0;
-  int64_t load_time_us = 0;  // wall time of the last load
+  State state = State::kReady;
+  std::string last_error;         // state kFailed: why
+  int64_t retired_in_flight = 0;  // requests still on replaced versions
+  int64_t load_time_us = 0;       // wall time of the last load
   std::chrono::system_clock::time_point loaded_at;
 };
 
@@ -125,6 +129,10 @@ class AdapterStore final : public sched::AdapterResidency {
 
  private:
   struct Entry;
+  struct Kept {  // a manifest entry that did not load at start
+    LoadSpec spec;
+    std::string error;
+  };
   absl::StatusOr<std::string> ConfinedPath(const std::string& path) const;
   absl::StatusOr<std::shared_ptr<Version>> LoadVersion(const LoadSpec& spec,
                                                        const std::string& dir) const;
@@ -138,7 +146,8 @@ class AdapterStore final : public sched::AdapterResidency {
   void RetireLocked(Version& v);
   void TouchLocked(Entry& e);
   Lease LeaseLocked(Entry& e);
-  AdapterInfo InfoLocked(const Entry& e) const;
+  AdapterInfo InfoLocked(Entry& e) const;
+  static AdapterInfo KeptInfo(const Kept& k);
   void SaveManifest();
 
   const Engine* engine_;
@@ -147,7 +156,7 @@ class AdapterStore final : public sched::AdapterResidency {
   mutable std::mutex mu_;
   std::map<std::string, std::unique_ptr<Entry>> entries_;
   std::map<uint64_t, std::weak_ptr<Version>> by_adapter_id_;  // adapter object -> version
-  std::map<std::string, LoadSpec> kept_;  // manifest entries that did not load at start
+  std::map<std::string, Kept> kept_;  // manifest entries that did not load at start
   uint64_t manifest_generation_ = 0, manifest_saved_ = 0;
   bool manifest_suspended_ = false;
   std::mutex manifest_mu_;  // serialises manifest writes (taken before mu_)

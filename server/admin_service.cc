@@ -21,7 +21,9 @@ v1::AdapterInfo ToProto(const store::AdapterInfo& i) {
   out.set_name(i.name);
   out.set_tenant(i.tenant);
   out.set_path(i.path);
-  out.set_type(i.type == store::AdapterType::kPara ? v1::ADAPTER_TYPE_PARA : v1::ADAPTER_TYPE_LORA);
+  out.set_type(i.type == store::AdapterType::kPara   ? v1::ADAPTER_TYPE_PARA
+               : i.type == store::AdapterType::kLora ? v1::ADAPTER_TYPE_LORA
+                                                     : v1::ADAPTER_TYPE_AUTO);
   out.set_rank(static_cast<int32_t>(i.rank));
   out.set_bytes(i.bytes);
   out.set_version(i.version);
@@ -34,6 +36,22 @@ v1::AdapterInfo ToProto(const store::AdapterInfo& i) {
   out.set_loaded_at_unix_seconds(
       std::chrono::duration<double>(i.loaded_at.time_since_epoch()).count());
   out.set_sha256(i.sha256);
+  switch (i.state) {
+    case store::State::kReady:
+      out.set_state(v1::ADAPTER_STATE_READY);
+      break;
+    case store::State::kOnDisk:
+      out.set_state(v1::ADAPTER_STATE_ON_DISK);
+      break;
+    case store::State::kReloading:
+      out.set_state(v1::ADAPTER_STATE_RELOADING);
+      break;
+    case store::State::kFailed:
+      out.set_state(v1::ADAPTER_STATE_FAILED);
+      break;
+  }
+  out.set_last_error(i.last_error);
+  out.set_retired_in_flight(i.retired_in_flight);
   return out;
 }
 

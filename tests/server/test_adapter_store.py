@@ -270,6 +270,7 @@ def test_in_flight_stream_finishes_on_its_version_through_replace_and_unload(slo
 
         info = admin.load_adapter("live", "acme", "v2")
         assert (info.version, info.in_flight) == (2, 0)  # the stream holds version 1, not the new one
+        assert info.retired_in_flight == 1 and info.state == h.admin_pb2.ADAPTER_STATE_READY
         assert list(c.generate(token_ids=short_ids, adapter="live", max_tokens=6, ignore_eos=True,
                                timeout=30).token_ids) == ref_short_v2
         assert h.stats(s).requests_in_flight == 1, "the long stream ended too soon for this test"
@@ -1037,6 +1038,10 @@ def test_disk_tier_adapter_whose_files_vanished_fails_cleanly(tiny_model, bare_c
                             f"reload error")
         elif "doomed" not in outcome.message:
             problems.append(f"the error does not name the adapter: {outcome}")
+        info = admin.get_adapter("doomed")
+        if info.state != h.admin_pb2.ADAPTER_STATE_FAILED or "does not exist" not in info.last_error:
+            problems.append(f"GetAdapter does not show the failed reload: state {info.state}, "
+                            f"last_error {info.last_error!r}")
         if busy > 0.2:
             problems.append(f"the server burns {busy:.2f} CPU-s per s after the failed reload (retrying it)")
         # The rest keeps working.
@@ -1135,6 +1140,33 @@ def test_manifest_brings_the_same_adapters_back_after_a_restart(tiny_model, bare
         admin.unload_adapter("initech-c")
     assert sorted(e["name"] for e in json.loads(manifest.read_text())["adapters"]) == ["acme-a", "acme-d", "globex-b"]
     h.wait_idle(second)
+    second.sigterm()
+    assert second.wait(timeout=30) == 0
+    second.stop()
+
+    # A manifest entry whose files are gone: the server starts, serves the rest, shows the entry as
+    # FAILED with the reason, keeps it in the manifest, and a fixed directory serves it after the
+    # next restart.
+    shutil.move(root / "team-b", tmp_path / "team-b-away")
+    third = start_server(tiny_model, bare_config, "--adapter-root", root, "--adapter-manifest", manifest,
+                         "--kv-cache-blocks", 128, name="third")
+    with third.client(h.ADMIN_KEY) as admin, third.client(h.KEYS["globex"]) as globex:
+        info = admin.get_adapter("globex-b")
+        assert info.state == h.admin_pb2.ADAPTER_STATE_FAILED and "does not exist" in info.last_error, info
+        with pytest.raises(h.GenerationError) as e:
+            globex.generate(token_ids=prompt["globex-b"], adapter="globex-b", max_tokens=2)
+        assert e.value.code == NOT_FOUND and "did not load at start" in e.value.message
+        admin.unload_adapter("acme-d")  # rewrites the manifest: the failed entry stays in it
+    assert sorted(e["name"] for e in json.loads(manifest.read_text())["adapters"]) == ["acme-a", "globex-b"]
+    third.sigterm()
+    assert third.wait(timeout=30) == 0
+    third.stop()
+    shutil.move(tmp_path / "team-b-away", root / "team-b")
+    fourth = start_server(tiny_model, bare_config, "--adapter-root", root, "--adapter-manifest", manifest,
+                          "--kv-cache-blocks", 128, name="fourth")
+    with fourth.client(h.KEYS["globex"]) as globex:
+        assert list(globex.generate(token_ids=prompt["globex-b"], adapter="globex-b", max_tokens=12,
+                                    ignore_eos=True, timeout=30).token_ids) == ref["globex-b"]
 
 
 # =================================================================================================

@@ -88,8 +88,11 @@ TEST(AdapterStoreTest, ReplacingMakesANewVersionWhileLeasesKeepTheOldOne) {
   EXPECT_EQ(old_lease->version(), 1);
   EXPECT_NE(new_lease->ref().para, old_lease->ref().para);
   EXPECT_FALSE(old_weights.expired()) << "in-flight requests keep the old version";
+  EXPECT_EQ(store.Get("a")->retired_in_flight, 1);
+  EXPECT_EQ(store.Get("a")->in_flight, 1);
   *old_lease = Lease();
   EXPECT_TRUE(old_weights.expired()) << "the old version is freed after its last request";
+  EXPECT_EQ(store.Get("a")->retired_in_flight, 0);
 }
 
 TEST(AdapterStoreTest, FailedLoadLeavesThePreviousVersionServing) {
@@ -197,6 +200,8 @@ TEST(AdapterStoreTest, HostBudgetDropsIdleAdaptersToDiskAndReloadsThemOnUse) {
         store.LoadAndWait(Spec(absl::StrCat("a", i), "t", env.Para(absl::StrCat("a", i), i))).ok());
   EXPECT_EQ(store.Get("a0")->tier, Tier::kDisk)
       << "the least recently used idle adapter went to disk";
+  EXPECT_EQ(store.Get("a0")->state, State::kOnDisk);
+  EXPECT_EQ(store.Get("a1")->state, State::kReady);
   EXPECT_LE(store.bytes_in_memory(), o.host_budget_bytes);
   // Using it brings it back (and drops another idle one).
   auto lease = AcquireNow(store, "t", "a0");
@@ -231,6 +236,9 @@ TEST(AdapterStoreTest, AFailedReloadFailsItsWaitersOnceAndStaysConfined) {
   EXPECT_THAT(lost.status().message(), HasSubstr("adapter 'gone' could not be reloaded from disk"));
   EXPECT_EQ(store.Get("gone")->tier, Tier::kDisk)
       << "still registered; the next request tries again";
+  EXPECT_EQ(store.Get("gone")->state, State::kFailed);
+  EXPECT_THAT(store.Get("gone")->last_error, HasSubstr("'gone' does not exist"));
+  EXPECT_EQ(store.Get("moved")->state, State::kOnDisk);
   // Weights replaced by a symlink leaving the root: the reload is refused.
   const std::string outside = para::testing::MakeTempDir("outside_");
   tools::TinyParaOptions po;
@@ -338,6 +346,12 @@ TEST(AdapterStoreTest, ManifestBringsBackTheSameAdapters) {
     const absl::Status s = store.LoadManifest();
     EXPECT_THAT(s.message(), HasSubstr("1 of 2 manifest adapters did not load; 'l':"));
     EXPECT_EQ(store.size(), 1);
+    EXPECT_EQ(store.Get("l")->state, State::kFailed) << "listed, with the reason";
+    EXPECT_THAT(store.Get("l")->last_error, HasSubstr("does not exist"));
+    EXPECT_EQ(store.List().size(), 2u);
+    auto lease = AcquireNow(store, "globex", "l");
+    EXPECT_EQ(lease.status().code(), absl::StatusCode::kNotFound);
+    EXPECT_THAT(lease.status().message(), HasSubstr("adapter 'l' did not load at start"));
     ASSERT_TRUE(
         store.LoadAndWait(Spec("q", "acme", env.Para("q", 3))).ok());  // rewrites the manifest
     std::ifstream in(o.manifest_path);

@@ -24,17 +24,19 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13para/v1/admin.proto\x12\x07para.v1\"t\n\x12LoadAdapterRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\"\n\x04type\x18\x04 \x01(\x0e\x32\x14.para.v1.AdapterType\x12\x0e\n\x06sha256\x18\x05 \x01(\t\"$\n\x14UnloadAdapterRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x17\n\x15UnloadAdapterResponse\"%\n\x13ListAdaptersRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\">\n\x14ListAdaptersResponse\x12&\n\x08\x61\x64\x61pters\x18\x01 \x03(\x0b\x32\x14.para.v1.AdapterInfo\"!\n\x11GetAdapterRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x88\x02\n\x0b\x41\x64\x61pterInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\"\n\x04type\x18\x04 \x01(\x0e\x32\x14.para.v1.AdapterType\x12\x0c\n\x04rank\x18\x05 \x01(\x05\x12\r\n\x05\x62ytes\x18\x06 \x01(\x03\x12\x0f\n\x07version\x18\x07 \x01(\x03\x12\"\n\x04tier\x18\x08 \x01(\x0e\x32\x14.para.v1.AdapterTier\x12\x11\n\tin_flight\x18\t \x01(\x03\x12\x14\n\x0cload_seconds\x18\n \x01(\x01\x12\x1e\n\x16loaded_at_unix_seconds\x18\x0b \x01(\x01\x12\x0e\n\x06sha256\x18\x0c \x01(\t\"\x17\n\x15GetServerStatsRequest\"\xdf\x01\n\x0bServerStats\x12\x17\n\x0fkv_blocks_total\x18\x01 \x01(\x05\x12\x16\n\x0ekv_blocks_free\x18\x02 \x01(\x05\x12\x12\n\nblock_size\x18\x03 \x01(\x05\x12\x18\n\x10requests_running\x18\x04 \x01(\x05\x12\x18\n\x10requests_waiting\x18\x05 \x01(\x05\x12\x1a\n\x12requests_in_flight\x18\x06 \x01(\x03\x12\x13\n\x0bpreemptions\x18\x07 \x01(\x03\x12\x14\n\x0c\x65ngine_steps\x18\x08 \x01(\x03\x12\x10\n\x08\x64raining\x18\t \x01(\x08*R\n\x0b\x41\x64\x61pterType\x12\x15\n\x11\x41\x44\x41PTER_TYPE_AUTO\x10\x00\x12\x15\n\x11\x41\x44\x41PTER_TYPE_PARA\x10\x01\x12\x15\n\x11\x41\x44\x41PTER_TYPE_LORA\x10\x02*r\n\x0b\x41\x64\x61pterTier\x12\x1c\n\x18\x41\x44\x41PTER_TIER_UNSPECIFIED\x10\x00\x12\x15\n\x11\x41\x44\x41PTER_TIER_DISK\x10\x01\x12\x15\n\x11\x41\x44\x41PTER_TIER_HOST\x10\x02\x12\x17\n\x13\x41\x44\x41PTER_TIER_DEVICE\x10\x03\x32\xee\x02\n\x05\x41\x64min\x12\x46\n\x0eGetServerStats\x12\x1e.para.v1.GetServerStatsRequest\x1a\x14.para.v1.ServerStats\x12@\n\x0bLoadAdapter\x12\x1b.para.v1.LoadAdapterRequest\x1a\x14.para.v1.AdapterInfo\x12N\n\rUnloadAdapter\x12\x1d.para.v1.UnloadAdapterRequest\x1a\x1e.para.v1.UnloadAdapterResponse\x12K\n\x0cListAdapters\x12\x1c.para.v1.ListAdaptersRequest\x1a\x1d.para.v1.ListAdaptersResponse\x12>\n\nGetAdapter\x12\x1a.para.v1.GetAdapterRequest\x1a\x14.para.v1.AdapterInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13para/v1/admin.proto\x12\x07para.v1\"t\n\x12LoadAdapterRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\"\n\x04type\x18\x04 \x01(\x0e\x32\x14.para.v1.AdapterType\x12\x0e\n\x06sha256\x18\x05 \x01(\t\"$\n\x14UnloadAdapterRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x17\n\x15UnloadAdapterResponse\"%\n\x13ListAdaptersRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\">\n\x14ListAdaptersResponse\x12&\n\x08\x61\x64\x61pters\x18\x01 \x03(\x0b\x32\x14.para.v1.AdapterInfo\"!\n\x11GetAdapterRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\xdd\x02\n\x0b\x41\x64\x61pterInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\"\n\x04type\x18\x04 \x01(\x0e\x32\x14.para.v1.AdapterType\x12\x0c\n\x04rank\x18\x05 \x01(\x05\x12\r\n\x05\x62ytes\x18\x06 \x01(\x03\x12\x0f\n\x07version\x18\x07 \x01(\x03\x12\"\n\x04tier\x18\x08 \x01(\x0e\x32\x14.para.v1.AdapterTier\x12\x11\n\tin_flight\x18\t \x01(\x03\x12\x14\n\x0cload_seconds\x18\n \x01(\x01\x12\x1e\n\x16loaded_at_unix_seconds\x18\x0b \x01(\x01\x12\x0e\n\x06sha256\x18\x0c \x01(\t\x12$\n\x05state\x18\r \x01(\x0e\x32\x15.para.v1.AdapterState\x12\x12\n\nlast_error\x18\x0e \x01(\t\x12\x19\n\x11retired_in_flight\x18\x0f \x01(\x03\"\x17\n\x15GetServerStatsRequest\"\xdf\x01\n\x0bServerStats\x12\x17\n\x0fkv_blocks_total\x18\x01 \x01(\x05\x12\x16\n\x0ekv_blocks_free\x18\x02 \x01(\x05\x12\x12\n\nblock_size\x18\x03 \x01(\x05\x12\x18\n\x10requests_running\x18\x04 \x01(\x05\x12\x18\n\x10requests_waiting\x18\x05 \x01(\x05\x12\x1a\n\x12requests_in_flight\x18\x06 \x01(\x03\x12\x13\n\x0bpreemptions\x18\x07 \x01(\x03\x12\x14\n\x0c\x65ngine_steps\x18\x08 \x01(\x03\x12\x10\n\x08\x64raining\x18\t \x01(\x08*R\n\x0b\x41\x64\x61pterType\x12\x15\n\x11\x41\x44\x41PTER_TYPE_AUTO\x10\x00\x12\x15\n\x11\x41\x44\x41PTER_TYPE_PARA\x10\x01\x12\x15\n\x11\x41\x44\x41PTER_TYPE_LORA\x10\x02*r\n\x0b\x41\x64\x61pterTier\x12\x1c\n\x18\x41\x44\x41PTER_TIER_UNSPECIFIED\x10\x00\x12\x15\n\x11\x41\x44\x41PTER_TIER_DISK\x10\x01\x12\x15\n\x11\x41\x44\x41PTER_TIER_HOST\x10\x02\x12\x17\n\x13\x41\x44\x41PTER_TIER_DEVICE\x10\x03*\x98\x01\n\x0c\x41\x64\x61pterState\x12\x1d\n\x19\x41\x44\x41PTER_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41\x44\x41PTER_STATE_READY\x10\x01\x12\x19\n\x15\x41\x44\x41PTER_STATE_ON_DISK\x10\x02\x12\x1b\n\x17\x41\x44\x41PTER_STATE_RELOADING\x10\x03\x12\x18\n\x14\x41\x44\x41PTER_STATE_FAILED\x10\x04\x32\xee\x02\n\x05\x41\x64min\x12\x46\n\x0eGetServerStats\x12\x1e.para.v1.GetServerStatsRequest\x1a\x14.para.v1.ServerStats\x12@\n\x0bLoadAdapter\x12\x1b.para.v1.LoadAdapterRequest\x1a\x14.para.v1.AdapterInfo\x12N\n\rUnloadAdapter\x12\x1d.para.v1.UnloadAdapterRequest\x1a\x1e.para.v1.UnloadAdapterResponse\x12K\n\x0cListAdapters\x12\x1c.para.v1.ListAdaptersRequest\x1a\x1d.para.v1.ListAdaptersResponse\x12>\n\nGetAdapter\x12\x1a.para.v1.GetAdapterRequest\x1a\x14.para.v1.AdapterInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'para.v1.admin_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ADAPTERTYPE']._serialized_start=869
-  _globals['_ADAPTERTYPE']._serialized_end=951
-  _globals['_ADAPTERTIER']._serialized_start=953
-  _globals['_ADAPTERTIER']._serialized_end=1067
+  _globals['_ADAPTERTYPE']._serialized_start=954
+  _globals['_ADAPTERTYPE']._serialized_end=1036
+  _globals['_ADAPTERTIER']._serialized_start=1038
+  _globals['_ADAPTERTIER']._serialized_end=1152
+  _globals['_ADAPTERSTATE']._serialized_start=1155
+  _globals['_ADAPTERSTATE']._serialized_end=1307
   _globals['_LOADADAPTERREQUEST']._serialized_start=32
   _globals['_LOADADAPTERREQUEST']._serialized_end=148
   _globals['_UNLOADADAPTERREQUEST']._serialized_start=150
@@ -48,11 +50,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETADAPTERREQUEST']._serialized_start=316
   _globals['_GETADAPTERREQUEST']._serialized_end=349
   _globals['_ADAPTERINFO']._serialized_start=352
-  _globals['_ADAPTERINFO']._serialized_end=616
-  _globals['_GETSERVERSTATSREQUEST']._serialized_start=618
-  _globals['_GETSERVERSTATSREQUEST']._serialized_end=641
-  _globals['_SERVERSTATS']._serialized_start=644
-  _globals['_SERVERSTATS']._serialized_end=867
-  _globals['_ADMIN']._serialized_start=1070
-  _globals['_ADMIN']._serialized_end=1436
+  _globals['_ADAPTERINFO']._serialized_end=701
+  _globals['_GETSERVERSTATSREQUEST']._serialized_start=703
+  _globals['_GETSERVERSTATSREQUEST']._serialized_end=726
+  _globals['_SERVERSTATS']._serialized_start=729
+  _globals['_SERVERSTATS']._serialized_end=952
+  _globals['_ADMIN']._serialized_start=1310
+  _globals['_ADMIN']._serialized_end=1676
 # @@protoc_insertion_point(module_scope)

@@ -18,6 +18,14 @@ class AdapterTier(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ADAPTER_TIER_DISK: _ClassVar[AdapterTier]
     ADAPTER_TIER_HOST: _ClassVar[AdapterTier]
     ADAPTER_TIER_DEVICE: _ClassVar[AdapterTier]
+
+class AdapterState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ADAPTER_STATE_UNSPECIFIED: _ClassVar[AdapterState]
+    ADAPTER_STATE_READY: _ClassVar[AdapterState]
+    ADAPTER_STATE_ON_DISK: _ClassVar[AdapterState]
+    ADAPTER_STATE_RELOADING: _ClassVar[AdapterState]
+    ADAPTER_STATE_FAILED: _ClassVar[AdapterState]
 ADAPTER_TYPE_AUTO: AdapterType
 ADAPTER_TYPE_PARA: AdapterType
 ADAPTER_TYPE_LORA: AdapterType
@@ -25,6 +33,11 @@ ADAPTER_TIER_UNSPECIFIED: AdapterTier
 ADAPTER_TIER_DISK: AdapterTier
 ADAPTER_TIER_HOST: AdapterTier
 ADAPTER_TIER_DEVICE: AdapterTier
+ADAPTER_STATE_UNSPECIFIED: AdapterState
+ADAPTER_STATE_READY: AdapterState
+ADAPTER_STATE_ON_DISK: AdapterState
+ADAPTER_STATE_RELOADING: AdapterState
+ADAPTER_STATE_FAILED: AdapterState
 
 class LoadAdapterRequest(_message.Message):
     __slots__ = ("name", "tenant", "path", "type", "sha256")
@@ -69,7 +82,7 @@ class GetAdapterRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class AdapterInfo(_message.Message):
-    __slots__ = ("name", "tenant", "path", "type", "rank", "bytes", "version", "tier", "in_flight", "load_seconds", "loaded_at_unix_seconds", "sha256")
+    __slots__ = ("name", "tenant", "path", "type", "rank", "bytes", "version", "tier", "in_flight", "load_seconds", "loaded_at_unix_seconds", "sha256", "state", "last_error", "retired_in_flight")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
@@ -82,6 +95,9 @@ class AdapterInfo(_message.Message):
     LOAD_SECONDS_FIELD_NUMBER: _ClassVar[int]
     LOADED_AT_UNIX_SECONDS_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    RETIRED_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
     name: str
     tenant: str
     path: str
@@ -94,7 +110,10 @@ class AdapterInfo(_message.Message):
     load_seconds: float
     loaded_at_unix_seconds: float
     sha256: str
-    def __init__(self, name: _Optional[str] = ..., tenant: _Optional[str] = ..., path: _Optional[str] = ..., type: _Optional[_Union[AdapterType, str]] = ..., rank: _Optional[int] = ..., bytes: _Optional[int] = ..., version: _Optional[int] = ..., tier: _Optional[_Union[AdapterTier, str]] = ..., in_flight: _Optional[int] = ..., load_seconds: _Optional[float] = ..., loaded_at_unix_seconds: _Optional[float] = ..., sha256: _Optional[str] = ...) -> None: ...
+    state: AdapterState
+    last_error: str
+    retired_in_flight: int
+    def __init__(self, name: _Optional[str] = ..., tenant: _Optional[str] = ..., path: _Optional[str] = ..., type: _Optional[_Union[AdapterType, str]] = ..., rank: _Optional[int] = ..., bytes: _Optional[int] = ..., version: _Optional[int] = ..., tier: _Optional[_Union[AdapterTier, str]] = ..., in_flight: _Optional[int] = ..., load_seconds: _Optional[float] = ..., loaded_at_unix_seconds: _Optional[float] = ..., sha256: _Optional[str] = ..., state: _Optional[_Union[AdapterState, str]] = ..., last_error: _Optional[str] = ..., retired_in_flight: _Optional[int] = ...) -> None: ...
 
 class GetServerStatsRequest(_message.Message):
     __slots__ = ()
