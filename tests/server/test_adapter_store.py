@@ -248,12 +248,12 @@ def test_loads_replacements_and_unloads_under_traffic(tiny_model, bare_config, s
 
 def test_in_flight_stream_finishes_on_its_version_through_replace_and_unload(slow_model, bare_config,
                                                                             start_server, tmp_path):
-    """On the slow model a 1000-token stream runs for seconds: long enough to replace and then
+    """On the slow model a 1600-token stream runs for seconds even alone: long enough to replace and then
     unload its adapter while it runs."""
     root = tmp_path / "root"
     v1 = h.make_para_adapter(root / "v1", slow_model, 61)
     v2 = h.make_para_adapter(root / "v2", slow_model, 62)
-    long_ids, short_ids, n_long = [1, 7, 9, 11], [1, 20, 30], 1000
+    long_ids, short_ids, n_long = [1, 7, 9, 11], [1, 20, 30], 1600
     out = h.cli_generate_many(slow_model, [
         {"prompt_ids": long_ids, "max_tokens": n_long, "ignore_eos": True, "adapter": v1},
         {"prompt_ids": short_ids, "max_tokens": 6, "ignore_eos": True, "adapter": v2},
