@@ -255,6 +255,7 @@ bool AdapterStore::MakeRoomLocked(int64_t bytes, Tier tier, const Version* keep,
       if (victim == nullptr || v->last_used < victim->last_used) victim = v;
     }
     if (victim == nullptr) return false;  // everything left is in use
+    ++evictions_;
     if (tier == Tier::kDevice) {
       victim->tier = Tier::kHost;
       device_bytes_ -= victim->bytes;
@@ -316,7 +317,10 @@ absl::Status AdapterStore::Publish(const LoadSpec& spec, const std::string& dir,
 
 void AdapterStore::Load(LoadSpec spec, std::function<void(absl::StatusOr<AdapterInfo>)> done) {
   boost::asio::post(pool_->pool, [this, spec = std::move(spec), done = std::move(done)] {
-    auto fail = [&](const absl::Status& s) { done(s); };
+    auto fail = [&](const absl::Status& s) {
+      load_failures_.fetch_add(1);
+      done(s);
+    };
     if (spec.name.empty() || spec.name.size() > 128)
       return fail(absl::InvalidArgumentError("adapter name must be 1..128 bytes"));
     if (spec.tenant.empty()) return fail(absl::InvalidArgumentError("adapter tenant is empty"));
@@ -329,6 +333,7 @@ void AdapterStore::Load(LoadSpec spec, std::function<void(absl::StatusOr<Adapter
     absl::StatusOr<std::shared_ptr<Version>> v = LoadVersion(spec, *dir);
     if (!v.ok()) return fail(v.status());
     if (absl::Status s = Publish(spec, *dir, *std::move(v)); !s.ok()) return fail(s);
+    loads_.fetch_add(1);
     done(Get(spec.name));
   });
 }
@@ -440,6 +445,21 @@ int64_t AdapterStore::size() const {
   return static_cast<int64_t>(entries_.size());
 }
 
+AdapterStore::Counts AdapterStore::GetCounts() const {
+  Counts c;
+  c.loads = loads_.load();
+  c.load_failures = load_failures_.load();
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [name, e] : entries_) {
+    const int t = static_cast<int>(e->current->tier);
+    ++c.adapters[t];
+    c.bytes[t] += e->current->bytes;
+  }
+  c.failed_entries = static_cast<int64_t>(kept_.size());
+  c.evictions = evictions_;
+  return c;
+}
+
 int64_t AdapterStore::bytes_in_memory() const {
   std::lock_guard<std::mutex> lock(mu_);
   return host_bytes_ + device_bytes_;
@@ -508,6 +528,7 @@ void AdapterStore::Reload(const LoadSpec& spec, const std::shared_ptr<Version>& 
       IndexLocked(version);
     }
   }
+  (status.ok() ? loads_ : load_failures_).fetch_add(1);
   if (!status.ok())
     status = absl::Status(status.code(),
                           absl::StrCat("adapter '", spec.name,

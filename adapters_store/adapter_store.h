@@ -127,6 +127,16 @@ class AdapterStore final : public sched::AdapterResidency {
   // Bytes of adapter weights in memory (host + device tiers).
   int64_t bytes_in_memory() const;
 
+  // Counts for metrics: adapters (current versions) and bytes per tier, and load outcomes since
+  // start (loads include reloads from disk; a failure is a refused load or a failed reload).
+  struct Counts {
+    int64_t adapters[3] = {0, 0, 0};  // indexed by Tier
+    int64_t bytes[3] = {0, 0, 0};
+    int64_t failed_entries = 0;  // manifest entries that did not load (state FAILED)
+    int64_t loads = 0, load_failures = 0, evictions = 0;
+  };
+  Counts GetCounts() const;
+
  private:
   struct Entry;
   struct Kept {  // a manifest entry that did not load at start
@@ -161,6 +171,8 @@ class AdapterStore final : public sched::AdapterResidency {
   bool manifest_suspended_ = false;
   std::mutex manifest_mu_;  // serialises manifest writes (taken before mu_)
   int64_t host_bytes_ = 0, device_bytes_ = 0;
+  int64_t evictions_ = 0;  // guarded by mu_
+  std::atomic<int64_t> loads_{0}, load_failures_{0};
   uint64_t clock_ = 0;  // LRU counter
   struct Pool;
   std::unique_ptr<Pool> pool_;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 
@@ -87,6 +88,16 @@ void EngineLoop::DrainInbox() {
     absl::StatusOr<SeqId> id = scheduler_.Add(spec);
     if (!id.ok()) {
       DoneEvent done{p.handle, id.status(), {}};
+      if (listener_ != nullptr) {
+        FinishedRequest f;
+        f.tenant = p.submission.tenant;
+        f.adapter = p.submission.adapter_name;
+        f.adapter_kind = spec.adapter_kind;
+        f.code = id.status().code();
+        f.prompt_tokens = spec.prompt_len;
+        f.e2e_us = clock_->Now() - p.submitted;
+        listener_->OnRequestFinished(f);
+      }
       p.submission.observer->OnDone(done);
       std::lock_guard<std::mutex> lock(mu_);
       --in_flight_;
@@ -98,12 +109,33 @@ void EngineLoop::DrainInbox() {
     e.observer = std::move(p.submission.observer);
     e.keepalive = std::move(p.submission.keepalive);
     e.submitted = p.submitted;
+    e.tenant = std::move(p.submission.tenant);
+    e.adapter_name = std::move(p.submission.adapter_name);
     by_handle_[p.handle] = *id;
+    names_dirty_ = true;
   }
   for (uint64_t h : cancels) {
     auto it = by_handle_.find(h);
     if (it != by_handle_.end()) scheduler_.Cancel(it->second);
   }
+}
+
+FinishedRequest EngineLoop::Record(const Entry& e, const DoneEvent& done) const {
+  FinishedRequest f;
+  f.tenant = e.tenant;
+  f.adapter = e.adapter_name;
+  const GenerationRequest& req = e.seq->request();
+  f.adapter_kind = req.para   ? AdapterKind::kPara
+                   : req.lora ? AdapterKind::kLora
+                              : AdapterKind::kNone;
+  f.code = done.status.code();
+  f.finish_reason = done.result.finish_reason;
+  f.prompt_tokens = done.result.prompt_tokens;
+  f.generated_tokens = static_cast<int32_t>(done.result.token_ids.size());
+  if (e.admitted) f.queue_us = *e.admitted - e.submitted;
+  if (e.first_token) f.ttft_us = *e.first_token - e.submitted;
+  f.e2e_us = clock_->Now() - e.submitted;
+  return f;
 }
 
 void EngineLoop::Finish(SeqId id, absl::Status status) {
@@ -115,9 +147,11 @@ void EngineLoop::Finish(SeqId id, absl::Status status) {
   done.result.queue_time_us = e.admitted ? *e.admitted - e.submitted : 0;
   done.result.time_to_first_token_us = e.first_token ? *e.first_token - e.submitted : 0;
   done.result.preemptions = e.preemptions;
+  if (listener_ != nullptr) listener_->OnRequestFinished(Record(e, done));
   std::shared_ptr<RequestObserver> observer = std::move(e.observer);
   by_handle_.erase(e.handle);
   entries_.erase(it);
+  names_dirty_ = true;
   observer->OnDone(done);
   std::lock_guard<std::mutex> lock(mu_);
   --in_flight_;
@@ -138,6 +172,13 @@ void EngineLoop::RunStep(const StepPlan& plan) {
     Entry& e = entries_.at(id);
     engine_->ReleaseKv(e.seq.get());
     ++e.preemptions;
+  }
+  std::set<SeqId> in_batch(plan.prefill.begin(), plan.prefill.end());
+  in_batch.insert(plan.decode.begin(), plan.decode.end());
+  for (auto& [id, e] : entries_) {
+    const bool running = in_batch.count(id) > 0;
+    if (running != e.running) names_dirty_ = true;
+    e.running = running;
   }
   if (plan.empty()) return;
   const TimeUs now = clock_->Now();
@@ -165,6 +206,9 @@ void EngineLoop::RunStep(const StepPlan& plan) {
     Entry& e = entries_.at(ids[i]);
     const SequenceUpdate& u = updates[i];
     if (!e.first_token) e.first_token = done_at;
+    if (e.last_token && listener_ != nullptr)
+      listener_->OnInterTokenLatency(done_at - *e.last_token);
+    e.last_token = done_at;
     const bool wants_logprobs = e.seq->request().sampling.logprobs.has_value();
     TokenEvent ev{e.handle, u.token, u.text_delta,
                   wants_logprobs ? &e.seq->logprobs().back() : nullptr};
@@ -195,9 +239,34 @@ void EngineLoop::PublishSnapshot() {
   s.waiting = scheduler_.num_waiting();
   s.steps = stats_.steps;
   s.scheduler = scheduler_.stats();
+  CollectAdapterNames(&s);
   std::lock_guard<std::mutex> lock(mu_);
   s.in_flight = in_flight_;
   snapshot_ = s;
+}
+
+void EngineLoop::CollectAdapterNames(LoopSnapshot* s) {
+  // Rebuilt only when a request came, ended, or entered or left the batch.
+  if (!names_dirty_) {
+    std::lock_guard<std::mutex> lock(mu_);
+    s->running_lora = snapshot_.running_lora;
+    s->waiting_lora = snapshot_.waiting_lora;
+    s->running_para = snapshot_.running_para;
+    s->waiting_para = snapshot_.waiting_para;
+    return;
+  }
+  names_dirty_ = false;
+  std::set<std::string> running_lora, waiting_lora, running_para, waiting_para;
+  for (const auto& [id, e] : entries_) {
+    if (e.adapter_name.empty()) continue;
+    const GenerationRequest& req = e.seq->request();
+    if (req.lora) (e.running ? running_lora : waiting_lora).insert(e.adapter_name);
+    if (req.para) (e.running ? running_para : waiting_para).insert(e.adapter_name);
+  }
+  s->running_lora.assign(running_lora.begin(), running_lora.end());
+  s->waiting_lora.assign(waiting_lora.begin(), waiting_lora.end());
+  s->running_para.assign(running_para.begin(), running_para.end());
+  s->waiting_para.assign(waiting_para.begin(), waiting_para.end());
 }
 
 LoopSnapshot EngineLoop::Snapshot() const {

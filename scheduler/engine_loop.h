@@ -70,6 +70,31 @@ struct Submission {
   std::shared_ptr<RequestObserver> observer;
   // Held until the request ends (e.g. the adapter store's lease on the adapter's version).
   std::shared_ptr<void> keepalive;
+  // The adapter's name as clients know it ("" for the base model); for metrics and snapshots.
+  std::string adapter_name;
+};
+
+// One finished request, as reported to a LoopListener.
+struct FinishedRequest {
+  std::string tenant;
+  std::string adapter;  // "" for the base model
+  AdapterKind adapter_kind = AdapterKind::kNone;
+  absl::StatusCode code = absl::StatusCode::kOk;  // kOk: finished (finish_reason says how)
+  FinishReason finish_reason = FinishReason::kNone;
+  int32_t prompt_tokens = 0;
+  int32_t generated_tokens = 0;
+  std::optional<TimeUs> queue_us;  // submission -> first admission (unset: never admitted)
+  std::optional<TimeUs> ttft_us;   // submission -> first token (unset: no token)
+  TimeUs e2e_us = 0;               // submission -> end
+};
+
+// Observes the loop for metrics. Called on the loop's thread; must not block.
+class LoopListener {
+ public:
+  virtual ~LoopListener() = default;
+  // The time between a request's consecutive tokens, once per token after its first.
+  virtual void OnInterTokenLatency(TimeUs us) = 0;
+  virtual void OnRequestFinished(const FinishedRequest& request) = 0;
 };
 
 struct EngineLoopStats {
@@ -87,6 +112,8 @@ struct LoopSnapshot {
   int64_t in_flight = 0;
   int64_t steps = 0;
   SchedulerStats scheduler;
+  // Distinct adapter names (sorted) of running and of waiting requests, per kind.
+  std::vector<std::string> running_lora, waiting_lora, running_para, waiting_para;
 };
 
 class EngineLoop {
@@ -104,6 +131,8 @@ class EngineLoop {
   // gets OnDone with finish reason "cancelled". Unknown or finished handles are ignored.
   void Cancel(uint64_t handle);
 
+  // Sets the listener (borrowed; it must outlive the loop). Call before Start.
+  void SetListener(LoopListener* listener) { listener_ = listener; }
   // Runs the loop on its own thread until Stop.
   void Start();
   // Stops the thread after the current step; requests still queued or running get CANCELLED.
@@ -127,8 +156,10 @@ class EngineLoop {
     std::shared_ptr<RequestObserver> observer;
     std::shared_ptr<void> keepalive;
     TimeUs submitted = 0;
-    std::optional<TimeUs> admitted, first_token;
+    std::optional<TimeUs> admitted, first_token, last_token;
     int32_t preemptions = 0;
+    std::string tenant, adapter_name;
+    bool running = false;  // in the last step's batch
   };
   struct Pending {
     uint64_t handle;
@@ -141,6 +172,8 @@ class EngineLoop {
   void RunStep(const StepPlan& plan);
   void ThreadMain();
   void PublishSnapshot();
+  void CollectAdapterNames(LoopSnapshot* s);
+  FinishedRequest Record(const Entry& e, const DoneEvent& done) const;
 
   Engine* engine_;
   const Clock* clock_;
@@ -148,6 +181,8 @@ class EngineLoop {
   std::map<SeqId, Entry> entries_;
   std::map<uint64_t, SeqId> by_handle_;
   EngineLoopStats stats_;
+  LoopListener* listener_ = nullptr;
+  bool names_dirty_ = true;  // adapter names in the snapshot need rebuilding
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -6,32 +6,15 @@
 #include "grpcpp/support/proto_buffer_writer.h"
 
 #include "absl/strings/str_cat.h"
+#include "server/cancel_link.h"
+#include "server/metrics.h"
 
 namespace para::server {
 namespace {
 
-// Remembers the loop handle of a submitted request so that a cancellation arriving at any time
-// (even before Submit returned) reaches the loop exactly once.
-class CancelLink {
- public:
-  void SetHandle(sched::EngineLoop* loop, uint64_t handle) {
-    std::lock_guard<std::mutex> lock(mu_);
-    loop_ = loop;
-    handle_ = handle;
-    if (cancelled_) loop_->Cancel(handle_);
-  }
-  void Cancel() {
-    std::lock_guard<std::mutex> lock(mu_);
-    cancelled_ = true;
-    if (loop_ != nullptr) loop_->Cancel(handle_);
-  }
-
- private:
-  std::mutex mu_;
-  sched::EngineLoop* loop_ = nullptr;
-  uint64_t handle_ = 0;
-  bool cancelled_ = false;
-};
+void RecordGrpcError(ServiceState* state, const absl::Status& s) {
+  if (state->metrics != nullptr) state->metrics->RecordError("grpc", s);
+}
 
 // ---- Unary ----------------------------------------------------------------------------------
 
@@ -44,15 +27,20 @@ absl::StatusOr<v1::GenerateRequest> ParseRequest(const grpc::ByteBuffer* bytes) 
 
 class UnaryCall final : public grpc::ServerUnaryReactor {
  public:
-  UnaryCall(grpc::ByteBuffer* response, std::string request_id)
-      : response_(response), request_id_(std::move(request_id)) {}
-  void OnCancel() override { link_.Cancel(); }
+  UnaryCall(ServiceState* state, grpc::ByteBuffer* response, std::string request_id)
+      : state_(state), response_(response), request_id_(std::move(request_id)) {}
+  void OnCancel() override { link_->Cancel(); }
+  // Finishes with an error (counted in the metrics).
+  void Fail(const absl::Status& s) {
+    RecordGrpcError(state_, s);
+    Finish(ToGrpc(s));
+  }
   void OnDone() override { delete this; }
-  CancelLink& link() { return link_; }
+  const std::shared_ptr<CancelLink>& link() { return link_; }
   // Engine thread: the request's end.
   void Complete(const sched::DoneEvent& e) {
     if (!e.status.ok()) {
-      Finish(ToGrpc(e.status));
+      Fail(e.status);
       return;
     }
     v1::GenerateResponse response;
@@ -62,9 +50,10 @@ class UnaryCall final : public grpc::ServerUnaryReactor {
   }
 
  private:
+  ServiceState* state_;
   grpc::ByteBuffer* response_;
   std::string request_id_;
-  CancelLink link_;
+  std::shared_ptr<CancelLink> link_ = std::make_shared<CancelLink>();
 };
 
 class UnaryObserver final : public sched::RequestObserver {
@@ -81,12 +70,17 @@ class UnaryObserver final : public sched::RequestObserver {
 
 class StreamCall final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
-  explicit StreamCall(std::string request_id) : request_id_(std::move(request_id)) {}
+  StreamCall(ServiceState* state, std::string request_id)
+      : state_(state), request_id_(std::move(request_id)) {}
+  void Fail(const absl::Status& s) {
+    RecordGrpcError(state_, s);
+    Finish(ToGrpc(s));
+  }
 
-  void OnCancel() override { link_.Cancel(); }
+  void OnCancel() override { link_->Cancel(); }
   void OnDone() override { delete this; }
   void OnWriteDone(bool ok) override {
-    if (!ok) link_.Cancel();  // the client is gone; the engine's end (OnDone) finishes the call
+    if (!ok) link_->Cancel();  // the client is gone; the engine's end (OnDone) finishes the call
     Action a;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -96,7 +90,7 @@ class StreamCall final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     }
     Run(a);
   }
-  CancelLink& link() { return link_; }
+  const std::shared_ptr<CancelLink>& link() { return link_; }
 
   // Engine thread.
   void AddToken(const sched::TokenEvent& e) {
@@ -117,6 +111,7 @@ class StreamCall final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
       std::lock_guard<std::mutex> lock(mu_);
       done_ = true;
       status_ = ToGrpc(e.status);
+      RecordGrpcError(state_, e.status);
       if (e.status.ok()) {
         pending_.set_finish_reason(ToProto(e.result.finish_reason));
         FillUsage(e.result, pending_.mutable_usage());
@@ -180,8 +175,9 @@ class StreamCall final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     }
   }
 
+  ServiceState* state_;
   std::string request_id_;
-  CancelLink link_;
+  std::shared_ptr<CancelLink> link_ = std::make_shared<CancelLink>();
   std::mutex mu_;
   v1::GenerateStreamResponse pending_;
   grpc::ByteBuffer out_;  // the message being written; untouched while writing_
@@ -206,47 +202,21 @@ class StreamObserver final : public sched::RequestObserver {
 template <typename Call, typename Observer, typename... CallArgs>
 Call* Launch(ServiceState* state, grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* bytes,
              CallArgs... args) {
-  auto request = std::make_shared<absl::StatusOr<v1::GenerateRequest>>(ParseRequest(bytes));
+  absl::StatusOr<v1::GenerateRequest> request = ParseRequest(bytes);
   auto* call =
-      new Call(args..., state->NewRequestId(request->ok() ? (*request)->request_id() : ""));
+      new Call(state, args..., state->NewRequestId(request.ok() ? request->request_id() : ""));
   absl::StatusOr<Principal> who = state->Admit(ctx);
-  absl::Status status = who.ok() ? request->status() : who.status();
+  absl::Status status = who.ok() ? request.status() : who.status();
   if (status.ok() && who->admin)
     status = absl::PermissionDeniedError(
         "an admin key is for the Admin API; generate with a tenant's key");
   if (!status.ok()) {
-    call->Finish(ToGrpc(status));
+    call->Fail(status);
     return call;
   }
-  const std::optional<sched::TimeUs> deadline = state->DeadlineOf(ctx);
-  // Validates and submits with the resolved adapter (null = base model).
-  auto submit = [state, call, request, who = *who, deadline](const store::Lease* lease) {
-    absl::StatusOr<sched::Submission> sub = ToSubmission(
-        **request, who, lease ? &lease->ref() : nullptr, *state->engine, state->limits);
-    absl::Status s = sub.status();
-    if (sub.ok()) {
-      sub->deadline = deadline;
-      sub->observer = std::make_shared<Observer>(call);
-      if (lease) sub->keepalive = std::make_shared<store::Lease>(*lease);
-      absl::StatusOr<uint64_t> handle = state->loop->Submit(*std::move(sub));
-      if (handle.ok()) {
-        call->link().SetHandle(state->loop, *handle);
-        return;
-      }
-      s = handle.status();
-    }
-    call->Finish(ToGrpc(s));
-  };
-  const std::string& adapter = (*request)->adapter();
-  if (adapter.empty()) {
-    submit(nullptr);
-  } else {
-    state->adapters->Acquire(who->tenant, adapter,
-                             [submit, call](absl::StatusOr<store::Lease> lease) {
-                               if (!lease.ok()) return call->Finish(ToGrpc(lease.status()));
-                               submit(&*lease);
-                             });
-  }
+  StartGeneration(state, *who, *std::move(request), state->DeadlineOf(ctx),
+                  std::make_shared<Observer>(call), call->link(),
+                  [call](const absl::Status& s) { call->Fail(s); });
   return call;
 }
 

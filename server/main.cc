@@ -25,6 +25,8 @@
 #include "scheduler/engine_loop.h"
 #include "server/admin_service.h"
 #include "server/generation_service.h"
+#include "server/http_server.h"
+#include "server/metrics.h"
 #include "server/service_state.h"
 #include "server/tenants.h"
 
@@ -66,6 +68,18 @@ ABSL_FLAG(int64_t, adapter_device_bytes, int64_t{4} << 30,
           "budget for adapters the engine may batch now (device tier)");
 ABSL_FLAG(int64_t, max_adapter_bytes, int64_t{1} << 30,
           "largest adapter_model.safetensors accepted");
+ABSL_FLAG(int32_t, http_port, 8080,
+          "HTTP port for /metrics, /healthz, /readyz and the OpenAI-compatible /v1 API "
+          "(0 = pick a free one; -1 = no HTTP listener)");
+ABSL_FLAG(std::string, http_port_file, "", "write the bound HTTP port to this file once listening");
+ABSL_FLAG(int32_t, http_threads, 2, "HTTP I/O threads");
+ABSL_FLAG(int64_t, http_max_body_bytes, 4 << 20, "largest HTTP request body accepted (413 beyond)");
+ABSL_FLAG(int64_t, http_max_header_bytes, 16 << 10, "largest HTTP request headers (431 beyond)");
+ABSL_FLAG(int32_t, http_read_timeout_ms, 10'000,
+          "time a client has to send a whole HTTP request (slow clients get 408 and are closed)");
+ABSL_FLAG(int32_t, http_write_timeout_ms, 60'000,
+          "time one HTTP write may take before the client is dropped (and its request cancelled)");
+ABSL_FLAG(int32_t, http_max_connections, 1024, "open HTTP connections at most (503 beyond)");
 ABSL_FLAG(std::string, tls_cert, "", "PEM server certificate chain (enables TLS)");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key for --tls_cert");
 ABSL_FLAG(std::string, tls_client_ca, "",
@@ -136,6 +150,19 @@ EngineOptions EngineOptionsFromFlags() {
   return o;
 }
 
+HttpOptions HttpOptionsFromFlags() {
+  HttpOptions o;
+  o.host = absl::GetFlag(FLAGS_host);
+  o.port = absl::GetFlag(FLAGS_http_port);
+  o.threads = absl::GetFlag(FLAGS_http_threads);
+  o.max_body_bytes = absl::GetFlag(FLAGS_http_max_body_bytes);
+  o.max_header_bytes = absl::GetFlag(FLAGS_http_max_header_bytes);
+  o.read_timeout_ms = absl::GetFlag(FLAGS_http_read_timeout_ms);
+  o.write_timeout_ms = absl::GetFlag(FLAGS_http_write_timeout_ms);
+  o.max_connections = absl::GetFlag(FLAGS_http_max_connections);
+  return o;
+}
+
 store::StoreOptions StoreOptionsFromFlags() {
   store::StoreOptions o;
   o.adapter_root = absl::GetFlag(FLAGS_adapter_root);
@@ -200,8 +227,24 @@ int Run() {
   state.clock = &clock;
   state.limits.max_prompt_bytes = absl::GetFlag(FLAGS_max_prompt_bytes);
   state.model_name = std::filesystem::path(absl::GetFlag(FLAGS_model)).filename().string();
+  ServerMetrics metrics({absl::GetFlag(FLAGS_max_num_seqs), absl::GetFlag(FLAGS_max_loras)});
+  state.metrics = &metrics;
   GenerationService generation(&state);
   AdminService admin(&state);
+  std::unique_ptr<HttpServer> http;
+  if (absl::GetFlag(FLAGS_http_port) >= 0) {
+    http = std::make_unique<HttpServer>(&state, HttpOptionsFromFlags());
+    absl::StatusOr<int> http_port = http->Start();
+    if (!http_port.ok()) {
+      Log(http_port.status().ToString());
+      return 1;
+    }
+    Log(absl::StrCat("HTTP on port ", *http_port));
+    if (const std::string pf = absl::GetFlag(FLAGS_http_port_file); !pf.empty()) {
+      if (absl::Status s = WriteTextFile(pf, absl::StrCat(*http_port, "\n")); !s.ok())
+        Log(s.ToString());
+    }
+  }
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -247,6 +290,7 @@ int Run() {
     return 1;
   }
   sched::EngineLoop loop(engine->get(), SchedulerConfigFromFlags(**tenants), &clock, &adapters);
+  loop.SetListener(&metrics);
   loop.Start();
   state.engine = engine->get();
   state.loop = &loop;
@@ -272,6 +316,7 @@ int Run() {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   const int64_t left = loop.in_flight();
   loop.Stop();  // whatever is left ends as cancelled (every call gets its end)
+  if (http) http->Stop();
   // Every call has finished or is sending its last message: a short deadline lets those flush
   // without waiting on idle client connections (grpc++ would wait out the whole deadline).
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));

@@ -16,9 +16,53 @@ absl::StatusOr<Principal> ServiceState::Admit(const grpc::CallbackServerContext*
     return absl::UnavailableError("the server is shutting down and accepts no new requests");
   const auto& md = ctx->client_metadata();
   auto it = md.find("authorization");
-  std::string key;
-  if (it != md.end()) key = BearerToken(std::string(it->second.data(), it->second.size()));
-  return tenants->Authenticate(key);
+  std::string value;
+  if (it != md.end()) value.assign(it->second.data(), it->second.size());
+  return tenants->Authenticate(BearerToken(value));
+}
+
+absl::StatusOr<Principal> ServiceState::AdmitKey(const std::string& authorization,
+                                                 bool allow_when_draining) const {
+  if (!ready.load()) return absl::UnavailableError("the model is still loading");
+  if (draining.load() && !allow_when_draining)
+    return absl::UnavailableError("the server is shutting down and accepts no new requests");
+  return tenants->Authenticate(BearerToken(authorization));
+}
+
+void StartGeneration(ServiceState* state, const Principal& who, v1::GenerateRequest request,
+                     std::optional<sched::TimeUs> deadline,
+                     std::shared_ptr<sched::RequestObserver> observer,
+                     std::shared_ptr<CancelLink> link,
+                     std::function<void(const absl::Status&)> fail) {
+  auto shared = std::make_shared<const v1::GenerateRequest>(std::move(request));
+  // Validates and submits with the resolved adapter (null = base model).
+  auto submit = [state, shared, who, deadline, observer, link, fail](const store::Lease* lease) {
+    absl::StatusOr<sched::Submission> sub =
+        ToSubmission(*shared, who, lease ? &lease->ref() : nullptr, *state->engine, state->limits);
+    absl::Status s = sub.status();
+    if (sub.ok()) {
+      sub->deadline = deadline;
+      sub->observer = observer;
+      sub->adapter_name = shared->adapter();
+      if (lease) sub->keepalive = std::make_shared<store::Lease>(*lease);
+      absl::StatusOr<uint64_t> handle = state->loop->Submit(*std::move(sub));
+      if (handle.ok()) {
+        link->SetHandle(state->loop, *handle);
+        return;
+      }
+      s = handle.status();
+    }
+    fail(s);
+  };
+  if (shared->adapter().empty()) {
+    submit(nullptr);
+    return;
+  }
+  state->adapters->Acquire(who.tenant, shared->adapter(),
+                           [submit, fail](absl::StatusOr<store::Lease> lease) {
+                             if (!lease.ok()) return fail(lease.status());
+                             submit(&*lease);
+                           });
 }
 
 std::optional<sched::TimeUs> ServiceState::DeadlineOf(

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -15,10 +16,13 @@
 #include "google/protobuf/message.h"
 #include "grpcpp/grpcpp.h"
 #include "scheduler/engine_loop.h"
+#include "server/cancel_link.h"
 #include "server/request_convert.h"
 #include "server/tenants.h"
 
 namespace para::server {
+
+class ServerMetrics;
 
 struct ServiceState {
   Engine* engine = nullptr;
@@ -26,6 +30,7 @@ struct ServiceState {
   const TenantRegistry* tenants = nullptr;
   store::AdapterStore* adapters = nullptr;
   const sched::Clock* clock = nullptr;
+  ServerMetrics* metrics = nullptr;  // null when metrics are off (tests)
   RequestLimits limits;
   std::string model_name;
   std::atomic<bool> ready{false};
@@ -36,10 +41,23 @@ struct ServiceState {
   // valid key).
   absl::StatusOr<Principal> Admit(const grpc::CallbackServerContext* ctx,
                                   bool allow_when_draining = false) const;
+  // The same for a caller presenting `authorization` (an "Authorization" header's value).
+  absl::StatusOr<Principal> AdmitKey(const std::string& authorization,
+                                     bool allow_when_draining = false) const;
   // The call's deadline on the engine loop's clock, if it has one.
   std::optional<sched::TimeUs> DeadlineOf(const grpc::CallbackServerContext* ctx) const;
   std::string NewRequestId(const std::string& requested);
 };
+
+// Resolves the request's adapter through the store (which may first bring its weights back from
+// disk, finishing later on a store thread), converts the request for `who` and submits it to the
+// loop with `observer`; `link` then carries the loop handle for cancellation. Any refusal calls
+// `fail` (once) instead, and the observer then gets nothing. Never blocks.
+void StartGeneration(ServiceState* state, const Principal& who, v1::GenerateRequest request,
+                     std::optional<sched::TimeUs> deadline,
+                     std::shared_ptr<sched::RequestObserver> observer,
+                     std::shared_ptr<CancelLink> link,
+                     std::function<void(const absl::Status&)> fail);
 
 inline grpc::Status ToGrpc(const absl::Status& s) {
   return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));

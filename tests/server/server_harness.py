@@ -168,35 +168,40 @@ class ServerProcess:
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
         self.port_file = workdir / "port"
+        self.http_port_file = workdir / "http-port"
         self.log_path = workdir / "server.log"
-        if self.port_file.exists():
-            self.port_file.unlink()
+        for f in (self.port_file, self.http_port_file):
+            if f.exists():
+                f.unlink()
         args = list(map(str, args))
         if not any(a.startswith("--adapter-root") for a in args):
             # The fixtures' adapters live beside the config in pytest's session temp dir.
             args += ["--adapter-root", str(_session_root(workdir))]
         self.args = [SERVER, "--model", model, "--config", config, "--host", "127.0.0.1", "--port", "0",
-                     "--port-file", str(self.port_file), *args]
+                     "--port-file", str(self.port_file), "--http-port", "0",
+                     "--http-port-file", str(self.http_port_file), *args]
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(self.args, stdout=self._log, stderr=subprocess.STDOUT,
                                      env={**os.environ, **env} if env else None)
-        self.port = self._wait_for_port(startup_timeout)
+        self.port = self._wait_for_port(self.port_file, startup_timeout)
         self.target = f"127.0.0.1:{self.port}"
+        self.http_port = self._wait_for_port(self.http_port_file, 5)
+        self.http = f"http://127.0.0.1:{self.http_port}"
 
-    def _wait_for_port(self, timeout: float) -> int:
+    def _wait_for_port(self, port_file: pathlib.Path, timeout: float) -> int:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"para-server exited with {self.proc.returncode} before serving:\n{self.log()}")
             try:
-                text = self.port_file.read_text()
+                text = port_file.read_text()
                 if text.endswith("\n") and text.strip().isdigit():
                     return int(text)
             except FileNotFoundError:
                 pass
             time.sleep(0.02)
         self.kill()
-        raise RuntimeError(f"para-server did not write {self.port_file} within {timeout} s:\n{self.log()}")
+        raise RuntimeError(f"para-server did not write {port_file} within {timeout} s:\n{self.log()}")
 
     def log(self) -> str:
         if not self._log.closed:

@@ -1,0 +1,241 @@
+// /v1/completions on an HttpSession: one engine request per prompt, results collected into one
+// JSON response or streamed as server-sent events.
+#include <chrono>
+#include <cstdio>
+
+#include "absl/strings/str_cat.h"
+#include "server/http_session.h"
+#include "server/metrics.h"
+
+namespace para::server {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+
+namespace {
+
+// Forwards one choice's events to its session (engine thread; never blocks).
+class ChoiceObserver final : public sched::RequestObserver {
+ public:
+  ChoiceObserver(std::shared_ptr<HttpSession> session, uint64_t job, size_t index, bool stream)
+      : session_(std::move(session)), job_(job), index_(index), stream_(stream) {}
+  void OnToken(const sched::TokenEvent& e) override {
+    if (stream_) session_->PostToken(job_, index_, e);
+  }
+  void OnDone(const sched::DoneEvent& e) override { session_->PostDone(job_, index_, e); }
+
+ private:
+  std::shared_ptr<HttpSession> session_;
+  uint64_t job_;
+  size_t index_;
+  bool stream_;
+};
+
+int64_t UnixSeconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+void HttpSession::PostToken(uint64_t job, size_t index, const sched::TokenEvent& e) {
+  std::optional<LogprobEntry> lp;
+  if (e.logprobs != nullptr) lp = *e.logprobs;
+  net::post(stream_.get_executor(),
+            [self = shared_from_this(), job, index, token = e.token, text = e.text_delta,
+             lp = std::move(lp)] { self->OnToken(job, index, token, text, lp); });
+}
+
+void HttpSession::PostDone(uint64_t job, size_t index, const sched::DoneEvent& e) {
+  net::post(stream_.get_executor(),
+            [self = shared_from_this(), job, index, status = e.status, result = e.result] {
+              self->OnDone(job, index, status, result);
+            });
+}
+
+void HttpSession::StartCompletion(const Request& req) {
+  ServiceState& st = *shared_->state;
+  absl::StatusOr<Principal> who = st.AdmitKey(std::string(req[http::field::authorization]));
+  absl::Status status = who.status();
+  if (status.ok() && who->admin)
+    status = absl::PermissionDeniedError(
+        "an admin key is for the Admin API; generate with a tenant's key");
+  absl::StatusOr<openai::CompletionRequest> parsed =
+      status.ok() ? openai::ParseCompletionRequest(req.body(), st.model_name) : status;
+  if (!parsed.ok()) return RespondError(parsed.status(), /*count=*/true);
+
+  auto job = std::make_unique<Job>();
+  job->id = next_job_++;
+  const std::string request_id = st.NewRequestId(std::string(req["X-Request-Id"]));
+  job->response_id = absl::StrCat("cmpl-", request_id);
+  job->created = UnixSeconds();
+  job->request = *std::move(parsed);
+  const size_t n = job->request.prompts.size();
+  job->choices.resize(n);
+  job->started.assign(n, false);
+  job->offsets.assign(n, 0);
+  job->remaining = n;
+  const Model& model = st.engine->model();
+  for (size_t i = 0; i < n; ++i) {
+    v1::GenerateRequest& r = job->request.prompts[i];
+    r.set_request_id(n == 1 ? request_id : absl::StrCat(request_id, "-", i));
+    openai::ChoiceResult& c = job->choices[i];
+    if (job->request.echo) {
+      if (r.has_token_ids()) {
+        c.prompt_ids.assign(r.token_ids().ids().begin(), r.token_ids().ids().end());
+        c.prompt_text = model.tokenizer()->Decode(c.prompt_ids);
+      } else {
+        c.prompt_text = r.text();
+        if (auto ids = model.EncodePrompt(r.text()); ids.ok()) c.prompt_ids = *std::move(ids);
+      }
+      job->offsets[i] = c.prompt_text.size();
+    }
+    job->links.push_back(std::make_shared<CancelLink>());
+  }
+  job_ = std::move(job);
+  shared_->busy.fetch_add(1);
+  Watch();
+  const uint64_t id = job_->id;
+  const bool stream = job_->request.stream;
+  for (size_t i = 0; i < n; ++i) {
+    auto self = shared_from_this();
+    StartGeneration(&st, *who, job_->request.prompts[i], std::nullopt,
+                    std::make_shared<ChoiceObserver>(self, id, i, stream), job_->links[i],
+                    [self, id, i](const absl::Status& s) {
+                      net::post(self->stream_.get_executor(),
+                                [self, id, i, s] { self->OnDone(id, i, s, {}); });
+                    });
+  }
+}
+
+void HttpSession::OnToken(uint64_t job, size_t index, int32_t token, const std::string& text,
+                          const std::optional<LogprobEntry>& lp) {
+  if (!job_ || job_->id != job || job_->finished || closed_) return;
+  Job& j = *job_;
+  const Tokenizer& tok = *shared_->state->engine->model().tokenizer();
+  std::string out = text;
+  if (!j.started[index] && j.request.echo) out = j.choices[index].prompt_text + text;
+  j.started[index] = true;
+  nlohmann::json logprobs = nullptr;
+  if (j.request.logprobs && lp) {
+    logprobs = openai::LogprobsJson(tok, {*lp}, j.offsets[index]);
+    j.offsets[index] += tok.TokenBytes(token).size();
+  }
+  if (out.empty() && logprobs.is_null()) return;  // part of a UTF-8 character: wait for the rest
+  QueueEvent(openai::ChunkJson(j.response_id, j.created, j.request.model, index, out, logprobs,
+                               nullptr, j.request.include_usage));
+  Flush();
+}
+
+void HttpSession::OnDone(uint64_t job, size_t index, const absl::Status& status,
+                         const sched::RequestResult& result) {
+  if (!job_ || job_->id != job || job_->finished || closed_) return;
+  if (!status.ok()) return FailJob(status);
+  Job& j = *job_;
+  j.choices[index].result = result;
+  --j.remaining;
+  if (j.request.stream) {
+    QueueEvent(openai::ChunkJson(j.response_id, j.created, j.request.model, index, "", nullptr,
+                                 openai::OpenAiFinishReason(result.finish_reason),
+                                 j.request.include_usage));
+    if (j.remaining == 0) {
+      if (j.request.include_usage) {
+        int64_t prompt = 0, completion = 0;
+        for (const auto& c : j.choices) {
+          prompt += c.result.prompt_tokens;
+          completion += static_cast<int64_t>(c.result.token_ids.size());
+        }
+        QueueEvent(
+            openai::UsageChunkJson(j.response_id, j.created, j.request.model, prompt, completion));
+      }
+      j.pending += "data: [DONE]\n\n";
+      j.finished = true;
+    }
+    return Flush();
+  }
+  if (j.remaining > 0) return;
+  j.finished = true;
+  const Tokenizer& tok = *shared_->state->engine->model().tokenizer();
+  Respond(200, "application/json",
+          openai::Dump(openai::CompletionJson(tok, j.request, j.response_id, j.created, j.choices)),
+          {{"X-Request-Id", j.response_id.substr(5)}});
+}
+
+// A choice failed: the others are cancelled, and the client gets the error (as the HTTP status
+// when nothing was sent yet, else as an SSE error event before [DONE]).
+void HttpSession::FailJob(const absl::Status& status) {
+  Job& j = *job_;
+  if (shared_->state->metrics != nullptr) shared_->state->metrics->RecordError("http", status);
+  for (const auto& link : j.links) link->Cancel();
+  j.finished = true;
+  if (j.request.stream && j.headers_sent) {
+    QueueEvent(openai::ErrorJson(status));
+    j.pending += "data: [DONE]\n\n";
+    return Flush();
+  }
+  RespondError(status);
+}
+
+void HttpSession::EndJob() {
+  if (!job_) return;
+  job_.reset();
+  shared_->busy.fetch_sub(1);
+}
+
+void HttpSession::CancelJob() {
+  if (!job_) return;
+  for (const auto& link : job_->links) link->Cancel();
+}
+
+void HttpSession::QueueEvent(const nlohmann::json& event) {
+  job_->pending += "data: ";
+  job_->pending += openai::Dump(event);
+  job_->pending += "\n\n";
+}
+
+// Writes the queued events as one HTTP chunk (one write in flight; later events wait for the
+// next). The SSE headers go out with the first.
+void HttpSession::Flush() {
+  if (!job_ || writing_ || closed_ || job_->pending.empty()) return;
+  Job& j = *job_;
+  out_.clear();
+  if (!j.headers_sent) {
+    out_ = absl::StrCat(
+        "HTTP/1.1 200 OK\r\nServer: para-server\r\nContent-Type: text/event-stream\r\n"
+        "Cache-Control: no-cache\r\nX-Request-Id: ",
+        j.response_id.substr(5), "\r\nTransfer-Encoding: chunked\r\n",
+        keep_alive_ ? "" : "Connection: close\r\n", "\r\n");
+    j.headers_sent = true;
+  }
+  char size[20];
+  std::snprintf(size, sizeof size, "%zx\r\n", j.pending.size());
+  absl::StrAppend(&out_, size, j.pending, "\r\n", j.finished ? "0\r\n\r\n" : "");
+  j.pending.clear();
+  writing_ = true;
+  write_timer_.expires_after(std::chrono::milliseconds(shared_->options.write_timeout_ms));
+  write_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+    if (!ec && self->writing_) {  // the client stopped reading
+      self->CancelJob();
+      self->Shutdown();
+    }
+  });
+  net::async_write(
+      stream_, net::buffer(out_),
+      [self = shared_from_this()](beast::error_code ec, size_t) { self->OnStreamWritten(ec); });
+}
+
+void HttpSession::OnStreamWritten(beast::error_code ec) {
+  writing_ = false;
+  write_timer_.cancel();
+  if (ec || closed_) {
+    CancelJob();
+    return Shutdown();
+  }
+  if (!job_) return;
+  if (!job_->pending.empty()) return Flush();
+  if (job_->finished) AfterResponse(!keep_alive_);
+}
+
+}  // namespace para::server

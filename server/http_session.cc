@@ -1,0 +1,305 @@
+#include "server/http_session.h"
+
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "server/metrics.h"
+
+namespace para::server {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+
+void HttpShared::Register(HttpSession* s, std::weak_ptr<HttpSession> w) {
+  std::lock_guard<std::mutex> lock(mu_);
+  sessions_[s] = std::move(w);
+}
+
+void HttpShared::Unregister(HttpSession* s) {
+  std::lock_guard<std::mutex> lock(mu_);
+  sessions_.erase(s);
+}
+
+std::vector<std::shared_ptr<HttpSession>> HttpShared::Sessions() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::shared_ptr<HttpSession>> out;
+  for (auto& [p, w] : sessions_)
+    if (auto s = w.lock()) out.push_back(std::move(s));
+  return out;
+}
+
+HttpSession::HttpSession(net::ip::tcp::socket socket, HttpShared* shared, bool over_limit)
+    : shared_(shared),
+      stream_(std::move(socket)),
+      write_timer_(stream_.get_executor()),
+      read_timer_(stream_.get_executor()),
+      buffer_(64 << 10),
+      over_limit_(over_limit) {
+  shared_->connections.fetch_add(1);
+}
+
+HttpSession::~HttpSession() {
+  if (job_) shared_->busy.fetch_sub(1);
+  shared_->Unregister(this);
+  shared_->connections.fetch_sub(1);
+}
+
+void HttpSession::Run() {
+  shared_->Register(this, weak_from_this());
+  net::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+    if (self->over_limit_) {
+      self->keep_alive_ = false;
+      self->RespondError(absl::UnavailableError("too many open connections; try again later"));
+      return;
+    }
+    self->ReadRequest();
+  });
+}
+
+void HttpSession::Close() {
+  net::post(stream_.get_executor(), [self = shared_from_this()] {
+    self->CancelJob();
+    self->Shutdown();
+  });
+}
+
+// ---- Reading ------------------------------------------------------------------------------
+
+void HttpSession::ReadRequest() {
+  if (closed_) return;
+  parser_.emplace();
+  parser_->header_limit(static_cast<uint32_t>(shared_->options.max_header_bytes));
+  parser_->body_limit(static_cast<uint64_t>(shared_->options.max_body_bytes));
+  // Our own timer rather than the stream's timeout (which closes the socket): a client that
+  // started a request and did not finish it in time gets a 408 before the connection closes.
+  read_timed_out_ = false;
+  read_timer_.expires_after(std::chrono::milliseconds(shared_->options.read_timeout_ms));
+  read_timer_.async_wait([self = shared_from_this(), gen = ++read_gen_](beast::error_code ec) {
+    if (ec || gen != self->read_gen_) return;  // cancelled: the request arrived
+    self->read_timed_out_ = true;
+    beast::error_code ignored;
+    self->stream_.socket().cancel(ignored);
+  });
+  http::async_read_header(
+      stream_, buffer_, *parser_,
+      [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
+}
+
+// Maps a failed read to its answer: nothing for a client that left or idled out without
+// starting a request; 408/413/431/400 otherwise (and the connection closes).
+void HttpSession::OnHeader(beast::error_code ec) {
+  if (!ec && parser_->get()[http::field::expect] == "100-continue" && !parser_->is_done()) {
+    // curl and others wait for this before sending a large body.
+    auto interim = std::make_shared<std::string>("HTTP/1.1 100 Continue\r\n\r\n");
+    net::async_write(stream_, net::buffer(*interim),
+                     [self = shared_from_this(), interim](beast::error_code ec2, size_t) {
+                       if (ec2) return self->Shutdown();
+                       http::async_read(
+                           self->stream_, self->buffer_, *self->parser_,
+                           [self](beast::error_code ec3, size_t) { self->OnRequest(ec3); });
+                     });
+    return;
+  }
+  if (!ec && !parser_->is_done()) {
+    http::async_read(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec2, size_t) { self->OnRequest(ec2); });
+    return;
+  }
+  OnRequest(ec);
+}
+
+void HttpSession::OnRequest(beast::error_code ec) {
+  read_timer_.cancel();
+  ++read_gen_;
+  if (ec && read_timed_out_) ec = beast::error::timeout;
+  if (ec) {
+    keep_alive_ = false;
+    const bool started = parser_->got_some() || buffer_.size() > 0;  // bytes of a request came
+    if (ec == http::error::end_of_stream || ec == net::error::eof ||
+        ec == net::error::connection_reset || ec == net::error::operation_aborted ||
+        (ec == beast::error::timeout && !started))
+      return Shutdown();
+    if (ec == beast::error::timeout)
+      return Respond(408, "application/json",
+                     openai::Dump(openai::ErrorJson(408, "the request did not arrive in time")));
+    if (ec == http::error::header_limit)
+      return Respond(431, "application/json",
+                     openai::Dump(openai::ErrorJson(
+                         431, absl::StrCat("request headers exceed ",
+                                           shared_->options.max_header_bytes, " bytes"))));
+    if (ec == http::error::body_limit)
+      return Respond(413, "application/json",
+                     openai::Dump(openai::ErrorJson(
+                         413, absl::StrCat("the request body exceeds ",
+                                           shared_->options.max_body_bytes, " bytes"))));
+    return RespondError(
+        absl::InvalidArgumentError(absl::StrCat("malformed HTTP request: ", ec.message())));
+  }
+  const Request& req = parser_->get();
+  keep_alive_ = req.keep_alive() && !shared_->state->draining.load();
+  Route(req);
+}
+
+// ---- Routing ------------------------------------------------------------------------------
+
+void HttpSession::Route(const Request& req) {
+  std::string path(req.target());
+  if (const size_t q = path.find('?'); q != std::string::npos) path.resize(q);
+  const http::verb verb = req.method();
+  auto allow = [&](const char* methods) {
+    Respond(405, "application/json",
+            openai::Dump(openai::ErrorJson(
+                405, absl::StrCat(std::string(req.method_string()), " is not allowed on ", path,
+                                  "; use ", methods))),
+            {{"Allow", methods}});
+  };
+  const bool get = verb == http::verb::get || verb == http::verb::head;
+  if (path == "/healthz") return get ? Respond(200, "text/plain", "ok\n") : allow("GET, HEAD");
+  if (path == "/readyz") {
+    if (!get) return allow("GET, HEAD");
+    const ServiceState& st = *shared_->state;
+    if (st.draining.load()) return Respond(503, "text/plain", "draining\n");
+    if (!st.ready.load()) return Respond(503, "text/plain", "loading\n");
+    return Respond(200, "text/plain", "ready\n");
+  }
+  if (path == "/metrics") return get ? ServeMetrics() : allow("GET, HEAD");
+  if (path == "/v1/models") return get ? ServeModels(req) : allow("GET");
+  if (path == "/v1/completions")
+    return verb == http::verb::post ? StartCompletion(req) : allow("POST");
+  RespondError(absl::NotFoundError(absl::StrCat("no such endpoint: ", path)));
+}
+
+void HttpSession::ServeMetrics() {
+  ServerMetrics* m = shared_->state->metrics;
+  if (m == nullptr) return RespondError(absl::NotFoundError("metrics are off"));
+  Respond(200, "text/plain; version=0.0.4; charset=utf-8", m->Scrape(*shared_->state));
+}
+
+void HttpSession::ServeModels(const Request& req) {
+  ServiceState& st = *shared_->state;
+  absl::StatusOr<Principal> who =
+      st.AdmitKey(std::string(req[http::field::authorization]), /*allow_when_draining=*/true);
+  if (!who.ok()) return RespondError(who.status());
+  const int64_t created = std::chrono::duration_cast<std::chrono::seconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count();
+  nlohmann::json data = nlohmann::json::array();
+  data.push_back({{"id", st.model_name},
+                  {"object", "model"},
+                  {"created", created},
+                  {"owned_by", "para-server"},
+                  {"root", st.model_name},
+                  {"parent", nullptr},
+                  {"max_model_len", st.engine->max_model_len()}});
+  for (const store::AdapterInfo& a : st.adapters->List(who->admin ? "" : who->tenant)) {
+    if (a.state == store::State::kFailed) continue;
+    data.push_back({{"id", a.name},
+                    {"object", "model"},
+                    {"created", created},
+                    {"owned_by", a.tenant},
+                    {"root", a.name},
+                    {"parent", st.model_name},
+                    {"adapter_type", store::AdapterTypeName(a.type)},
+                    {"rank", a.rank}});
+  }
+  Respond(200, "application/json", openai::Dump({{"object", "list"}, {"data", data}}));
+}
+
+// ---- Responses ----------------------------------------------------------------------------
+
+void HttpSession::Respond(int status, const std::string& content_type, std::string body,
+                          const std::vector<std::pair<std::string, std::string>>& headers) {
+  if (closed_) return;
+  auto res = std::make_shared<Response>(static_cast<http::status>(status), 11);
+  res->set(http::field::server, "para-server");
+  res->set(http::field::content_type, content_type);
+  for (const auto& [k, v] : headers) res->set(k, v);
+  const bool head =
+      parser_ && parser_->is_header_done() && parser_->get().method() == http::verb::head;
+  res->body() = head ? "" : std::move(body);
+  res->keep_alive(keep_alive_);
+  res->prepare_payload();
+  response_ = res;
+  const bool close = !keep_alive_;
+  writing_ = true;
+  stream_.expires_after(std::chrono::milliseconds(shared_->options.write_timeout_ms));
+  http::async_write(stream_, *res,
+                    [self = shared_from_this(), res, close](beast::error_code ec, size_t) {
+                      self->OnResponseWritten(close, ec);
+                    });
+}
+
+void HttpSession::RespondError(const absl::Status& status, bool count) {
+  if (count && shared_->state->metrics != nullptr)
+    shared_->state->metrics->RecordError("http", status);
+  std::vector<std::pair<std::string, std::string>> headers;
+  if (status.code() == absl::StatusCode::kUnauthenticated)
+    headers.emplace_back("WWW-Authenticate", "Bearer");
+  Respond(openai::HttpStatusOf(status.code()), "application/json",
+          openai::Dump(openai::ErrorJson(status)), headers);
+}
+
+void HttpSession::OnResponseWritten(bool close, beast::error_code ec) {
+  writing_ = false;
+  response_.reset();
+  stream_.expires_never();
+  if (ec) {
+    CancelJob();
+    return Shutdown();
+  }
+  AfterResponse(close);
+}
+
+// The response is out: the next request is read (after the disconnect watch, if any, stops).
+void HttpSession::AfterResponse(bool close) {
+  EndJob();
+  if (close || closed_) return Shutdown();
+  if (watching_) {
+    resume_after_watch_ = true;
+    beast::error_code ec;
+    stream_.socket().cancel(ec);
+    return;
+  }
+  ReadRequest();
+}
+
+void HttpSession::Shutdown() {
+  if (closed_) return;
+  closed_ = true;
+  write_timer_.cancel();
+  read_timer_.cancel();
+  beast::error_code ec;
+  stream_.socket().shutdown(net::ip::tcp::socket::shutdown_both, ec);
+  stream_.socket().close(ec);
+}
+
+// ---- Disconnect watch ---------------------------------------------------------------------
+
+// While a completion runs, a read is kept pending on the socket: the client closing the
+// connection cancels the completion at once (bytes of a pipelined next request are kept).
+void HttpSession::Watch() {
+  if (watching_ || closed_ || buffer_.size() >= buffer_.max_size() / 2) return;
+  watching_ = true;
+  stream_.socket().async_read_some(
+      buffer_.prepare(4096),
+      [self = shared_from_this()](beast::error_code ec, size_t n) { self->OnWatch(ec, n); });
+}
+
+void HttpSession::OnWatch(beast::error_code ec, size_t n) {
+  watching_ = false;
+  buffer_.commit(n);
+  if (resume_after_watch_) {
+    resume_after_watch_ = false;
+    if (!ec || ec == net::error::operation_aborted) return ReadRequest();
+    return Shutdown();
+  }
+  if (ec) {  // the client went away
+    CancelJob();
+    return Shutdown();
+  }
+  if (job_) Watch();
+}
+
+}  // namespace para::server

@@ -1,0 +1,439 @@
+#include "server/openai_api.h"
+
+#include <limits>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "engine/detokenizer.h"
+
+namespace para::server::openai {
+namespace {
+
+using nlohmann::json;
+
+absl::Status Invalid(const std::string& what) { return absl::InvalidArgumentError(what); }
+
+absl::Status NotA(const char* field, const char* what) {
+  return Invalid(absl::StrCat("'", field, "' must be ", what));
+}
+
+// Reads an optional integer field in [lo, hi]; null or absent leaves `out` unset.
+absl::Status GetInt(const json& body, const char* field, int64_t lo, int64_t hi,
+                    std::optional<int64_t>* out) {
+  auto it = body.find(field);
+  if (it == body.end() || it->is_null()) return absl::OkStatus();
+  if (!it->is_number_integer()) return NotA(field, "an integer");
+  if (it->is_number_unsigned() && it->get<uint64_t>() > static_cast<uint64_t>(hi))
+    return Invalid(absl::StrCat("'", field, "' must be in [", lo, ", ", hi, "]"));
+  const int64_t v = it->get<int64_t>();
+  if (v < lo || v > hi)
+    return Invalid(absl::StrCat("'", field, "' must be in [", lo, ", ", hi, "]"));
+  *out = v;
+  return absl::OkStatus();
+}
+
+absl::Status GetNumber(const json& body, const char* field, std::optional<double>* out) {
+  auto it = body.find(field);
+  if (it == body.end() || it->is_null()) return absl::OkStatus();
+  if (!it->is_number()) return NotA(field, "a number");
+  *out = it->get<double>();
+  return absl::OkStatus();
+}
+
+absl::Status GetBool(const json& body, const char* field, bool* out) {
+  auto it = body.find(field);
+  if (it == body.end() || it->is_null()) return absl::OkStatus();
+  if (!it->is_boolean()) return NotA(field, "true or false");
+  *out = it->get<bool>();
+  return absl::OkStatus();
+}
+
+bool IsTokenArray(const json& v) {
+  if (!v.is_array() || v.empty()) return false;
+  for (const json& e : v)
+    if (!e.is_number_integer()) return false;
+  return true;
+}
+
+absl::Status TokenIds(const json& v, v1::TokenIds* out) {
+  for (const json& e : v) {
+    if (e.is_number_unsigned() ? e.get<uint64_t>() > std::numeric_limits<int32_t>::max()
+                               : e.get<int64_t>() < 0 || e.get<int64_t>() > INT32_MAX)
+      return Invalid("'prompt' token ids must be in [0, 2^31)");
+    out->add_ids(static_cast<int32_t>(e.get<int64_t>()));
+  }
+  return absl::OkStatus();
+}
+
+// The prompt forms OpenAI accepts: a string, an array of strings, an array of token ids, or an
+// array of token-id arrays. Each becomes one GenerateRequest (with only the prompt set).
+absl::StatusOr<std::vector<v1::GenerateRequest>> Prompts(const json& body) {
+  auto it = body.find("prompt");
+  if (it == body.end() || it->is_null()) return Invalid("'prompt' is required");
+  const json& p = *it;
+  std::vector<v1::GenerateRequest> out;
+  if (p.is_string()) {
+    out.emplace_back().set_text(p.get<std::string>());
+    return out;
+  }
+  const char* kForms =
+      "a string, an array of strings, an array of token ids or an array of token-id arrays";
+  if (!p.is_array() || p.empty()) return NotA("prompt", kForms);
+  if (IsTokenArray(p)) {
+    if (absl::Status s = TokenIds(p, out.emplace_back().mutable_token_ids()); !s.ok()) return s;
+    return out;
+  }
+  if (p.size() > kMaxPrompts)
+    return Invalid(absl::StrCat("'prompt' has ", p.size(), " prompts; at most ", kMaxPrompts));
+  for (const json& e : p) {
+    if (e.is_string()) {
+      out.emplace_back().set_text(e.get<std::string>());
+    } else if (IsTokenArray(e)) {
+      if (absl::Status s = TokenIds(e, out.emplace_back().mutable_token_ids()); !s.ok()) return s;
+    } else {
+      return NotA("prompt", kForms);
+    }
+  }
+  return out;
+}
+
+absl::Status Stops(const json& body, v1::StoppingCriteria* out) {
+  auto it = body.find("stop");
+  if (it != body.end() && !it->is_null()) {
+    if (it->is_string()) {
+      out->add_stop(it->get<std::string>());
+    } else if (it->is_array()) {
+      for (const json& s : *it) {
+        if (!s.is_string()) return NotA("stop", "a string or an array of strings");
+        out->add_stop(s.get<std::string>());
+      }
+    } else {
+      return NotA("stop", "a string or an array of strings");
+    }
+  }
+  it = body.find("stop_token_ids");
+  if (it != body.end() && !it->is_null()) {
+    if (!it->is_array() || (!it->empty() && !IsTokenArray(*it)))
+      return NotA("stop_token_ids", "an array of token ids");
+    v1::TokenIds ids;
+    if (absl::Status s = TokenIds(*it, &ids); !s.ok()) return s;
+    out->mutable_stop_token_ids()->Add(ids.ids().begin(), ids.ids().end());
+  }
+  return absl::OkStatus();
+}
+
+// OpenAI parameters this server does not implement: refused unless they have their neutral value.
+absl::Status Unsupported(const json& body) {
+  auto neutral = [&](const char* field, auto&& is_neutral) -> absl::Status {
+    auto it = body.find(field);
+    if (it == body.end() || it->is_null() || is_neutral(*it)) return absl::OkStatus();
+    return Invalid(absl::StrCat("'", field, "' is not supported by this server"));
+  };
+  auto one = [](const json& v) { return v.is_number_integer() && v.get<int64_t>() == 1; };
+  auto zero = [](const json& v) { return v.is_number() && v.get<double>() == 0.0; };
+  auto empty = [](const json& v) { return (v.is_object() || v.is_string()) && v.empty(); };
+  for (absl::Status s :
+       {neutral("n", one), neutral("best_of", one), neutral("presence_penalty", zero),
+        neutral("frequency_penalty", zero), neutral("logit_bias", empty), neutral("suffix", empty)})
+    if (!s.ok()) return s;
+  return absl::OkStatus();
+}
+
+const std::set<std::string>& KnownFields() {
+  static const auto* known = new std::set<std::string>{"model",
+                                                       "prompt",
+                                                       "max_tokens",
+                                                       "temperature",
+                                                       "top_p",
+                                                       "top_k",
+                                                       "seed",
+                                                       "stop",
+                                                       "stop_token_ids",
+                                                       "ignore_eos",
+                                                       "stream",
+                                                       "stream_options",
+                                                       "logprobs",
+                                                       "echo",
+                                                       "n",
+                                                       "best_of",
+                                                       "presence_penalty",
+                                                       "frequency_penalty",
+                                                       "logit_bias",
+                                                       "user",
+                                                       "suffix",
+                                                       "priority",
+                                                       "repetition_penalty"};
+  return *known;
+}
+
+absl::Status Sampling(const json& body, v1::SamplingParams* s) {
+  std::optional<double> temperature, top_p, repetition;
+  std::optional<int64_t> top_k, seed;
+  for (absl::Status st :
+       {GetNumber(body, "temperature", &temperature), GetNumber(body, "top_p", &top_p),
+        GetNumber(body, "repetition_penalty", &repetition),
+        GetInt(body, "top_k", -1, INT32_MAX, &top_k), GetInt(body, "seed", 0, INT64_MAX, &seed)})
+    if (!st.ok()) return st;
+  if (temperature) s->set_temperature(static_cast<float>(*temperature));
+  if (top_p) s->set_top_p(static_cast<float>(*top_p));
+  if (repetition) s->set_repetition_penalty(static_cast<float>(*repetition));
+  if (top_k) s->set_top_k(*top_k < 0 ? 0 : static_cast<int32_t>(*top_k));  // -1: no top-k
+  if (seed) s->set_seed(static_cast<uint64_t>(*seed));
+  return absl::OkStatus();
+}
+
+absl::Status Streaming(const json& body, CompletionRequest* out) {
+  if (absl::Status s = GetBool(body, "stream", &out->stream); !s.ok()) return s;
+  auto it = body.find("stream_options");
+  if (it == body.end() || it->is_null()) return absl::OkStatus();
+  if (!out->stream) return Invalid("'stream_options' is only allowed when 'stream' is true");
+  if (!it->is_object()) return NotA("stream_options", "an object");
+  for (const auto& [k, v] : it->items())
+    if (k != "include_usage")
+      return Invalid(absl::StrCat("'stream_options.", k, "' is not supported"));
+  return GetBool(*it, "include_usage", &out->include_usage);
+}
+
+}  // namespace
+
+absl::StatusOr<CompletionRequest> ParseCompletionRequest(const std::string& body_text,
+                                                         const std::string& base_model) {
+  const json body = json::parse(body_text, nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded()) return Invalid("the request body is not valid JSON");
+  if (!body.is_object()) return Invalid("the request body must be a JSON object");
+  for (const auto& [k, v] : body.items())
+    if (!KnownFields().count(k))
+      return Invalid(absl::StrCat("Unrecognized request argument supplied: ", k));
+  if (absl::Status s = Unsupported(body); !s.ok()) return s;
+  CompletionRequest out;
+  auto model = body.find("model");
+  if (model == body.end() || !model->is_string() || model->get<std::string>().empty())
+    return Invalid("'model' is required: the base model's name or one of your adapters' names");
+  out.model = model->get<std::string>();
+  if (auto u = body.find("user"); u != body.end() && !u->is_null() && !u->is_string())
+    return NotA("user", "a string");
+
+  v1::GenerateRequest common;
+  if (out.model != base_model) common.set_adapter(out.model);
+  std::optional<int64_t> max_tokens, logprobs, priority;
+  bool ignore_eos = false;
+  for (absl::Status s : {GetInt(body, "max_tokens", 1, INT32_MAX, &max_tokens),
+                         GetInt(body, "logprobs", 0, kMaxLogprobs, &logprobs),
+                         GetInt(body, "priority", INT32_MIN, INT32_MAX, &priority),
+                         GetBool(body, "ignore_eos", &ignore_eos), GetBool(body, "echo", &out.echo),
+                         Streaming(body, &out), Sampling(body, common.mutable_sampling()),
+                         Stops(body, common.mutable_stopping())})
+    if (!s.ok()) return s;
+  if (max_tokens) common.mutable_stopping()->set_max_tokens(static_cast<int32_t>(*max_tokens));
+  common.mutable_stopping()->set_ignore_eos(ignore_eos);
+  if (priority) common.set_priority(static_cast<int32_t>(*priority));
+  if (logprobs) {
+    out.logprobs = static_cast<int32_t>(*logprobs);
+    common.mutable_logprobs()->set_top_n(out.logprobs.value());
+    if (out.echo) {
+      if (out.stream) return Invalid("'echo' with 'logprobs' is not supported when streaming");
+      common.mutable_logprobs()->set_prompt_top_n(out.logprobs.value());
+    }
+  }
+  absl::StatusOr<std::vector<v1::GenerateRequest>> prompts = Prompts(body);
+  if (!prompts.ok()) return prompts.status();
+  for (v1::GenerateRequest& p : *prompts) {
+    v1::GenerateRequest r = common;
+    if (p.has_token_ids()) {
+      *r.mutable_token_ids() = p.token_ids();
+    } else {
+      r.set_text(p.text());
+    }
+    out.prompts.push_back(std::move(r));
+  }
+  return out;
+}
+
+const char* OpenAiFinishReason(FinishReason reason) {
+  return reason == FinishReason::kLength ? "length" : "stop";
+}
+
+std::string TokenText(const Tokenizer& tok, int32_t id) {
+  std::string bytes = tok.TokenBytes(id);
+  std::string complete = bytes;
+  // Control tokens and bytes of a partial UTF-8 character show as their piece ("<0xE2>").
+  if (bytes.empty() || TakeCompleteUtf8(&complete) != bytes || !complete.empty())
+    return tok.IdToPiece(id);
+  return bytes;
+}
+
+nlohmann::json LogprobsJson(const Tokenizer& tok, const std::vector<LogprobEntry>& entries,
+                            size_t offset) {
+  json tokens = json::array(), token_logprobs = json::array(), top = json::array(),
+       offsets = json::array();
+  for (const LogprobEntry& e : entries) {
+    const std::string text = TokenText(tok, e.token);
+    tokens.push_back(text);
+    token_logprobs.push_back(e.logprob);
+    json alternatives = json::object();
+    for (const TokenLogprob& t : e.top)  // highest first; equal texts keep the first
+      alternatives.emplace(TokenText(tok, t.id), t.logprob);
+    top.push_back(std::move(alternatives));
+    offsets.push_back(offset);
+    offset += tok.TokenBytes(e.token).size();
+  }
+  return {{"tokens", tokens},
+          {"token_logprobs", token_logprobs},
+          {"top_logprobs", top},
+          {"text_offset", offsets}};
+}
+
+namespace {
+
+// Echo with logprobs: the prompt's tokens first (the first has no logprob), then the completion's.
+json EchoLogprobs(const Tokenizer& tok, const ChoiceResult& c) {
+  json out = LogprobsJson(tok, c.result.prompt_logprobs, 0);
+  if (!c.prompt_ids.empty()) {
+    const std::string first = TokenText(tok, c.prompt_ids[0]);
+    const size_t first_bytes = tok.TokenBytes(c.prompt_ids[0]).size();
+    for (json& o : out["text_offset"]) o = o.get<size_t>() + first_bytes;
+    out["tokens"].insert(out["tokens"].begin(), first);
+    out["token_logprobs"].insert(out["token_logprobs"].begin(), nullptr);
+    out["top_logprobs"].insert(out["top_logprobs"].begin(), nullptr);
+    out["text_offset"].insert(out["text_offset"].begin(), 0);
+  }
+  size_t end = c.prompt_text.size();
+  json completion = LogprobsJson(tok, c.result.logprobs, end);
+  for (const char* k : {"tokens", "token_logprobs", "top_logprobs", "text_offset"})
+    for (json& v : completion[k]) out[k].push_back(std::move(v));
+  return out;
+}
+
+}  // namespace
+
+nlohmann::json CompletionJson(const Tokenizer& tok, const CompletionRequest& req,
+                              const std::string& id, int64_t created,
+                              const std::vector<ChoiceResult>& choices) {
+  json list = json::array();
+  int64_t prompt_tokens = 0, completion_tokens = 0;
+  for (size_t i = 0; i < choices.size(); ++i) {
+    const ChoiceResult& c = choices[i];
+    json logprobs = nullptr;
+    if (req.logprobs)
+      logprobs = req.echo ? EchoLogprobs(tok, c) : LogprobsJson(tok, c.result.logprobs, 0);
+    list.push_back(json{{"index", i},
+                        {"text", req.echo ? c.prompt_text + c.result.text : c.result.text},
+                        {"logprobs", std::move(logprobs)},
+                        {"finish_reason", OpenAiFinishReason(c.result.finish_reason)}});
+    prompt_tokens += c.result.prompt_tokens;
+    completion_tokens += static_cast<int64_t>(c.result.token_ids.size());
+  }
+  return {{"id", id},
+          {"object", "text_completion"},
+          {"created", created},
+          {"model", req.model},
+          {"choices", std::move(list)},
+          {"usage",
+           {{"prompt_tokens", prompt_tokens},
+            {"completion_tokens", completion_tokens},
+            {"total_tokens", prompt_tokens + completion_tokens}}}};
+}
+
+nlohmann::json ChunkJson(const std::string& id, int64_t created, const std::string& model,
+                         size_t index, const std::string& text, const nlohmann::json& logprobs,
+                         const char* finish_reason, bool include_usage) {
+  json chunk = {{"id", id},
+                {"object", "text_completion"},
+                {"created", created},
+                {"model", model},
+                {"choices",
+                 json::array({{{"index", index},
+                               {"text", text},
+                               {"logprobs", logprobs},
+                               {"finish_reason", finish_reason ? json(finish_reason) : json()}}})}};
+  if (include_usage) chunk["usage"] = nullptr;
+  return chunk;
+}
+
+nlohmann::json UsageChunkJson(const std::string& id, int64_t created, const std::string& model,
+                              int64_t prompt_tokens, int64_t completion_tokens) {
+  return {{"id", id},
+          {"object", "text_completion"},
+          {"created", created},
+          {"model", model},
+          {"choices", json::array()},
+          {"usage",
+           {{"prompt_tokens", prompt_tokens},
+            {"completion_tokens", completion_tokens},
+            {"total_tokens", prompt_tokens + completion_tokens}}}};
+}
+
+int HttpStatusOf(absl::StatusCode code) {
+  switch (code) {
+    case absl::StatusCode::kOk:
+      return 200;
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kOutOfRange:
+    case absl::StatusCode::kFailedPrecondition:
+      return 400;
+    case absl::StatusCode::kUnauthenticated:
+      return 401;
+    case absl::StatusCode::kPermissionDenied:
+      return 403;
+    case absl::StatusCode::kNotFound:
+      return 404;
+    case absl::StatusCode::kResourceExhausted:
+      return 429;
+    case absl::StatusCode::kCancelled:
+      return 499;
+    case absl::StatusCode::kUnavailable:
+      return 503;
+    case absl::StatusCode::kDeadlineExceeded:
+      return 504;
+    case absl::StatusCode::kUnimplemented:
+      return 501;
+    default:
+      return 500;
+  }
+}
+
+namespace {
+
+const char* ErrorType(int http_status) {
+  switch (http_status) {
+    case 400:
+      return "invalid_request_error";
+    case 401:
+      return "authentication_error";
+    case 403:
+      return "permission_error";
+    case 404:
+      return "not_found_error";
+    case 429:
+      return "rate_limit_error";
+    case 503:
+      return "service_unavailable";
+    case 405:
+    case 408:
+    case 413:
+    case 431:
+      return "invalid_request_error";
+    default:
+      return "server_error";
+  }
+}
+
+}  // namespace
+
+nlohmann::json ErrorJson(int http_status, const std::string& message) {
+  return {{"error",
+           {{"message", message},
+            {"type", ErrorType(http_status)},
+            {"param", nullptr},
+            {"code", http_status}}}};
+}
+
+nlohmann::json ErrorJson(const absl::Status& status) {
+  return ErrorJson(HttpStatusOf(status.code()), std::string(status.message()));
+}
+
+std::string Dump(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+}  // namespace para::server::openai
