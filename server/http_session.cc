@@ -37,6 +37,10 @@ HttpSession::HttpSession(net::ip::tcp::socket socket, HttpShared* shared, bool o
       buffer_(64 << 10),
       over_limit_(over_limit) {
   shared_->connections.fetch_add(1);
+  // Tokens go out as small writes: without this, Nagle's algorithm holds each one until the
+  // client's delayed ACK (~40 ms).
+  beast::error_code ec;
+  stream_.socket().set_option(net::ip::tcp::no_delay(true), ec);
 }
 
 HttpSession::~HttpSession() {
