@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "bench/tinyllama_layer.h"
 #include "engine/aligned_buffer.h"
 #include "engine/cpu/blas.h"
 #include "engine/cpu/kernels.h"
@@ -37,9 +38,6 @@
 
 namespace para::bench {
 namespace {
-
-constexpr int64_t kHidden = 2048, kHeads = 32, kKvHeads = 4, kHeadDim = 64, kFfn = 5632;
-constexpr int64_t kQ = kHeads * kHeadDim, kKv = kKvHeads * kHeadDim, kQkv = kQ + 2 * kKv;
 
 void FillRandom(AlignedBuffer& b, float scale, uint64_t seed) {
   std::mt19937 rng(static_cast<uint32_t>(seed));
@@ -56,19 +54,6 @@ struct Weights {
     FillRandom(wd, 0.02f, 4);
   }
 };
-
-// A one-layer model config of TinyLlama's shape (LoRA adapters are validated against it).
-ModelConfig LayerConfig() {
-  ModelConfig c;
-  c.hidden_size = kHidden;
-  c.intermediate_size = kFfn;
-  c.num_hidden_layers = 1;
-  c.num_attention_heads = kHeads;
-  c.num_key_value_heads = kKvHeads;
-  c.head_dim = kHeadDim;
-  c.vocab_size = 32000;
-  return c;
-}
 
 struct Variant {
   std::string name;  // column header
