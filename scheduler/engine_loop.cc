@@ -98,9 +98,11 @@ void EngineLoop::DrainInbox() {
         f.e2e_us = clock_->Now() - p.submitted;
         listener_->OnRequestFinished(f);
       }
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        --in_flight_;
+      }
       p.submission.observer->OnDone(done);
-      std::lock_guard<std::mutex> lock(mu_);
-      --in_flight_;
       continue;
     }
     Entry& e = entries_[*id];
@@ -152,9 +154,12 @@ void EngineLoop::Finish(SeqId id, absl::Status status) {
   by_handle_.erase(e.handle);
   entries_.erase(it);
   names_dirty_ = true;
+  {
+    // Before the end is delivered: a client that sees its response must not see it in flight.
+    std::lock_guard<std::mutex> lock(mu_);
+    --in_flight_;
+  }
   observer->OnDone(done);
-  std::lock_guard<std::mutex> lock(mu_);
-  --in_flight_;
 }
 
 void EngineLoop::RunStep(const StepPlan& plan) {

@@ -215,8 +215,8 @@ void HttpSession::Flush() {
   j.pending.clear();
   writing_ = true;
   write_timer_.expires_after(std::chrono::milliseconds(shared_->options.write_timeout_ms));
-  write_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
-    if (!ec && self->writing_) {  // the client stopped reading
+  write_timer_.async_wait([self = shared_from_this(), gen = ++write_gen_](beast::error_code ec) {
+    if (!ec && self->writing_ && gen == self->write_gen_) {  // the client stopped reading
       self->CancelJob();
       self->Shutdown();
     }
@@ -228,6 +228,7 @@ void HttpSession::Flush() {
 
 void HttpSession::OnStreamWritten(beast::error_code ec) {
   writing_ = false;
+  ++write_gen_;
   write_timer_.cancel();
   if (ec || closed_) {
     CancelJob();

@@ -1,5 +1,6 @@
 #include "server/http_session.h"
 
+#include <array>
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
@@ -93,12 +94,17 @@ void HttpSession::ReadRequest() {
 // Maps a failed read to its answer: nothing for a client that left or idled out without
 // starting a request; 408/413/431/400 otherwise (and the connection closes).
 void HttpSession::OnHeader(beast::error_code ec) {
-  if (!ec && parser_->get()[http::field::expect] == "100-continue" && !parser_->is_done()) {
+  // The deadline may have passed between the read's end and this handler: no read is pending
+  // then for the timer to cancel, so it is checked here before the next one starts.
+  if (!ec && read_timed_out_) ec = beast::error::timeout;
+  if (!ec && beast::iequals(parser_->get()[http::field::expect], "100-continue") &&
+      !parser_->is_done()) {
     // curl and others wait for this before sending a large body.
     auto interim = std::make_shared<std::string>("HTTP/1.1 100 Continue\r\n\r\n");
     net::async_write(stream_, net::buffer(*interim),
                      [self = shared_from_this(), interim](beast::error_code ec2, size_t) {
                        if (ec2) return self->Shutdown();
+                       if (self->read_timed_out_) return self->OnRequest(beast::error::timeout);
                        http::async_read(
                            self->stream_, self->buffer_, *self->parser_,
                            [self](beast::error_code ec3, size_t) { self->OnRequest(ec3); });
@@ -169,7 +175,7 @@ void HttpSession::Route(const Request& req) {
     return Respond(200, "text/plain", "ready\n");
   }
   if (path == "/metrics") return get ? ServeMetrics() : allow("GET, HEAD");
-  if (path == "/v1/models") return get ? ServeModels(req) : allow("GET");
+  if (path == "/v1/models") return get ? ServeModels(req) : allow("GET, HEAD");
   if (path == "/v1/completions")
     return verb == http::verb::post ? StartCompletion(req) : allow("POST");
   RespondError(absl::NotFoundError(absl::StrCat("no such endpoint: ", path)));
@@ -222,9 +228,13 @@ void HttpSession::Respond(int status, const std::string& content_type, std::stri
   for (const auto& [k, v] : headers) res->set(k, v);
   const bool head =
       parser_ && parser_->is_header_done() && parser_->get().method() == http::verb::head;
-  res->body() = head ? "" : std::move(body);
   res->keep_alive(keep_alive_);
-  res->prepare_payload();
+  if (head) {  // the length GET would send, without the body
+    res->content_length(body.size());
+  } else {
+    res->body() = std::move(body);
+    res->prepare_payload();
+  }
   response_ = res;
   const bool close = !keep_alive_;
   writing_ = true;
@@ -253,7 +263,31 @@ void HttpSession::OnResponseWritten(bool close, beast::error_code ec) {
     CancelJob();
     return Shutdown();
   }
+  if (close && !closed_ && !job_) return LingeringClose();
   AfterResponse(close);
+}
+
+// After a response that ends the connection while request bytes may still be unread (a body
+// over the limit, a refused connection): closing at once would make the kernel send RST, and
+// the client could lose the response. So: send FIN, drain what comes for up to 1 s, then close.
+void HttpSession::LingeringClose() {
+  beast::error_code ec;
+  stream_.socket().shutdown(net::ip::tcp::socket::shutdown_send, ec);
+  if (ec) return Shutdown();
+  read_timer_.expires_after(std::chrono::seconds(1));
+  read_timer_.async_wait([self = shared_from_this()](beast::error_code e) {
+    if (!e) self->Shutdown();
+  });
+  Drain();
+}
+
+void HttpSession::Drain() {
+  auto sink = std::make_shared<std::array<char, 4096>>();
+  stream_.socket().async_read_some(net::buffer(*sink),
+                                   [self = shared_from_this(), sink](beast::error_code ec, size_t) {
+                                     if (ec || self->closed_) return self->Shutdown();
+                                     self->Drain();
+                                   });
 }
 
 // The response is out: the next request is read (after the disconnect watch, if any, stops).

@@ -89,6 +89,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void RespondError(const absl::Status& status, bool count = false);
   void OnResponseWritten(bool close, boost::beast::error_code ec);
   void AfterResponse(bool close);
+  void LingeringClose();
+  void Drain();
   void Shutdown();
 
   // Completions (http_completion.cc).
@@ -120,7 +122,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   bool keep_alive_ = true;
   bool writing_ = false, watching_ = false, resume_after_watch_ = false, closed_ = false;
   bool read_timed_out_ = false;
-  uint64_t read_gen_ = 0;  // a read deadline applies only to the read it was set for
+  uint64_t read_gen_ = 0;   // a read deadline applies only to the read it was set for
+  uint64_t write_gen_ = 0;  // likewise for a streaming write's deadline
 };
 
 }  // namespace para::server

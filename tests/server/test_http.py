@@ -248,6 +248,24 @@ def test_routes_methods_and_health(server):
     assert status == 401
     status, headers, text = call(server, "GET", "/metrics")
     assert status == 200 and headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    # HEAD: the length GET would send, and no body.
+    head = raw(server, b"HEAD /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and b"Content-Length: 3\r\n" in head and head.endswith(b"\r\n\r\n")
+
+
+def test_expect_100_continue_is_answered_before_the_body(server):
+    body = json.dumps({"model": "tiny-llama", "prompt": "hi", "max_tokens": 2}).encode()
+    with socket.create_connection(("127.0.0.1", server.http_port), timeout=10) as sock:
+        sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + ACME.encode() +
+                     b"\r\nExpect: 100-continue\r\nConnection: close\r\nContent-Length: " +
+                     str(len(body)).encode() + b"\r\n\r\n")
+        assert sock.recv(4096) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+        out = b""
+        while chunk := sock.recv(65536):
+            out += chunk
+    assert out.startswith(b"HTTP/1.1 200"), out[:200]
+    assert json.loads(out.split(b"\r\n\r\n", 1)[1])["usage"]["completion_tokens"] == 2
 
 
 def test_queue_full_is_429_and_draining_is_503(slow_model, slow_config, start_server):
