@@ -30,10 +30,10 @@ cat > build/demo/tenants.json <<JSON
   }
 }
 JSON
-rm -f build/demo/port
+rm -f build/demo/port build/demo/http-port
 build/bin/para-server --model "$model" --config build/demo/tenants.json --adapter-root "$models" \
   --adapter-manifest build/demo/adapters.json --port 0 --port-file build/demo/port \
-  --kv-cache-blocks 256 2> build/demo/server.log &
+  --http-port 0 --http-port-file build/demo/http-port --kv-cache-blocks 256 2> build/demo/server.log &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 for _ in $(seq 100); do [ -s build/demo/port ] && break; sleep 0.1; done
@@ -41,6 +41,14 @@ for _ in $(seq 100); do [ -s build/demo/port ] && break; sleep 0.1; done
 port=$(cat build/demo/port)
 echo "== para-server on port $port; one stream per tenant and adapter (Python client, clients/python)"
 PYTHONPATH=clients/python python3 clients/python/demo.py --target "localhost:$port" --config build/demo/tenants.json
+
+http=$(cat build/demo/http-port)
+echo "== the OpenAI-compatible HTTP API on port $http: a completion with globex's LoRA adapter"
+curl -sS "localhost:$http/v1/completions" -H "Authorization: Bearer demo-globex-key" \
+  -d '{"model": "globex-lora", "prompt": "Hello", "max_tokens": 12, "seed": 1, "temperature": 0.7}'
+echo
+echo "== Prometheus metrics (excerpt of /metrics)"
+curl -sS "localhost:$http/metrics" | grep -E '^para_(requests_total|num_requests_running|kv_cache_usage_perc|lora_requests_info|adapters\{)'
 
 echo "== the same model offline: a batch mixing adapters, run together (para-cli --requests)"
 build/bin/para-cli generate --model "$model" --kv-cache-blocks 256 --requests examples/requests.jsonl --json
