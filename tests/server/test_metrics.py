@@ -164,7 +164,13 @@ def test_adapter_info_gauges_name_running_adapters(slow_model, bare_config, star
         sa = a.stream(token_ids=[1, 2, 3], adapter="team-lora", max_tokens=3000, ignore_eos=True, timeout=120)
         sb = b.stream(token_ids=[1, 2, 3], adapter="team-para", max_tokens=3000, ignore_eos=True, timeout=120)
         next(sa), next(sb)
-        series, _ = parse(scrape(s))
+
+        # The gauges come from the loop's snapshot, published after each step: they may lag the
+        # first tokens by a step, so wait until both streams are in the batch.
+        def both_running():
+            series, _ = parse(scrape(s))
+            return series if value(series, "para_num_requests_running") == 2 else None
+        series = h.wait_until(both_running, 10, what="both streams in the batch")
         lora_info = [dict(ls) for (name, ls) in series if name == "para_lora_requests_info"]
         all_info = [dict(ls) for (name, ls) in series if name == "para_adapter_requests_info"]
         assert lora_info == [{"running_lora_adapters": "team-lora", "waiting_lora_adapters": "",
