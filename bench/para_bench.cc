@@ -8,6 +8,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <limits>
 #include <mutex>
@@ -142,8 +143,13 @@ class StreamCall final : public grpc::ClientReadReactor<v1::GenerateStreamRespon
     record_.ok = s.ok();
     if (!s.ok())
       record_.error = absl::StrCat("gRPC code ", s.error_code(), ": ", s.error_message());
-    tracker_->Finished(std::move(record_), measured_);
+    // The call's context is destroyed before the main thread may learn that this was the last
+    // request (it then tears the channel down and exits).
+    Tracker* tracker = tracker_;
+    const bool measured = measured_;
+    RequestRecord record = std::move(record_);
     delete this;
+    tracker->Finished(std::move(record), measured);
   }
 
  private:
@@ -332,5 +338,10 @@ int main(int argc, char** argv) {
   }
   for (auto& s : storage) args.push_back(s.data());
   absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
-  return para::bench::Run();
+  const int rc = para::bench::Run();
+  // gRPC's threads may still be winding down the last calls: exit without running static
+  // destructors under them.
+  std::fflush(stdout);
+  std::fflush(stderr);
+  std::_Exit(rc);
 }
