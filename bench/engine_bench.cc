@@ -25,6 +25,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "bench/bandwidth.h"
 #include "engine/aligned_buffer.h"
 #include "engine/cpu/blas.h"
 #include "engine/engine.h"
@@ -41,33 +42,6 @@ using Clock = std::chrono::steady_clock;
 
 double Seconds(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
-}
-
-// Read bandwidth in GB/s: every thread sums its slice of a 2 GiB buffer; best of 5.
-double MeasureBandwidth(ThreadPool& pool) {
-  const size_t n = (2ull << 30) / sizeof(float);
-  AlignedBuffer buf(n);
-  pool.ParallelFor(static_cast<int64_t>(n), [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) buf.data()[i] = 1.0f;
-  });
-  double best = 0;
-  std::vector<float> sums(pool.num_threads());
-  for (int rep = 0; rep < 5; ++rep) {
-    auto t0 = Clock::now();
-    pool.RunOnAll([&](int t) {
-      const int64_t b = static_cast<int64_t>(n) * t / pool.num_threads();
-      const int64_t e = static_cast<int64_t>(n) * (t + 1) / pool.num_threads();
-      float acc[16] = {};
-      for (int64_t i = b; i < e; i += 16)
-#pragma omp simd
-        for (int j = 0; j < 16; ++j) acc[j] += buf.data()[i + j];
-      float s = 0;
-      for (float a : acc) s += a;
-      sums[t] = s;
-    });
-    best = std::max(best, n * sizeof(float) / Seconds(t0, Clock::now()) / 1e9);
-  }
-  return best;
 }
 
 std::vector<int32_t> RandomPrompt(int n, int64_t vocab, uint64_t seed) {
@@ -259,7 +233,7 @@ absl::Status Run(int argc, char** argv) {
       variants.push_back(std::move(v));
     }
   }
-  const double bw = MeasureBandwidth(engine->thread_pool());
+  const double bw = MeasureReadBandwidth(engine->thread_pool());
   // Batch-1 decode reads every weight except the embedding table (one row of it) once per token.
   const double bytes_per_token =
       4.0 * (c.NumParameters() - (c.tie_word_embeddings ? 0 : c.vocab_size * c.hidden_size));

@@ -20,6 +20,7 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "bench/bandwidth.h"
 #include "bench/tinyllama_layer.h"
 #include "benchmark/benchmark.h"
 #include "engine/aligned_buffer.h"
@@ -73,27 +74,7 @@ void MeasurePeaks() {
                     std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
   g_gemm_peak = 2.0 * n * n * n / best / 1e9;
-  const size_t words = (1ull << 30) / sizeof(float);
-  AlignedBuffer buf(words);
-  Pool().ParallelFor(static_cast<int64_t>(words), [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i) buf.data()[i] = 1.0f;
-  });
-  best = 1e9;
-  std::vector<float> sums(Pool().num_threads());
-  for (int rep = 0; rep < 5; ++rep) {
-    auto t0 = std::chrono::steady_clock::now();
-    Pool().RunOnAll([&](int t) {
-      const int64_t lo = static_cast<int64_t>(words) * t / Pool().num_threads();
-      const int64_t hi = static_cast<int64_t>(words) * (t + 1) / Pool().num_threads();
-      float acc[16] = {};
-      for (int64_t i = lo; i < hi; i += 16)
-        for (int j = 0; j < 16; ++j) acc[j] += buf.data()[i + j];
-      sums[t] = acc[0] + acc[15];
-    });
-    best = std::min(best,
-                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
-  g_bw_peak = static_cast<double>(words * sizeof(float)) / best / 1e9;
+  g_bw_peak = MeasureReadBandwidth(Pool(), size_t{1} << 30);
   std::fprintf(stderr, "peaks: SGEMM %.1f GFLOP/s (1024^3, %d threads), read bandwidth %.1f GB/s\n",
                g_gemm_peak, Pool().num_threads(), g_bw_peak);
 }

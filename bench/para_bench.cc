@@ -23,6 +23,7 @@
 #include "bench/load/workload.h"
 #include "grpcpp/grpcpp.h"
 #include "para/v1/generation.grpc.pb.h"
+#include "tools/dashed_flags.h"
 
 ABSL_FLAG(std::string, target, "127.0.0.1:50051", "para-server gRPC address");
 ABSL_FLAG(int32_t, tenants, 1, "number of tenants (requests spread over them)");
@@ -328,15 +329,7 @@ int main(int argc, char** argv) {
       "para-bench --target HOST:PORT [--tenants N --adapter-template para-{i}] "
       "[--request-rate R | --concurrency C] [--num-requests N | --duration S] [--json out.json]");
   std::vector<std::string> storage;
-  std::vector<char*> args;
-  for (int i = 0; i < argc; ++i) {  // --foo-bar is --foo_bar
-    std::string a = argv[i];
-    if (i > 0 && a.rfind("--", 0) == 0)
-      for (size_t k = 2; k < std::min(a.find('='), a.size()); ++k)
-        if (a[k] == '-') a[k] = '_';
-    storage.push_back(a);
-  }
-  for (auto& s : storage) args.push_back(s.data());
+  std::vector<char*> args = para::tools::UnderscoreFlags(argc, argv, &storage);  // --foo-bar too
   absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
   const int rc = para::bench::Run();
   // gRPC's threads may still be winding down the last calls: exit without running static

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <set>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 
@@ -178,13 +179,13 @@ void EngineLoop::RunStep(const StepPlan& plan) {
     engine_->ReleaseKv(e.seq.get());
     ++e.preemptions;
   }
-  std::set<SeqId> in_batch(plan.prefill.begin(), plan.prefill.end());
-  in_batch.insert(plan.decode.begin(), plan.decode.end());
-  for (auto& [id, e] : entries_) {
-    const bool running = in_batch.count(id) > 0;
-    if (running != e.running) names_dirty_ = true;
-    e.running = running;
-  }
+  // Which entries are in this step's batch (no allocation: flags on the entries).
+  for (auto& [id, e] : entries_) e.was_running = std::exchange(e.running, false);
+  for (const auto* ids : {&plan.prefill, &plan.decode})
+    for (SeqId id : *ids)
+      if (auto it = entries_.find(id); it != entries_.end()) it->second.running = true;
+  for (const auto& [id, e] : entries_)
+    if (e.running != e.was_running) names_dirty_ = true;
   if (plan.empty()) return;
   const TimeUs now = clock_->Now();
   std::vector<SeqId> ids(plan.prefill);

@@ -160,6 +160,7 @@ class EngineLoop {
     int32_t preemptions = 0;
     std::string tenant, adapter_name;
     bool running = false;  // in the last step's batch
+    bool was_running = false;
   };
   struct Pending {
     uint64_t handle;

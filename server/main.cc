@@ -29,6 +29,7 @@
 #include "server/metrics.h"
 #include "server/service_state.h"
 #include "server/tenants.h"
+#include "tools/dashed_flags.h"
 
 ABSL_FLAG(std::string, model, "", "Hugging Face LLaMA model directory (required)");
 ABSL_FLAG(std::string, config, "",
@@ -93,23 +94,6 @@ void Log(const std::string& msg) {
   std::time_t t = std::time(nullptr);
   std::strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
   std::fprintf(stderr, "%s para-server: %s\n", ts, msg.c_str());
-}
-
-// Accepts --foo-bar as --foo_bar so the server takes the same flag spellings as para-cli.
-std::vector<char*> NormaliseFlags(int argc, char** argv, std::vector<std::string>* storage) {
-  storage->reserve(argc);
-  std::vector<char*> out;
-  for (int i = 0; i < argc; ++i) {
-    std::string a = argv[i];
-    if (i > 0 && a.rfind("--", 0) == 0) {
-      const size_t end = std::min(a.find('='), a.size());
-      for (size_t k = 2; k < end; ++k)
-        if (a[k] == '-') a[k] = '_';
-    }
-    storage->push_back(a);
-  }
-  for (auto& s : *storage) out.push_back(s.data());
-  return out;
 }
 
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials() {
@@ -332,7 +316,7 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "para-server --model DIR --config tenants.json [--port 50051] [flags]");
   std::vector<std::string> storage;
-  std::vector<char*> args = para::server::NormaliseFlags(argc, argv, &storage);
+  std::vector<char*> args = para::tools::UnderscoreFlags(argc, argv, &storage);  // --foo-bar too
   absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
   return para::server::Run();
 }
