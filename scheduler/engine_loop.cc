@@ -69,6 +69,8 @@ void EngineLoop::DrainInbox() {
     inbox.swap(inbox_);
     cancels.swap(cancels_);
   }
+  // Refusals are delivered after the snapshot counts what was admitted with them.
+  std::vector<std::pair<std::shared_ptr<RequestObserver>, DoneEvent>> refused;
   for (Pending& p : inbox) {
     GenerationRequest& req = p.submission.request;
     SeqSpec spec;
@@ -103,7 +105,7 @@ void EngineLoop::DrainInbox() {
         std::lock_guard<std::mutex> lock(mu_);
         --in_flight_;
       }
-      p.submission.observer->OnDone(done);
+      refused.emplace_back(std::move(p.submission.observer), std::move(done));
       continue;
     }
     Entry& e = entries_[*id];
@@ -121,6 +123,9 @@ void EngineLoop::DrainInbox() {
     auto it = by_handle_.find(h);
     if (it != by_handle_.end()) scheduler_.Cancel(it->second);
   }
+  if (inbox.empty()) return;
+  PublishSnapshot();
+  for (auto& [observer, done] : refused) observer->OnDone(done);
 }
 
 FinishedRequest EngineLoop::Record(const Entry& e, const DoneEvent& done) const {
@@ -207,6 +212,8 @@ void EngineLoop::RunStep(const StepPlan& plan) {
     }
     return;
   }
+  // Before any token is delivered: a client that has seen its first token sees itself running.
+  PublishSnapshot();
   const TimeUs done_at = clock_->Now();
   for (size_t i = 0; i < ids.size(); ++i) {
     Entry& e = entries_.at(ids[i]);

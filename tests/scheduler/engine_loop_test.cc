@@ -202,5 +202,60 @@ TEST(EngineLoopTest, StopCancelsWhatIsLeftAndIdleLoopDoesNotSpin) {
             absl::StatusCode::kUnavailable);
 }
 
+// A client that has received a token must see its request counted as running, with its KV
+// blocks taken: the snapshot is published before the step's tokens are delivered.
+TEST(EngineLoopTest, SnapshotShowsARequestRunningBeforeItsFirstTokenArrives) {
+  auto e = testing::MakeEngine(testing::DefaultTinyModelDir(), 256, 16);
+  SystemClock clock;
+  EngineLoop loop(e.get(), SchedulerConfig(), &clock);
+  struct Probe : RequestObserver {
+    EngineLoop* loop = nullptr;
+    std::vector<LoopSnapshot> seen;
+    void OnToken(const TokenEvent&) override { seen.push_back(loop->Snapshot()); }
+    void OnDone(const DoneEvent&) override {}
+  };
+  auto probe = std::make_shared<Probe>();
+  probe->loop = &loop;
+  ASSERT_TRUE(loop.Submit({Greedy(5, 3, 4), "a", 0, std::nullopt, probe}).ok());
+  loop.RunUntilIdle();
+  ASSERT_EQ(probe->seen.size(), 3u);
+  for (const LoopSnapshot& s : probe->seen) {
+    EXPECT_EQ(s.running, 1);
+    EXPECT_EQ(s.waiting, 0);
+    EXPECT_LT(s.kv_blocks_free, s.kv_blocks_total);
+  }
+  EXPECT_EQ(loop.Snapshot().running, 0);
+}
+
+// A refused client sees the requests admitted beside it already counted as waiting.
+TEST(EngineLoopTest, SnapshotCountsAdmittedRequestsBeforeARefusalIsDelivered) {
+  auto e = testing::MakeEngine(testing::DefaultTinyModelDir(), 256, 16);
+  SystemClock clock;
+  SchedulerConfig config;
+  config.max_waiting_per_tenant = 2;
+  EngineLoop loop(e.get(), config, &clock);
+  struct Probe : RequestObserver {
+    EngineLoop* loop = nullptr;
+    absl::Status status;
+    std::optional<LoopSnapshot> at_refusal;
+    void OnToken(const TokenEvent&) override {}
+    void OnDone(const DoneEvent& d) override {
+      if (!d.status.ok()) at_refusal = loop->Snapshot(), status = d.status;
+    }
+  };
+  std::vector<std::shared_ptr<Probe>> probes;
+  for (int i = 0; i < 3; ++i) {
+    probes.push_back(std::make_shared<Probe>());
+    probes.back()->loop = &loop;
+    ASSERT_TRUE(loop.Submit({Greedy(4, 2, 10 + i), "a", 0, std::nullopt, probes.back()}).ok());
+  }
+  loop.RunUntilIdle();
+  ASSERT_TRUE(probes[2]->at_refusal.has_value());
+  EXPECT_EQ(probes[2]->status.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(probes[2]->at_refusal->waiting, 2);
+  EXPECT_FALSE(probes[0]->at_refusal.has_value());
+  EXPECT_FALSE(probes[1]->at_refusal.has_value());
+}
+
 }  // namespace
 }  // namespace para::sched
