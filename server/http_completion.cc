@@ -64,6 +64,11 @@ void HttpSession::StartCompletion(const Request& req) {
         "an admin key is for the Admin API; generate with a tenant's key");
   absl::StatusOr<openai::CompletionRequest> parsed =
       status.ok() ? openai::ParseCompletionRequest(req.body(), st.model_name) : status;
+  const Model& model = st.engine->model();
+  if (parsed.ok() && parsed->echo && model.tokenizer() == nullptr)
+    parsed = absl::FailedPreconditionError(
+        "'echo' needs the model's tokenizer to turn the prompt into text, and this model has "
+        "none: send the request without 'echo'");
   if (!parsed.ok()) return RespondError(parsed.status(), /*count=*/true);
 
   auto job = std::make_unique<Job>();
@@ -77,7 +82,6 @@ void HttpSession::StartCompletion(const Request& req) {
   job->started.assign(n, false);
   job->offsets.assign(n, 0);
   job->remaining = n;
-  const Model& model = st.engine->model();
   for (size_t i = 0; i < n; ++i) {
     v1::GenerateRequest& r = job->request.prompts[i];
     r.set_request_id(n == 1 ? request_id : absl::StrCat(request_id, "-", i));
@@ -114,14 +118,14 @@ void HttpSession::OnToken(uint64_t job, size_t index, int32_t token, const std::
                           const std::optional<LogprobEntry>& lp) {
   if (!job_ || job_->id != job || job_->finished || closed_) return;
   Job& j = *job_;
-  const Tokenizer& tok = *shared_->state->engine->model().tokenizer();
+  const Tokenizer* tok = shared_->state->engine->model().tokenizer();
   std::string out = text;
   if (!j.started[index] && j.request.echo) out = j.choices[index].prompt_text + text;
   j.started[index] = true;
   nlohmann::json logprobs = nullptr;
   if (j.request.logprobs && lp) {
     logprobs = openai::LogprobsJson(tok, {*lp}, j.offsets[index]);
-    j.offsets[index] += tok.TokenBytes(token).size();
+    j.offsets[index] += openai::TokenByteCount(tok, token);
   }
   if (out.empty() && logprobs.is_null()) return;  // part of a UTF-8 character: wait for the rest
   QueueEvent(openai::ChunkJson(j.response_id, j.created, j.request.model, index, out, logprobs,
@@ -157,7 +161,7 @@ void HttpSession::OnDone(uint64_t job, size_t index, const absl::Status& status,
   }
   if (j.remaining > 0) return;
   j.finished = true;
-  const Tokenizer& tok = *shared_->state->engine->model().tokenizer();
+  const Tokenizer* tok = shared_->state->engine->model().tokenizer();
   Respond(200, "application/json",
           openai::Dump(openai::CompletionJson(tok, j.request, j.response_id, j.created, j.choices)),
           {{"X-Request-Id", j.response_id.substr(5)}});

@@ -240,6 +240,9 @@ int Run() {
   builder.RegisterService(&admin);
   builder.SetMaxReceiveMessageSize(absl::GetFlag(FLAGS_max_message_bytes));
   builder.SetMaxSendMessageSize(absl::GetFlag(FLAGS_max_message_bytes));
+  // A port another process holds is a start-up error, never silently shared (SO_REUSEPORT would
+  // let the kernel split new connections between the two servers).
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 60'000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20'000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
@@ -247,8 +250,8 @@ int Run() {
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 2);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
-    Log(absl::StrCat("cannot listen on ", absl::GetFlag(FLAGS_host), ":",
-                     absl::GetFlag(FLAGS_port)));
+    Log(absl::StrCat("cannot listen on ", absl::GetFlag(FLAGS_host), ":", absl::GetFlag(FLAGS_port),
+                     " for gRPC: the address is in use by another process, or not available"));
     return 1;
   }
   auto* health = server->GetHealthCheckService();

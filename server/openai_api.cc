@@ -253,16 +253,21 @@ const char* OpenAiFinishReason(FinishReason reason) {
   return reason == FinishReason::kLength ? "length" : "stop";
 }
 
-std::string TokenText(const Tokenizer& tok, int32_t id) {
-  std::string bytes = tok.TokenBytes(id);
+std::string TokenText(const Tokenizer* tok, int32_t id) {
+  if (tok == nullptr) return absl::StrCat("token_id:", id);
+  std::string bytes = tok->TokenBytes(id);
   std::string complete = bytes;
   // Control tokens and bytes of a partial UTF-8 character show as their piece ("<0xE2>").
   if (bytes.empty() || TakeCompleteUtf8(&complete) != bytes || !complete.empty())
-    return tok.IdToPiece(id);
+    return tok->IdToPiece(id);
   return bytes;
 }
 
-nlohmann::json LogprobsJson(const Tokenizer& tok, const std::vector<LogprobEntry>& entries,
+size_t TokenByteCount(const Tokenizer* tok, int32_t id) {
+  return tok == nullptr ? 0 : tok->TokenBytes(id).size();
+}
+
+nlohmann::json LogprobsJson(const Tokenizer* tok, const std::vector<LogprobEntry>& entries,
                             size_t offset) {
   json tokens = json::array(), token_logprobs = json::array(), top = json::array(),
        offsets = json::array();
@@ -275,7 +280,7 @@ nlohmann::json LogprobsJson(const Tokenizer& tok, const std::vector<LogprobEntry
       alternatives.emplace(TokenText(tok, t.id), t.logprob);
     top.push_back(std::move(alternatives));
     offsets.push_back(offset);
-    offset += tok.TokenBytes(e.token).size();
+    offset += TokenByteCount(tok, e.token);
   }
   return {{"tokens", tokens},
           {"token_logprobs", token_logprobs},
@@ -286,11 +291,11 @@ nlohmann::json LogprobsJson(const Tokenizer& tok, const std::vector<LogprobEntry
 namespace {
 
 // Echo with logprobs: the prompt's tokens first (the first has no logprob), then the completion's.
-json EchoLogprobs(const Tokenizer& tok, const ChoiceResult& c) {
+json EchoLogprobs(const Tokenizer* tok, const ChoiceResult& c) {
   json out = LogprobsJson(tok, c.result.prompt_logprobs, 0);
   if (!c.prompt_ids.empty()) {
     const std::string first = TokenText(tok, c.prompt_ids[0]);
-    const size_t first_bytes = tok.TokenBytes(c.prompt_ids[0]).size();
+    const size_t first_bytes = TokenByteCount(tok, c.prompt_ids[0]);
     for (json& o : out["text_offset"]) o = o.get<size_t>() + first_bytes;
     out["tokens"].insert(out["tokens"].begin(), first);
     out["token_logprobs"].insert(out["token_logprobs"].begin(), nullptr);
@@ -306,7 +311,7 @@ json EchoLogprobs(const Tokenizer& tok, const ChoiceResult& c) {
 
 }  // namespace
 
-nlohmann::json CompletionJson(const Tokenizer& tok, const CompletionRequest& req,
+nlohmann::json CompletionJson(const Tokenizer* tok, const CompletionRequest& req,
                               const std::string& id, int64_t created,
                               const std::vector<ChoiceResult>& choices) {
   json list = json::array();

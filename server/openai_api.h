@@ -43,15 +43,19 @@ struct ChoiceResult {
 // The OpenAI finish reason ("stop" for stop strings, stop tokens and EOS; "length").
 const char* OpenAiFinishReason(FinishReason reason);
 
-// The display text of a token in logprobs (its bytes, or its piece for control tokens).
-std::string TokenText(const Tokenizer& tok, int32_t id);
+// The display text of a token in logprobs (its bytes, or its piece for control tokens). A model
+// without a tokenizer (`tok` null) shows ids the way vLLM's return_tokens_as_token_ids does:
+// "token_id:42".
+std::string TokenText(const Tokenizer* tok, int32_t id);
+// The bytes token `id` adds to the text (0 for every token when `tok` is null: no text).
+size_t TokenByteCount(const Tokenizer* tok, int32_t id);
 
 // A choice's "logprobs" object for `entries`, offsets counted from `offset` bytes.
-nlohmann::json LogprobsJson(const Tokenizer& tok, const std::vector<LogprobEntry>& entries,
+nlohmann::json LogprobsJson(const Tokenizer* tok, const std::vector<LogprobEntry>& entries,
                             size_t offset);
 
 // The whole non-streaming response.
-nlohmann::json CompletionJson(const Tokenizer& tok, const CompletionRequest& req,
+nlohmann::json CompletionJson(const Tokenizer* tok, const CompletionRequest& req,
                               const std::string& id, int64_t created,
                               const std::vector<ChoiceResult>& choices);
 
