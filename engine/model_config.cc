@@ -59,27 +59,115 @@ absl::Status ReadTokenIds(const json& j, const char* key, const std::string& sou
   return absl::OkStatus();
 }
 
-absl::Status ParseRopeScaling(const json& j, const std::string& source, RopeScaling* out) {
-  auto it = j.find("rope_scaling");
-  if (it == j.end() || it->is_null()) return absl::OkStatus();
-  if (!it->is_object()) return Bad(source, "'rope_scaling' must be an object or null");
-  std::string type = it->value("rope_type", it->value("type", std::string()));
+// Reads one rope parameter set: `theta_key` names the base frequency's field ("rope_theta" inside
+// transformers 5's rope_parameters; absent in transformers 4's rope_scaling, whose base is the
+// top-level rope_theta).
+absl::Status ParseRopeObject(const json& r, const std::string& where, const std::string& source,
+                             double* theta, RopeScaling* out) {
+  if (!r.is_object()) return Bad(source, absl::StrCat("'", where, "' must be an object or null"));
+  RETURN_IF_ERROR(ReadDouble(r, "rope_theta", source, theta));
+  if (auto prf = r.find("partial_rotary_factor");
+      prf != r.end() && !prf->is_null() && !(prf->is_number() && prf->get<double>() == 1.0))
+    return absl::UnimplementedError(absl::StrCat(
+        source, ": '", where, ".partial_rotary_factor' other than 1 is not supported"));
+  const std::string type = r.value("rope_type", r.value("type", std::string("default")));
   if (type == "default") return absl::OkStatus();
   if (type == "linear") {
     out->type = RopeScaling::Type::kLinear;
   } else if (type == "llama3") {
     out->type = RopeScaling::Type::kLlama3;
-    RETURN_IF_ERROR(ReadDouble(*it, "low_freq_factor", source, &out->low_freq_factor));
-    RETURN_IF_ERROR(ReadDouble(*it, "high_freq_factor", source, &out->high_freq_factor));
-    RETURN_IF_ERROR(ReadInt(*it, "original_max_position_embeddings", source, false,
+    RETURN_IF_ERROR(ReadDouble(r, "low_freq_factor", source, &out->low_freq_factor));
+    RETURN_IF_ERROR(ReadDouble(r, "high_freq_factor", source, &out->high_freq_factor));
+    RETURN_IF_ERROR(ReadInt(r, "original_max_position_embeddings", source, false,
                             &out->original_max_position_embeddings));
   } else {
-    return absl::UnimplementedError(absl::StrCat(source, ": rope_scaling type '", type,
-                                                 "' is not supported (supported: linear, llama3)"));
+    return absl::UnimplementedError(
+        absl::StrCat(source, ": rope type '", type, "' in '", where,
+                     "' is not supported (supported: default, linear, llama3)"));
   }
   out->factor = 0;
-  RETURN_IF_ERROR(ReadDouble(*it, "factor", source, &out->factor));
-  if (out->factor <= 0) return Bad(source, "rope_scaling needs a positive 'factor'");
+  RETURN_IF_ERROR(ReadDouble(r, "factor", source, &out->factor));
+  if (out->factor <= 0)
+    return Bad(source,
+               absl::StrCat("'", where, "' of type '", type, "' needs a positive 'factor'"));
+  return absl::OkStatus();
+}
+
+// RoPE from either layout: transformers 5's "rope_parameters" (theta inside; one set, or one per
+// layer type, which must then all be equal), or transformers 4's top-level "rope_theta" with
+// "rope_scaling". rope_parameters wins when both are present, as in transformers 5.
+absl::Status ParseRope(const json& j, const std::string& source, ModelConfig* c) {
+  RETURN_IF_ERROR(ReadDouble(j, "rope_theta", source, &c->rope_theta));
+  auto params = j.find("rope_parameters");
+  if (params != j.end() && !params->is_null()) {
+    if (params->is_object() && !params->empty() && params->begin()->is_object()) {
+      // Per layer type ({"full_attention": {...}, "sliding_attention": {...}}).
+      const json& first = params->begin().value();
+      for (const auto& [layer_type, p] : params->items())
+        if (p != first)
+          return absl::UnimplementedError(absl::StrCat(
+              source, ": 'rope_parameters' differ between layer types ('", params->begin().key(),
+              "' vs '", layer_type, "'); per-layer RoPE is not supported"));
+      return ParseRopeObject(first, absl::StrCat("rope_parameters.", params->begin().key()), source,
+                             &c->rope_theta, &c->rope_scaling);
+    }
+    return ParseRopeObject(*params, "rope_parameters", source, &c->rope_theta, &c->rope_scaling);
+  }
+  auto scaling = j.find("rope_scaling");
+  if (scaling == j.end() || scaling->is_null()) return absl::OkStatus();
+  double ignored_theta = c->rope_theta;
+  RETURN_IF_ERROR(
+      ParseRopeObject(*scaling, "rope_scaling", source, &ignored_theta, &c->rope_scaling));
+  return absl::OkStatus();
+}
+
+// Fields that change a LLaMA model's math and that this engine does not implement: refused when
+// they ask for anything but the plain LLaMA computation, never ignored.
+absl::Status CheckUnimplementedMath(const json& j, const std::string& source) {
+  auto refuse = [&](const std::string& what) {
+    return absl::UnimplementedError(absl::StrCat(source, ": ", what, " is not supported"));
+  };
+  for (const char* flag : {"attention_bias", "mlp_bias", "use_sliding_window", "qk_norm"}) {
+    auto it = j.find(flag);
+    if (it != j.end() && !it->is_null() && !(it->is_boolean() && !it->get<bool>()))
+      return refuse(absl::StrCat("'", flag, "': ", it->dump()));
+  }
+  if (auto it = j.find("sliding_window"); it != j.end() && !it->is_null())
+    return refuse(absl::StrCat("'sliding_window': ", it->dump(), " (sliding-window attention)"));
+  if (auto it = j.find("layer_types"); it != j.end() && !it->is_null()) {
+    if (!it->is_array()) return Bad(source, "'layer_types' must be a list");
+    for (const json& t : *it)
+      if (t != "full_attention")
+        return refuse(absl::StrCat("layer type ", t.dump(), " in 'layer_types'"));
+  }
+  if (auto it = j.find("quantization_config"); it != j.end() && !it->is_null())
+    return refuse("a quantized checkpoint ('quantization_config')");
+  if (auto it = j.find("pretraining_tp");
+      it != j.end() && !it->is_null() && !(it->is_number_integer() && it->get<int64_t>() >= 1))
+    return Bad(source, "'pretraining_tp' must be a positive integer");
+  return absl::OkStatus();
+}
+
+// Upper bounds on sizes, so that a hostile or corrupt config is an error and never an
+// allocation of terabytes.
+absl::Status CheckLimits(const ModelConfig& c, const std::string& source) {
+  const struct {
+    const char* name;
+    int64_t value, max;
+  } limits[] = {
+      {"hidden_size", c.hidden_size, 1 << 16},
+      {"intermediate_size", c.intermediate_size, 1 << 18},
+      {"num_hidden_layers", c.num_hidden_layers, 1 << 10},
+      {"num_attention_heads", c.num_attention_heads, 1 << 10},
+      {"num_key_value_heads", c.num_key_value_heads, 1 << 10},
+      {"head_dim", c.head_dim, 1 << 11},
+      {"vocab_size", c.vocab_size, 1 << 22},
+      {"max_position_embeddings", c.max_position_embeddings, 1 << 24},
+  };
+  for (const auto& l : limits)
+    if (l.value > l.max)
+      return Bad(source,
+                 absl::StrCat("'", l.name, "' is ", l.value, "; at most ", l.max, " is accepted"));
   return absl::OkStatus();
 }
 
@@ -98,12 +186,7 @@ absl::Status CheckArchitecture(const json& j, const std::string& source, ModelCo
     return absl::UnimplementedError(absl::StrCat(source, ": hidden_act '",
                                                  j.value("hidden_act", std::string()),
                                                  "' is not supported (LLaMA uses silu)"));
-  for (const char* flag : {"attention_bias", "mlp_bias"}) {
-    if (j.value(flag, false))
-      return absl::UnimplementedError(
-          absl::StrCat(source, ": '", flag, "': true is not supported"));
-  }
-  return absl::OkStatus();
+  return CheckUnimplementedMath(j, source);
 }
 
 }  // namespace
@@ -139,8 +222,8 @@ absl::StatusOr<ModelConfig> ParseModelConfigJson(const json& j, const std::strin
                                     ") is not a multiple of num_key_value_heads (",
                                     c.num_key_value_heads, ")"));
   RETURN_IF_ERROR(ReadDouble(j, "rms_norm_eps", source, &c.rms_norm_eps));
-  RETURN_IF_ERROR(ReadDouble(j, "rope_theta", source, &c.rope_theta));
-  RETURN_IF_ERROR(ParseRopeScaling(j, source, &c.rope_scaling));
+  RETURN_IF_ERROR(CheckLimits(c, source));
+  RETURN_IF_ERROR(ParseRope(j, source, &c));
   c.tie_word_embeddings = j.value("tie_word_embeddings", false);
   std::vector<int32_t> bos;
   RETURN_IF_ERROR(ReadTokenIds(j, "bos_token_id", source, &bos));
@@ -186,6 +269,9 @@ absl::Status ApplyGenerationConfig(const std::string& json_text, const std::stri
   if (j.contains("top_p") && j["top_p"].is_number()) g.top_p = j["top_p"].get<float>();
   if (j.contains("repetition_penalty") && j["repetition_penalty"].is_number())
     g.repetition_penalty = j["repetition_penalty"].get<float>();
+  int64_t max_new = 0;
+  RETURN_IF_ERROR(ReadInt(j, "max_new_tokens", source, false, &max_new));
+  if (max_new > 0) g.max_new_tokens = static_cast<int32_t>(std::min<int64_t>(max_new, INT32_MAX));
   return absl::OkStatus();
 }
 

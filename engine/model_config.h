@@ -29,6 +29,7 @@ struct GenerationDefaults {
   std::optional<int> top_k;
   std::optional<float> top_p;
   std::optional<float> repetition_penalty;
+  std::optional<int32_t> max_new_tokens;  // the default for requests that set no max_tokens
 };
 
 struct ModelConfig {
@@ -56,7 +57,10 @@ struct ModelConfig {
   int64_t NumParameters() const;
 };
 
-// Parses config.json text. `source` names the file in errors.
+// Parses config.json text, in the transformers 4 layout (top-level rope_theta, rope_scaling) or
+// the transformers 5 one (rope_parameters). Fields that change the math and that the engine does
+// not implement (other rope types, biases, sliding windows, quantization) are errors naming the
+// field, as are sizes past sane limits. `source` names the file in errors.
 absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& json_text,
                                              const std::string& source);
 // Applies generation_config.json text (eos/bos ids and sampling defaults) to `config`.

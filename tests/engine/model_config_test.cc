@@ -85,7 +85,53 @@ INSTANTIATE_TEST_SUITE_P(
                   absl::StatusCode::kInvalidArgument, "type must be boolean"},
         BadConfig{"yarn",
                   R"({"model_type":"llama",)" BASE R"(,"rope_scaling":{"type":"yarn","factor":2}})",
-                  absl::StatusCode::kUnimplemented, "rope_scaling type 'yarn' is not supported"},
+                  absl::StatusCode::kUnimplemented,
+                  "rope type 'yarn' in 'rope_scaling' is not supported"},
+        BadConfig{"yarn_v5",
+                  R"({"model_type":"llama",)" BASE
+                  R"(,"rope_parameters":{"rope_type":"yarn","rope_theta":1e4,"factor":2}})",
+                  absl::StatusCode::kUnimplemented,
+                  "rope type 'yarn' in 'rope_parameters' is not supported"},
+        BadConfig{"dynamic",
+                  R"({"model_type":"llama",)" BASE
+                  R"(,"rope_scaling":{"rope_type":"dynamic","factor":2}})",
+                  absl::StatusCode::kUnimplemented, "rope type 'dynamic'"},
+        BadConfig{"linear_no_factor",
+                  R"({"model_type":"llama",)" BASE
+                  R"(,"rope_parameters":{"rope_type":"linear","rope_theta":1e4}})",
+                  absl::StatusCode::kInvalidArgument, "needs a positive 'factor'"},
+        BadConfig{"partial_rotary",
+                  R"({"model_type":"llama",)" BASE
+                  R"(,"rope_parameters":{"rope_theta":1e4,"partial_rotary_factor":0.5}})",
+                  absl::StatusCode::kUnimplemented, "partial_rotary_factor"},
+        BadConfig{"per_layer_rope",
+                  R"({"model_type":"llama",)" BASE
+                  R"(,"rope_parameters":{"full_attention":{"rope_theta":1e4},)"
+                  R"("sliding_attention":{"rope_theta":1e6}}})",
+                  absl::StatusCode::kUnimplemented, "differ between layer types"},
+        BadConfig{"rope_params_not_object",
+                  R"({"model_type":"llama",)" BASE R"(,"rope_parameters":5})",
+                  absl::StatusCode::kInvalidArgument, "'rope_parameters' must be an object"},
+        BadConfig{"sliding_window", R"({"model_type":"llama",)" BASE R"(,"sliding_window":4096})",
+                  absl::StatusCode::kUnimplemented, "'sliding_window': 4096"},
+        BadConfig{"layer_types",
+                  R"({"model_type":"llama",)" BASE
+                  R"(,"layer_types":["full_attention","sliding_attention"]})",
+                  absl::StatusCode::kUnimplemented, "layer type \"sliding_attention\""},
+        BadConfig{"mlp_bias", R"({"model_type":"llama",)" BASE R"(,"mlp_bias":true})",
+                  absl::StatusCode::kUnimplemented, "'mlp_bias': true is not supported"},
+        BadConfig{"quantized",
+                  R"({"model_type":"llama",)" BASE
+                  R"(,"quantization_config":{"quant_method":"gptq"}})",
+                  absl::StatusCode::kUnimplemented, "quantized checkpoint"},
+        BadConfig{"huge_vocab",
+                  R"({"model_type":"llama","hidden_size":64,"intermediate_size":128,)"
+                  R"("num_hidden_layers":2,"num_attention_heads":4,"vocab_size":1099511627776})",
+                  absl::StatusCode::kInvalidArgument, "'vocab_size' is 1099511627776; at most"},
+        BadConfig{"huge_hidden",
+                  R"({"model_type":"llama","hidden_size":1048576,"intermediate_size":128,)"
+                  R"("num_hidden_layers":2,"num_attention_heads":4,"vocab_size":100})",
+                  absl::StatusCode::kInvalidArgument, "'hidden_size' is 1048576"},
         BadConfig{"gelu", R"({"model_type":"llama",)" BASE R"(,"hidden_act":"gelu"})",
                   absl::StatusCode::kUnimplemented, "hidden_act 'gelu'"},
         BadConfig{"bias", R"({"model_type":"llama",)" BASE R"(,"attention_bias":true})",
@@ -95,6 +141,48 @@ INSTANTIATE_TEST_SUITE_P(
                   "eos_token_id 100 is outside the vocabulary"}),
     [](const auto& info) { return std::string(info.param.name); });
 #undef BASE
+
+// transformers 5 writes RoPE as "rope_parameters" with the base frequency inside; it wins over a
+// top-level rope_theta (SmolLM2-135M-Instruct saved by transformers 5 has theta 100000 there only).
+TEST(ModelConfigTest, ReadsTransformers5RopeParameters) {
+  auto c = ParseModelConfig(R"({"model_type":"llama","hidden_size":576,"intermediate_size":1536,
+    "num_hidden_layers":30,"num_attention_heads":9,"num_key_value_heads":3,"vocab_size":49152,
+    "rope_parameters":{"rope_theta":100000.0,"rope_type":"default"},"tie_word_embeddings":true,
+    "attention_bias":false,"mlp_bias":false,"sliding_window":null,"pretraining_tp":1})",
+                            "c");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_DOUBLE_EQ(c->rope_theta, 100000.0);
+  EXPECT_EQ(c->rope_scaling.type, RopeScaling::Type::kNone);
+  EXPECT_EQ(c->head_dim, 64);
+
+  auto llama3 = ParseModelConfig(R"({"model_type":"llama","hidden_size":64,"intermediate_size":128,
+    "num_hidden_layers":2,"num_attention_heads":4,"vocab_size":100,"rope_theta":10000.0,
+    "rope_parameters":{"rope_type":"llama3","rope_theta":500000.0,"factor":32.0,
+    "low_freq_factor":1.0,"high_freq_factor":4.0,"original_max_position_embeddings":8192}})",
+                                 "c");
+  ASSERT_TRUE(llama3.ok()) << llama3.status();
+  EXPECT_DOUBLE_EQ(llama3->rope_theta, 500000.0);
+  EXPECT_EQ(llama3->rope_scaling.type, RopeScaling::Type::kLlama3);
+  EXPECT_DOUBLE_EQ(llama3->rope_scaling.factor, 32.0);
+
+  // One set per layer type, all equal: accepted.
+  auto per_type = ParseModelConfig(R"({"model_type":"llama","hidden_size":64,
+    "intermediate_size":128,"num_hidden_layers":2,"num_attention_heads":4,"vocab_size":100,
+    "rope_parameters":{"full_attention":{"rope_type":"linear","rope_theta":20000.0,"factor":2}}})",
+                                   "c");
+  ASSERT_TRUE(per_type.ok()) << per_type.status();
+  EXPECT_DOUBLE_EQ(per_type->rope_theta, 20000.0);
+  EXPECT_EQ(per_type->rope_scaling.type, RopeScaling::Type::kLinear);
+
+  // transformers 4: top-level theta, rope_scaling without theta.
+  auto v4 = ParseModelConfig(R"({"model_type":"llama","hidden_size":64,"intermediate_size":128,
+    "num_hidden_layers":2,"num_attention_heads":4,"vocab_size":100,"rope_theta":40000.0,
+    "rope_scaling":{"type":"linear","factor":4.0}})",
+                             "c");
+  ASSERT_TRUE(v4.ok()) << v4.status();
+  EXPECT_DOUBLE_EQ(v4->rope_theta, 40000.0);
+  EXPECT_DOUBLE_EQ(v4->rope_scaling.factor, 4.0);
+}
 
 TEST(ModelConfigTest, GenerationConfigOverridesEosAndSampling) {
   auto c = ParseModelConfig(kTinyLlama, "config.json");
@@ -108,6 +196,10 @@ TEST(ModelConfigTest, GenerationConfigOverridesEosAndSampling) {
   EXPECT_FLOAT_EQ(*c->generation.temperature, 0.6f);
   EXPECT_FLOAT_EQ(*c->generation.top_p, 0.9f);
   EXPECT_FALSE(c->generation.top_k.has_value());
+  EXPECT_FALSE(c->generation.max_new_tokens.has_value());
+  ASSERT_TRUE(ApplyGenerationConfig(R"({"max_new_tokens":256})", "g", &*c).ok());
+  EXPECT_EQ(c->generation.max_new_tokens, 256);
+  EXPECT_FALSE(ApplyGenerationConfig(R"({"max_new_tokens":-3})", "g", &*c).ok());
 }
 
 TEST(ModelConfigTest, JsonRoundTrip) {
