@@ -149,6 +149,15 @@ def load_model(model_dir):
         "vocab_size": c["vocab_size"],
         "tie_word_embeddings": c.get("tie_word_embeddings", False),
     }
+    rope = c.get("rope_parameters")
+    if rope:  # transformers 5: theta and scaling in one object, or one per layer type
+        if all(isinstance(v, dict) for v in rope.values()):
+            sets = list(rope.values())
+            if any(r != sets[0] for r in sets):
+                raise NotImplementedError("rope_parameters that differ between layer types")
+            rope = sets[0]
+        cfg["rope_theta"] = rope.get("rope_theta", cfg["rope_theta"])
+        cfg["rope_scaling"] = rope if rope.get("rope_type", "default") != "default" else None
     weights = load_weights(model_dir)
     if "lm_head.weight" not in weights:
         if not cfg["tie_word_embeddings"]:
