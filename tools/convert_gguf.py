@@ -491,39 +491,21 @@ def special_template(tokens, add_bos, add_eos, bos, eos):
             "special_tokens": specials}
 
 
-def tokenizer_files(meta, cfg, pre_override=None):
-    """(tokenizer.json, tokenizer_config.json, special_tokens_map.json, generation ids) from the
-    GGUF's tokenizer.* keys."""
-    model = meta.get("tokenizer.ggml.model", required=True)
-    if model == "llama":
-        raise ConvertError("tokenizer.ggml.model 'llama' (sentencepiece) is not supported yet; "
-                           "only 'gpt2' (byte-level BPE)")
-    if model != "gpt2":
-        raise ConvertError(f"tokenizer.ggml.model {model!r} is not supported (supported: gpt2)")
-    tokens = meta.get("tokenizer.ggml.tokens", required=True)
-    n = len(tokens)
-    types = meta.get("tokenizer.ggml.token_type", [NORMAL] * n)
-    if len(types) != n:
-        raise ConvertError(f"tokenizer.ggml.token_type has {len(types)} entries for {n} tokens")
-    if n > cfg["vocab_size"]:
-        raise ConvertError(f"{n} tokens but the embedding has only {cfg['vocab_size']} rows")
-    merges_raw = meta.get("tokenizer.ggml.merges", required=True)
+def bpe_model(vocab, merges, **kw):
+    m = {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
+         "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
+         "vocab": vocab, "merges": merges}
+    m.update(kw)
+    return m
+
+
+def gpt2_pipeline(meta, vocab, pre_override):
+    """Byte-level BPE (tokenizer.ggml.model 'gpt2'): the GGUF's merges, as-is."""
     if meta.get("tokenizer.ggml.add_space_prefix", False):
         raise ConvertError("tokenizer.ggml.add_space_prefix true is not supported for a byte-level BPE tokenizer")
-    for key in ("tokenizer.ggml.precompiled_charsmap", "tokenizer.ggml.remove_extra_whitespaces",
-                "tokenizer.ggml.add_sep_token"):
-        if meta.get(key, False):
-            raise ConvertError(f"GGUF key {key!r} is not supported")
-    pre = pre_override or meta.get("tokenizer.ggml.pre")
-    pre_tok, ignore_merges = pre_tokenizer_for(pre)
-
-    vocab = {}
-    for i, t in enumerate(tokens):
-        if t in vocab:
-            raise ConvertError(f"token {t!r} appears twice in tokenizer.ggml.tokens (ids {vocab[t]} and {i})")
-        vocab[t] = i
+    pre_tok, ignore_merges = pre_tokenizer_for(pre_override or meta.get("tokenizer.ggml.pre"))
     merges = []
-    for m in merges_raw:
+    for m in meta.get("tokenizer.ggml.merges", required=True):
         parts = m.split(" ")
         if len(parts) != 2 or not parts[0] or not parts[1]:
             raise ConvertError(f"merge {m!r} is not two tokens separated by one space")
@@ -532,6 +514,88 @@ def tokenizer_files(meta, cfg, pre_override=None):
             if piece not in vocab:
                 raise ConvertError(f"merge {m!r}: {piece!r} is not in the vocabulary")
         merges.append(m)
+    return {
+        "normalizer": None, "pre_tokenizer": pre_tok,
+        "decoder": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True},
+        "model": bpe_model(vocab, merges, ignore_merges=ignore_merges),
+    }, {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": True}
+
+
+SPM_SPACE = "\u2581"   # sentencepiece's visible space
+
+
+def spm_merges(tokens, types, scores):
+    """BPE merges equivalent to a sentencepiece BPE model: sentencepiece repeatedly joins the
+    adjacent pair whose concatenation is the highest-scoring normal piece, so every split of a
+    normal piece into two normal pieces is a merge, ranked by the joined piece's score (highest
+    first; then by ids, for a deterministic order)."""
+    normal = {t: i for i, (t, ty) in enumerate(zip(tokens, types)) if int(ty) == NORMAL}
+    found = []
+    for piece, i in normal.items():
+        for k in range(1, len(piece)):
+            a, b = piece[:k], piece[k:]
+            if a in normal and b in normal:
+                found.append((-float(scores[i]), i, normal[a], normal[b], a, b))
+    found.sort(key=lambda m: m[:4])
+    for _, _, _, _, a, b in found:
+        if " " in a or " " in b:
+            raise ConvertError(f"piece {a + b!r} contains a space; it cannot be written as a merge")
+    return [f"{a} {b}" for _, _, _, _, a, b in found]
+
+
+def spm_pipeline(meta, vocab, tokens, types, unk):
+    """Sentencepiece BPE (tokenizer.ggml.model 'llama'), as Hugging Face writes LLaMA-2-style
+    tokenizers: spaces become U+2581 (with one prepended when add_space_prefix), BPE over the whole
+    text with byte fallback to <0xXX> pieces, merges derived from the scores."""
+    scores = meta.get("tokenizer.ggml.scores", required=True)
+    if len(scores) != len(tokens):
+        raise ConvertError(f"tokenizer.ggml.scores has {len(scores)} entries for {len(tokens)} tokens")
+    if meta.get("tokenizer.ggml.merges") is not None:
+        raise ConvertError("tokenizer.ggml.merges in a sentencepiece ('llama') vocabulary is not supported")
+    if unk is None:
+        raise ConvertError("a sentencepiece vocabulary needs tokenizer.ggml.unknown_token_id")
+    for i, (t, ty) in enumerate(zip(tokens, types)):
+        if int(ty) == BYTE and not (len(t) == 6 and t.startswith("<0x") and t.endswith(">")):
+            raise ConvertError(f"byte token {i} is {t!r}, not <0xXX>")
+    prefix = bool(meta.get("tokenizer.ggml.add_space_prefix", True))   # llama.cpp's default for SPM
+    replace = {"type": "Replace", "pattern": {"String": " "}, "content": SPM_SPACE}
+    normalizer = ({"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": SPM_SPACE}, replace]}
+                  if prefix else replace)
+    decoders = [{"type": "Replace", "pattern": {"String": SPM_SPACE}, "content": " "},
+                {"type": "ByteFallback"}, {"type": "Fuse"}]
+    if prefix:
+        decoders.append({"type": "Strip", "content": " ", "start": 1, "stop": 0})
+    return {
+        "normalizer": normalizer, "pre_tokenizer": None,
+        "decoder": {"type": "Sequence", "decoders": decoders},
+        "model": bpe_model(vocab, spm_merges(tokens, types, scores), unk_token=tokens[unk],
+                           fuse_unk=True, byte_fallback=True),
+    }, None
+
+
+def tokenizer_files(meta, cfg, pre_override=None):
+    """(tokenizer.json, tokenizer_config.json, special_tokens_map.json, token ids, chat template)
+    from the GGUF's tokenizer.* keys."""
+    model = meta.get("tokenizer.ggml.model", required=True)
+    if model not in ("gpt2", "llama"):
+        raise ConvertError(f"tokenizer.ggml.model {model!r} is not supported "
+                           "(supported: gpt2 = byte-level BPE, llama = sentencepiece BPE)")
+    tokens = meta.get("tokenizer.ggml.tokens", required=True)
+    n = len(tokens)
+    types = meta.get("tokenizer.ggml.token_type", [NORMAL] * n)
+    if len(types) != n:
+        raise ConvertError(f"tokenizer.ggml.token_type has {len(types)} entries for {n} tokens")
+    if n > cfg["vocab_size"]:
+        raise ConvertError(f"{n} tokens but the embedding has only {cfg['vocab_size']} rows")
+    for key in ("tokenizer.ggml.precompiled_charsmap", "tokenizer.ggml.remove_extra_whitespaces",
+                "tokenizer.ggml.add_sep_token"):
+        if meta.get(key, False):
+            raise ConvertError(f"GGUF key {key!r} is not supported")
+    vocab = {}
+    for i, t in enumerate(tokens):
+        if t in vocab:
+            raise ConvertError(f"token {t!r} appears twice in tokenizer.ggml.tokens (ids {vocab[t]} and {i})")
+        vocab[t] = i
 
     def tid(key):
         v = meta.int(key, None)
@@ -541,7 +605,8 @@ def tokenizer_files(meta, cfg, pre_override=None):
     bos, eos = tid("tokenizer.ggml.bos_token_id"), tid("tokenizer.ggml.eos_token_id")
     unk, pad = tid("tokenizer.ggml.unknown_token_id"), tid("tokenizer.ggml.padding_token_id")
     eot, eom = tid("tokenizer.ggml.eot_token_id"), tid("tokenizer.ggml.eom_token_id")
-    add_bos = bool(meta.get("tokenizer.ggml.add_bos_token", False))
+    # llama.cpp adds BOS by default for sentencepiece vocabularies, not for byte-level ones.
+    add_bos = bool(meta.get("tokenizer.ggml.add_bos_token", model == "llama"))
     add_eos = bool(meta.get("tokenizer.ggml.add_eos_token", False))
     if (add_bos and bos is None) or (add_eos and eos is None):
         raise ConvertError("add_bos_token/add_eos_token is set but the token id is missing")
@@ -551,20 +616,19 @@ def tokenizer_files(meta, cfg, pre_override=None):
         ty = int(ty)
         if ty in (CONTROL, UNKNOWN, USER_DEFINED):
             special = ty != USER_DEFINED
-            added.append({"id": i, "content": t, "single_word": False, "lstrip": False,
-                          "rstrip": False, "normalized": not special, "special": special})
+            added.append({"id": i, "content": t, "single_word": False, "lstrip": False, "rstrip": False,
+                          "normalized": model == "gpt2" and not special, "special": special})
         elif ty not in (NORMAL, UNUSED, BYTE):
             raise ConvertError(f"token {i} {t!r} has unknown token type {ty}")
-    post = (special_template(tokens, add_bos, add_eos, bos, eos) if add_bos or add_eos else
-            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": True})
-    tok_json = {
-        "version": "1.0", "truncation": None, "padding": None, "added_tokens": added,
-        "normalizer": None, "pre_tokenizer": pre_tok, "post_processor": post,
-        "decoder": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True},
-        "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
-                  "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False,
-                  "ignore_merges": ignore_merges, "vocab": vocab, "merges": merges},
-    }
+    if model == "gpt2":
+        pipeline, post = gpt2_pipeline(meta, vocab, pre_override)
+    else:
+        pipeline, post = spm_pipeline(meta, vocab, tokens, types, unk)
+    if add_bos or add_eos:
+        post = special_template(tokens, add_bos, add_eos, bos, eos)
+    tok_json = {"version": "1.0", "truncation": None, "padding": None, "added_tokens": added,
+                "normalizer": pipeline["normalizer"], "pre_tokenizer": pipeline["pre_tokenizer"],
+                "post_processor": post, "decoder": pipeline["decoder"], "model": pipeline["model"]}
 
     named = {"bos_token": bos, "eos_token": eos, "unk_token": unk, "pad_token": pad}
     special_map = {k: tokens[v] for k, v in named.items() if v is not None}
