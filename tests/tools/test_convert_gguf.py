@@ -266,9 +266,26 @@ HF_NAMES = {"attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v"
             "ffn_down": "mlp.down_proj"}
 
 
+def write_gpt2_vocab(w, tok_model="gpt2", pre="smollm", add_bos=False):
+    """The synthetic byte-level vocabulary above."""
+    w.add_string("tokenizer.ggml.model", tok_model)
+    if pre is not None:
+        w.add_string("tokenizer.ggml.pre", pre)
+    w.add_array("tokenizer.ggml.tokens", TOKENS)
+    w.add_array("tokenizer.ggml.token_type", TYPES)
+    w.add_array("tokenizer.ggml.merges", MERGES)
+    w.add_uint32("tokenizer.ggml.bos_token_id", 1)
+    w.add_uint32("tokenizer.ggml.eos_token_id", 2)
+    w.add_uint32("tokenizer.ggml.unknown_token_id", 0)
+    w.add_uint32("tokenizer.ggml.padding_token_id", 0)
+    w.add_bool("tokenizer.ggml.add_bos_token", add_bos)
+
+
 def make_gguf(path, arch="llama", pre="smollm", tok_model="gpt2", add_bos=False, tie=False,
-              types=None, extra_kv=(), extra_tensors=(), norm_values=None, seed=0):
-    """Writes a tiny LLaMA GGUF; returns {hf tensor name: expected float32 values}."""
+              types=None, extra_kv=(), extra_tensors=(), norm_values=None, seed=0,
+              vocab_writer=None, rows=VOCAB_ROWS):
+    """Writes a tiny LLaMA GGUF; returns {hf tensor name: expected float32 values}.
+    vocab_writer(w) writes other tokenizer.ggml.* keys than the synthetic byte-level vocabulary."""
     rng = np.random.default_rng(seed)
     types = types or LAYER_TYPES
     w = gguf.GGUFWriter(str(path), arch)
@@ -282,18 +299,11 @@ def make_gguf(path, arch="llama", pre="smollm", tok_model="gpt2", add_bos=False,
     w.add_float32(k("rope.freq_base"), 500000.0)
     w.add_float32(k("attention.layer_norm_rms_epsilon"), 1e-5)
     w.add_uint32(k("rope.dimension_count"), HD)
-    w.add_uint32(k("vocab_size"), VOCAB_ROWS)
-    w.add_string("tokenizer.ggml.model", tok_model)
-    if pre is not None:
-        w.add_string("tokenizer.ggml.pre", pre)
-    w.add_array("tokenizer.ggml.tokens", TOKENS)
-    w.add_array("tokenizer.ggml.token_type", TYPES)
-    w.add_array("tokenizer.ggml.merges", MERGES)
-    w.add_uint32("tokenizer.ggml.bos_token_id", 1)
-    w.add_uint32("tokenizer.ggml.eos_token_id", 2)
-    w.add_uint32("tokenizer.ggml.unknown_token_id", 0)
-    w.add_uint32("tokenizer.ggml.padding_token_id", 0)
-    w.add_bool("tokenizer.ggml.add_bos_token", add_bos)
+    w.add_uint32(k("vocab_size"), rows)
+    if vocab_writer:
+        vocab_writer(w)
+    else:
+        write_gpt2_vocab(w, tok_model, pre, add_bos)
     w.add_string("tokenizer.chat_template", TEMPLATE)
     for key, kind, value in extra_kv:
         getattr(w, "add_" + kind)(key, value)
@@ -316,7 +326,7 @@ def make_gguf(path, arch="llama", pre="smollm", tok_model="gpt2", add_bos=False,
         w.add_tensor(gname, v)
         expected[hname] = v
 
-    add("token_embd.weight", "model.embed_tokens.weight", Q.Q8_0, (VOCAB_ROWS, H))
+    add("token_embd.weight", "model.embed_tokens.weight", Q.Q8_0, (rows, H))
     for i in range(LAYERS):
         add_norm(f"blk.{i}.attn_norm.weight", f"model.layers.{i}.input_layernorm.weight")
         add_norm(f"blk.{i}.ffn_norm.weight", f"model.layers.{i}.post_attention_layernorm.weight")
@@ -325,7 +335,7 @@ def make_gguf(path, arch="llama", pre="smollm", tok_model="gpt2", add_bos=False,
             add(f"blk.{i}.{g}.weight", f"model.layers.{i}.{HF_NAMES[g]}.weight", qt, shape, heads)
     add_norm("output_norm.weight", "model.norm.weight")
     if not tie:
-        add("output.weight", "lm_head.weight", Q.F16, (VOCAB_ROWS, H))
+        add("output.weight", "lm_head.weight", Q.F16, (rows, H))
     for name, arr, qtype in extra_tensors:
         w.add_tensor(name, arr, raw_dtype=qtype)
     w.write_header_to_file()
@@ -486,6 +496,56 @@ def test_tied_embeddings_when_there_is_no_output_tensor(tmp_path):
     assert cfg["tie_word_embeddings"] is True and "lm_head.weight" not in header
 
 
+def train_sentencepiece():
+    """A small sentencepiece BPE model trained here, with LLaMA-2's settings: byte fallback,
+    identity normalization, a dummy space prefix, extra whitespace kept."""
+    import io
+    import sentencepiece as spm
+    corpus = ["hello world, this is a test of the tokenizer", "the quick brown fox jumps over the lazy dog",
+              "numbers 12345 and 2024-12-01", "café naïve résumé: unicode text", "  indented\tcode()\n"] * 40
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(corpus), model_writer=buf, model_type="bpe", vocab_size=420,
+        byte_fallback=True, normalization_rule_name="identity", remove_extra_whitespaces=False,
+        add_dummy_prefix=True, character_coverage=1.0, user_defined_symbols=["<tool>"],
+        minloglevel=2)
+    return spm.SentencePieceProcessor(model_proto=buf.getvalue())
+
+
+def test_sentencepiece_vocabulary_encodes_as_sentencepiece_does(tmp_path):
+    sp = train_sentencepiece()
+    n = sp.get_piece_size()
+    tokens = [sp.id_to_piece(i) for i in range(n)]
+    types = [2 if sp.is_unknown(i) else 3 if sp.is_control(i) else 6 if sp.is_byte(i)
+             else 4 if tokens[i] == "<tool>" else 1 for i in range(n)]
+    assert types[:4] == [2, 3, 3, 4] and types.count(6) == 256
+
+    def vocab_writer(w):   # what llama.cpp's converter writes for a sentencepiece vocabulary
+        w.add_string("tokenizer.ggml.model", "llama")
+        w.add_array("tokenizer.ggml.tokens", tokens)
+        w.add_array("tokenizer.ggml.scores", [sp.get_score(i) for i in range(n)])
+        w.add_array("tokenizer.ggml.token_type", types)
+        w.add_uint32("tokenizer.ggml.bos_token_id", sp.bos_id())
+        w.add_uint32("tokenizer.ggml.eos_token_id", sp.eos_id())
+        w.add_uint32("tokenizer.ggml.unknown_token_id", sp.unk_id())
+        w.add_bool("tokenizer.ggml.add_bos_token", True)
+        w.add_bool("tokenizer.ggml.add_space_prefix", True)
+
+    make_gguf(tmp_path / "s.gguf", vocab_writer=vocab_writer, rows=n)
+    run_converter(tmp_path / "s.gguf", tmp_path / "s")
+    tok = Tokenizer.from_file(str(tmp_path / "s" / "tokenizer.json"))
+    texts = ["hello world", "the quick brown fox jumps", " leading space", "two  spaces and a tab\there",
+             "numbers 12345 67", "café naïve résumé", "unseen: ✗ 漢字 🙂", "new\nline", "trailing ",
+             "test of the tokenizer, hello"]
+    for text in texts:
+        want = sp.encode(text)
+        got = tok.encode(text).ids
+        assert got == [sp.bos_id()] + want, (text, got, want)
+        assert tok.decode(got) == text, text
+    tc = json.loads((tmp_path / "s" / "tokenizer_config.json").read_text())
+    assert tc["bos_token"] == "<s>" and tc["unk_token"] == "<unk>" and tc["add_bos_token"] is True
+
+
 # ----------------------------------------------------------------------------------------------
 # refusals: exit status 1 and a message that names what is wrong; no output directory
 # ----------------------------------------------------------------------------------------------
@@ -603,13 +663,41 @@ def test_default_model_tokenizer_round_trips(smollm2):
     assert chat.ids[0] == 1 and 2 in chat.ids                    # specials are single tokens
 
 
-def test_default_model_answers_paris_in_the_numpy_reference(smollm2):
+CHAT_PROMPT = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
+
+
+@pytest.fixture(scope="module")
+def smollm2_ref(smollm2):
+    """The converted default model in the numpy reference LLaMA (float64)."""
+    return R.load_model(str(smollm2))
+
+
+def test_default_model_answers_paris_in_the_numpy_reference(smollm2, smollm2_ref):
     """The converted weights are right independently of the C++ engine: the numpy reference LLaMA
     answers the question (a wrong dequantizer or Q/K order gives other text)."""
     tok = Tokenizer.from_file(str(smollm2 / "tokenizer.json"))
-    prompt = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
-    model = R.load_model(str(smollm2))
-    out = R.greedy_generate(model, tok.encode(prompt).ids, 8)
+    out = R.greedy_generate(smollm2_ref, tok.encode(CHAT_PROMPT).ids, 8)
     answer = tok.decode(out)
     print(f"greedy answer: {answer!r}")
     assert "Paris" in answer, answer
+
+
+PARA_TOOL = os.environ.get("PARA_TOOL")
+
+
+@pytest.mark.skipif(not (PARA_TOOL and os.access(PARA_TOOL, os.X_OK)),
+                    reason="needs para-tool: $PARA_TOOL is not set to the built binary (ctest sets it)")
+def test_engine_logits_on_the_default_model_equal_the_numpy_reference(smollm2, smollm2_ref, tmp_path):
+    """The engine loads the converted directory (transformers 5 config, tied embeddings) and
+    computes what the reference computes for the chat prompt."""
+    ids = Tokenizer.from_file(str(smollm2 / "tokenizer.json")).encode(CHAT_PROMPT).ids
+    out = tmp_path / "logits.npy"
+    p = subprocess.run([PARA_TOOL, "logits", "--model", str(smollm2), "--prompt-ids",
+                        ",".join(map(str, ids)), "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    got = np.load(out).astype(np.float64)
+    ref = R.forward_logits(smollm2_ref, ids)
+    assert got.shape == ref.shape
+    err = np.abs(R.log_softmax(got) - R.log_softmax(ref)).max()
+    assert err <= 1e-4, f"max |log_softmax(engine) - log_softmax(reference)| = {err:.3e}"
+    assert int(np.argmax(got[-1])) == int(np.argmax(ref[-1]))
