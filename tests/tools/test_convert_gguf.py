@@ -672,25 +672,34 @@ def smollm2_ref(smollm2):
     return R.load_model(str(smollm2))
 
 
-def test_default_model_answers_paris_in_the_numpy_reference(smollm2, smollm2_ref):
+@pytest.fixture(scope="module")
+def reference_answer(smollm2, smollm2_ref):
+    """(prompt ids, 8 greedy ids) of the chat prompt in the numpy reference."""
+    ids = Tokenizer.from_file(str(smollm2 / "tokenizer.json")).encode(CHAT_PROMPT).ids
+    return ids, R.greedy_generate(smollm2_ref, ids, 8)
+
+
+def test_default_model_answers_paris_in_the_numpy_reference(smollm2, reference_answer):
     """The converted weights are right independently of the C++ engine: the numpy reference LLaMA
     answers the question (a wrong dequantizer or Q/K order gives other text)."""
     tok = Tokenizer.from_file(str(smollm2 / "tokenizer.json"))
-    out = R.greedy_generate(smollm2_ref, tok.encode(CHAT_PROMPT).ids, 8)
-    answer = tok.decode(out)
+    answer = tok.decode(reference_answer[1])
     print(f"greedy answer: {answer!r}")
     assert "Paris" in answer, answer
 
 
-PARA_TOOL = os.environ.get("PARA_TOOL")
+PARA_TOOL, PARA_CLI = os.environ.get("PARA_TOOL"), os.environ.get("PARA_CLI")
+needs_engine = pytest.mark.skipif(
+    not all(p and os.access(p, os.X_OK) for p in (PARA_TOOL, PARA_CLI)),
+    reason="needs para-tool and para-cli: $PARA_TOOL / $PARA_CLI are not set to built binaries (ctest sets them)")
 
 
-@pytest.mark.skipif(not (PARA_TOOL and os.access(PARA_TOOL, os.X_OK)),
-                    reason="needs para-tool: $PARA_TOOL is not set to the built binary (ctest sets it)")
-def test_engine_logits_on_the_default_model_equal_the_numpy_reference(smollm2, smollm2_ref, tmp_path):
+@needs_engine
+def test_engine_logits_on_the_default_model_equal_the_numpy_reference(smollm2, smollm2_ref,
+                                                                       reference_answer, tmp_path):
     """The engine loads the converted directory (transformers 5 config, tied embeddings) and
     computes what the reference computes for the chat prompt."""
-    ids = Tokenizer.from_file(str(smollm2 / "tokenizer.json")).encode(CHAT_PROMPT).ids
+    ids = reference_answer[0]
     out = tmp_path / "logits.npy"
     p = subprocess.run([PARA_TOOL, "logits", "--model", str(smollm2), "--prompt-ids",
                         ",".join(map(str, ids)), "--out", str(out)], capture_output=True, text=True, timeout=300)
@@ -701,3 +710,15 @@ def test_engine_logits_on_the_default_model_equal_the_numpy_reference(smollm2, s
     err = np.abs(R.log_softmax(got) - R.log_softmax(ref)).max()
     assert err <= 1e-4, f"max |log_softmax(engine) - log_softmax(reference)| = {err:.3e}"
     assert int(np.argmax(got[-1])) == int(np.argmax(ref[-1]))
+
+
+@needs_engine
+def test_engine_greedy_answer_equals_the_reference(smollm2, reference_answer):
+    ids, want = reference_answer
+    p = subprocess.run([PARA_CLI, "generate", "--model", str(smollm2), "--prompt-ids", ",".join(map(str, ids)),
+                        "--max-tokens", str(len(want)), "--json"], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    got = json.loads(p.stdout.strip().splitlines()[-1])["token_ids"]
+    eos = json.loads((smollm2 / "generation_config.json").read_text())["eos_token_id"]
+    want = want[:want.index(eos) + 1] if eos in want else want      # the engine stops at EOS
+    assert got == want
