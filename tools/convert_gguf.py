@@ -622,6 +622,9 @@ def tokenizer_files(meta, cfg, pre_override=None):
             raise ConvertError(f"token {i} {t!r} has unknown token type {ty}")
     if model == "gpt2":
         pipeline, post = gpt2_pipeline(meta, vocab, pre_override)
+    elif pre_override:
+        raise ConvertError("--pre-tokenizer applies to byte-level BPE ('gpt2') vocabularies, "
+                           "this one is sentencepiece ('llama')")
     else:
         pipeline, post = spm_pipeline(meta, vocab, tokens, types, unk)
     if add_bos or add_eos:
@@ -682,6 +685,9 @@ def generation_config(meta, ids):
             g[hf] = int(v) if hf == "top_k" else short_float(v)
     if any(hf in g for hf in SAMPLING_KEYS.values()):
         g["do_sample"] = True
+    for key in meta.fields:
+        if key.startswith("general.sampling.") and key not in SAMPLING_KEYS:
+            log(f"note: {key} has no generation_config.json equivalent; left out")
     return g
 
 

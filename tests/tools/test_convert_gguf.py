@@ -544,6 +544,21 @@ def test_sentencepiece_vocabulary_encodes_as_sentencepiece_does(tmp_path):
         assert tok.decode(got) == text, text
     tc = json.loads((tmp_path / "s" / "tokenizer_config.json").read_text())
     assert tc["bos_token"] == "<s>" and tc["unk_token"] == "<unk>" and tc["add_bos_token"] is True
+    p = run_converter(tmp_path / "s.gguf", tmp_path / "s2", "--pre-tokenizer", "gpt2", check=False)
+    assert p.returncode == 1 and "sentencepiece" in p.stderr
+
+
+def test_sampling_defaults_come_only_from_the_gguf(tmp_path):
+    make_gguf(tmp_path / "s.gguf", extra_kv=[("general.sampling.temp", "float32", 0.7),
+                                             ("general.sampling.top_k", "int32", 40),
+                                             ("general.sampling.top_p", "float32", 0.9),
+                                             ("general.sampling.mirostat", "int32", 0),
+                                             ("tokenizer.ggml.eot_token_id", "uint32", 0)])
+    p = run_converter(tmp_path / "s.gguf", tmp_path / "s")
+    assert "general.sampling.mirostat has no generation_config.json equivalent" in p.stderr
+    assert json.loads((tmp_path / "s" / "generation_config.json").read_text()) == {
+        "bos_token_id": 1, "eos_token_id": [2, 0], "pad_token_id": 0,
+        "temperature": 0.7, "top_k": 40, "top_p": 0.9, "do_sample": True}
 
 
 # ----------------------------------------------------------------------------------------------
