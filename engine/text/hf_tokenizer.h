@@ -27,8 +27,9 @@
 //    replaces each maximal ill-formed subsequence by one U+FFFD and ByteFallback replaces every
 //    byte of an invalid run of <0xNN> tokens, while the IncrementalDetokenizer replaces bytes one
 //    lead byte at a time; (3) a Replace decoder after Fuse whose pattern spans token boundaries,
-//    and Strip's trailing characters at the end of a sequence; (4) with no decoder, `tokenizers`
-//    joins tokens with spaces and TokenBytes is the bare token.
+//    and Strip's trailing characters at the end of a sequence; (4) BPEDecoder turns the suffix of
+//    the last token of a sequence into nothing, of a streamed token into a space; (5) with no
+//    decoder, `tokenizers` joins tokens with spaces and TokenBytes is the bare token.
 //  - IdToPiece(id): the token's string ("" if none); PieceToId: added tokens first, then the
 //    model's vocab; IsSpecial: added tokens marked special.
 //  - vocab_size(): 1 + the largest id of the model's vocab and the added tokens.

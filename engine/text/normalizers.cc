@@ -1,11 +1,13 @@
 #include "engine/text/normalizers.h"
 
 #include <unicode/normalizer2.h>
+#include <unicode/uniset.h>
 #include <unicode/unistr.h>
 
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "engine/status_macros.h"
 #include "engine/text/pattern.h"
 #include "engine/text/unicode.h"
@@ -138,6 +140,9 @@ class Sequence final : public Normalizer {
   std::vector<std::unique_ptr<Normalizer>> items_;
 };
 
+// `tokenizers` normalizes with the data of Unicode 9.0 (its unicode-normalization-alignments
+// crate): characters assigned later pass through unchanged. ICU's normalizer restricted to the
+// characters of Unicode 9.0 gives the same results.
 absl::StatusOr<std::unique_ptr<Normalizer>> MakeUnicode(Form form, const std::string& path) {
   UErrorCode status = U_ZERO_ERROR;
   const icu::Normalizer2* n = nullptr;
@@ -155,10 +160,27 @@ absl::StatusOr<std::unique_ptr<Normalizer>> MakeUnicode(Form form, const std::st
       n = icu::Normalizer2::getNFKDInstance(status);
       break;
   }
-  if (U_FAILURE(status) || n == nullptr) {
+  static icu::UnicodeSet* unicode9 = [] {
+    UErrorCode st = U_ZERO_ERROR;
+    auto* set = new icu::UnicodeSet(icu::UnicodeString("[:age=9.0:]", -1, US_INV), st);
+    if (U_FAILURE(st)) return static_cast<icu::UnicodeSet*>(nullptr);
+    set->freeze();
+    return set;
+  }();
+  if (U_FAILURE(status) || n == nullptr || unicode9 == nullptr) {
     return JsonError(path, absl::StrCat("ICU normalizer unavailable: ", u_errorName(status)));
   }
-  return std::unique_ptr<Normalizer>(new UnicodeNormalizer(n));
+  // One filtered normalizer per form, shared by every tokenizer (immutable, thread-safe).
+  static icu::FilteredNormalizer2* filtered[4] = {};
+  static absl::Mutex mu(absl::kConstInit);
+  icu::FilteredNormalizer2* f;
+  {
+    absl::MutexLock lock(&mu);
+    auto& slot = filtered[static_cast<int>(form)];
+    if (slot == nullptr) slot = new icu::FilteredNormalizer2(*n, *unicode9);
+    f = slot;
+  }
+  return std::unique_ptr<Normalizer>(new UnicodeNormalizer(f));
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // Normalizers of tokenizer.json ("normalizer"): NFC, NFD, NFKC, NFKD (ICU), Lowercase, Strip,
 // Replace (string or regex pattern), Prepend and Sequence, with the semantics of the Rust
-// `tokenizers` library. Any other type is refused at load with an error naming it.
+// `tokenizers` library (whose normalization forms use the data of Unicode 9.0: characters assigned
+// later are left as they are). Any other type is refused at load with an error naming it.
 // A Normalizer is immutable after parsing and safe to share between threads.
 #pragma once
 

@@ -173,6 +173,56 @@ def added_tokens_style(path):
     return path
 
 
+def bert_like_style(path):
+    """BPE with continuing_subword_prefix "##" and end_of_word_suffix "</w>", unk_token without
+    fuse_unk; NFKD, Lowercase, Replace(regex), Strip normalizers; WhitespaceSplit, Punctuation
+    (contiguous), Digits pre-tokenizers; BPEDecoder; BertProcessing."""
+    tok = Tokenizer(models.BPE(unk_token="[UNK]", continuing_subword_prefix="##",
+                               end_of_word_suffix="</w>"))
+    tok.normalizer = normalizers.Sequence([
+        normalizers.NFKD(), normalizers.Lowercase(), normalizers.Replace(Regex(r"\s+"), " "),
+        normalizers.Strip()])
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation("contiguous"),
+        pre_tokenizers.Digits(individual_digits=True)])
+    tok.decoder = decoders.BPEDecoder(suffix="</w>")
+    trainer = trainers.BpeTrainer(vocab_size=2000, limit_alphabet=150,
+                                  continuing_subword_prefix="##", end_of_word_suffix="</w>",
+                                  special_tokens=["[UNK]", "[CLS]", "[SEP]", "[MASK]"],
+                                  show_progress=False)
+    tok.train_from_iterator(corpus.training_text(seed=23), trainer)
+    tok.post_processor = processors.BertProcessing(("[SEP]", tok.token_to_id("[SEP]")),
+                                                   ("[CLS]", tok.token_to_id("[CLS]")))
+    tok.save(path)
+    return path
+
+
+def mixed_splits_style(path):
+    """Split pre-tokenizers with every behaviour, string and regex patterns and invert, then
+    Whitespace and Metaspace (prepend_scheme always); NFC + Replace + Prepend normalizers; unk
+    fused; Metaspace + Strip decoders; RobertaProcessing."""
+    tok = Tokenizer(models.BPE(unk_token="<unk>", fuse_unk=True))
+    tok.normalizer = normalizers.Sequence([
+        normalizers.NFC(), normalizers.Replace(Regex(r" {2,}"), " "),
+        normalizers.Replace("\t", " <tab> "), normalizers.Prepend("^")])
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(r"\p{P}+"), "merged_with_previous"),
+        pre_tokenizers.Split(Regex(r"[0-9]"), "merged_with_next", invert=True),
+        pre_tokenizers.Split("ab", "contiguous"),
+        pre_tokenizers.Split(Regex(r"\n+"), "removed"),
+        pre_tokenizers.Whitespace(),
+        pre_tokenizers.Metaspace(replacement="_", prepend_scheme="always", split=True)])
+    tok.decoder = decoders.Sequence([decoders.Metaspace(replacement="_", prepend_scheme="always"),
+                                     decoders.Strip(content="x", left=1, right=0)])
+    trainer = trainers.BpeTrainer(vocab_size=1500, limit_alphabet=100,
+                                  special_tokens=["<unk>", "<s>", "</s>"], show_progress=False)
+    tok.train_from_iterator(corpus.training_text(seed=29), trainer)
+    tok.post_processor = processors.RobertaProcessing(("</s>", tok.token_to_id("</s>")),
+                                                      ("<s>", tok.token_to_id("<s>")))
+    tok.save(path)
+    return path
+
+
 BUILDERS = {
     "llama3": (llama3_style, LLAMA3_SPECIALS),
     "llama2": (llama2_style, ["<s>", "</s>", "<unk>"]),
@@ -181,4 +231,6 @@ BUILDERS = {
                      [t.content for t in CASES_SPECIAL] + [t.content for t in CASES_PLAIN] +
                      ["hello  world", "HELLO WORLD", "ABC", "fire", "Strasse"]),
     "smollm2": (smollm2_style, ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]),
+    "bert_like": (bert_like_style, ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]),
+    "mixed_splits": (mixed_splits_style, ["<unk>", "<s>", "</s>"]),
 }

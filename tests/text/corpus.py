@@ -1,12 +1,13 @@
 """Deterministic test strings for the tokenizer conformance tests.
 
 strings(n, seed, specials) returns n strings mixing the hard cases of tokenization: many scripts
-(CJK, Arabic, Hebrew, Devanagari, Thai, Cyrillic, Greek), emoji with ZWJ joiners and skin tones,
+(CJK, Arabic, Hebrew, Devanagari, Thai, Cyrillic, Greek) and random assigned code points, emoji with ZWJ joiners and skin tones,
 combining marks, runs of every kind of whitespace, digits and numbers, code, special tokens inside
 text (adjacent, repeated, partial), unusual code points (U+FFFD, noncharacters, private use, NUL,
 controls), long words, and the empty string. training_text() is a corpus to train BPE models on.
 """
 import random
+import unicodedata
 
 WORDS = [
     # Latin, with accents and case
@@ -45,12 +46,35 @@ def long_word(rng):
     return "".join(rng.choice(alphabet) for _ in range(rng.randint(40, 300)))
 
 
+def random_code_point(rng):
+    """A code point assigned in Python's Unicode data (14.0 on Python 3.11), or a noncharacter or
+    private-use one. Characters assigned in Unicode 15.1 and later are left out: Debian 12's ICU
+    (Unicode 15.0) and the Rust standard library of `tokenizers` (Unicode 16) classify them
+    differently (see engine/text/hf_tokenizer.h)."""
+    while True:
+        r = rng.random()
+        if r < 0.45:
+            c = rng.randint(0x80, 0x2FFF)
+        elif r < 0.8:
+            c = rng.randint(0x3000, 0xFFFD)
+        else:
+            c = rng.randint(0x10000, 0x3134F)
+        if 0xD800 <= c < 0xE000:
+            continue
+        ch = chr(c)
+        if unicodedata.category(ch) != "Cn" or (c & 0xFFFE) == 0xFFFE or 0xFDD0 <= c <= 0xFDEF:
+            return ch
+
+
 def one_string(rng, specials):
     kind = rng.random()
     if kind < 0.02:
         return ""
     if kind < 0.05:
         return long_word(rng)
+    if kind < 0.15:
+        return "".join(random_code_point(rng) if rng.random() < 0.6 else rng.choice(" a1\n\t.")
+                       for _ in range(rng.randint(1, 16)))
     parts = []
     for _ in range(rng.randint(1, 14)):
         r = rng.random()
