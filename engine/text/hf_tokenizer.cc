@@ -174,7 +174,12 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> ParseHfTokenizer(std::string_view jso
   } catch (const Json::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat(name, ": malformed JSON: ", e.what()));
   }
-  auto t = HfTokenizer::Parse(root);
+  absl::StatusOr<std::unique_ptr<HfTokenizer>> t;
+  try {  // every field is type-checked before it is read; this only guards against surprises
+    t = HfTokenizer::Parse(root);
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat(name, ": unexpected error while loading: ", e.what()));
+  }
   if (!t.ok()) {
     return absl::Status(t.status().code(), absl::StrCat(name, ": ", t.status().message()));
   }
