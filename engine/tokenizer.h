@@ -1,4 +1,5 @@
-// Tokenizer interface of the engine, and its sentencepiece implementation's factory.
+// Tokenizer interface of the engine, and its sentencepiece implementation's factory. The
+// tokenizer.json implementation lives in engine/text/hf_tokenizer.h.
 //
 // This header deliberately includes no abseil header: Debian's sentencepiece_processor.h
 // declares its own absl::string_view, so the one file that includes it
@@ -28,6 +29,22 @@ class Tokenizer {
   virtual std::string TokenBytes(int32_t id) const = 0;
   virtual std::string IdToPiece(int32_t id) const = 0;
   virtual int32_t vocab_size() const = 0;
+
+  // Ids -> text as Hugging Face's decode(ids, skip_special_tokens) does; special tokens are
+  // dropped when `skip_special_tokens`. The default ignores the flag (sentencepiece's decoder
+  // drops control tokens itself).
+  virtual std::string Decode(const std::vector<int32_t>& ids, bool skip_special_tokens) const {
+    return Decode(ids);
+  }
+  // Adds the special tokens of the tokenizer's own post-processor around the ids of one sequence
+  // (what encode(text, add_special_tokens=True) adds) and returns true; returns false, leaving
+  // `ids` alone, when the tokenizer defines none, so that the caller adds BOS as the model config
+  // says.
+  virtual bool ApplyPostProcessor(std::vector<int32_t>* ids) const { return false; }
+  // Whether `id` is a special token (skipped by Decode with skip_special_tokens).
+  virtual bool IsSpecial(int32_t id) const { return false; }
+  // The id of the token spelled `piece` (special tokens included, e.g. "<|im_end|>"), -1 if none.
+  virtual int32_t PieceToId(std::string_view piece) const { return -1; }
 };
 
 // Loads a sentencepiece model file (LLaMA's tokenizer.model). On failure returns nullptr and

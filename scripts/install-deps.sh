@@ -9,7 +9,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git python3 python3-pip
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   prometheus-cpp-dev libboost-dev libsentencepiece-dev sentencepiece nlohmann-json3-dev
-  libopenblas-dev libgtest-dev libgmock-dev libbenchmark-dev prometheus libssl-dev
+  libicu-dev libopenblas-dev libgtest-dev libgmock-dev libbenchmark-dev prometheus libssl-dev
   clang libclang-rt-14-dev curl
 )
 missing=()

@@ -1,0 +1,5 @@
+"""pytest setup for tests/text: puts this directory on sys.path (corpus, builders)."""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
