@@ -1,10 +1,12 @@
 #include "engine/model.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
 #include "engine/safetensors.h"
 #include "engine/status_macros.h"
+#include "engine/text/hf_tokenizer.h"
 
 namespace para {
 namespace {
@@ -75,8 +77,10 @@ absl::Status LoadLayer(const TensorStore& store, const ModelConfig& c, int64_t i
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& dir) {
-  const std::string path = (std::filesystem::path(dir) / "tokenizer.model").string();
   std::error_code ec;
+  const std::string hf = (std::filesystem::path(dir) / "tokenizer.json").string();
+  if (std::filesystem::exists(hf, ec)) return text::LoadHfTokenizer(hf);
+  const std::string path = (std::filesystem::path(dir) / "tokenizer.model").string();
   if (!std::filesystem::exists(path, ec)) return std::unique_ptr<Tokenizer>();
   std::string error;
   auto tok = LoadSentencePieceTokenizer(path, &error);
@@ -101,23 +105,47 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir, Threa
     ASSIGN_OR_RETURN(w.lm_head,
                      ReadTensor(*store, "lm_head.weight", {c.vocab_size, c.hidden_size}, pool));
   }
-  ASSIGN_OR_RETURN(m->tokenizer_, LoadTokenizer(dir));
-  if (m->tokenizer_ && m->tokenizer_->vocab_size() > c.vocab_size)
-    return absl::InvalidArgumentError(
-        absl::StrCat(dir, "/tokenizer.model has ", m->tokenizer_->vocab_size(),
-                     " pieces but config.json's vocab_size is ", c.vocab_size));
+  RETURN_IF_ERROR(m->LoadText());
   return m;
+}
+
+absl::Status Model::LoadText() {
+  ASSIGN_OR_RETURN(tokenizer_, LoadTokenizer(dir_));
+  if (tokenizer_ && tokenizer_->vocab_size() > config_.vocab_size)
+    return absl::InvalidArgumentError(
+        absl::StrCat(dir_, ": the tokenizer has ", tokenizer_->vocab_size(),
+                     " tokens but config.json's vocab_size is ", config_.vocab_size));
+  ASSIGN_OR_RETURN(chat_, text::ChatFormat::Load(dir_));
+  if (chat_ && tokenizer_ && !chat_->eos_token().empty()) {
+    const int32_t id = tokenizer_->PieceToId(chat_->eos_token());
+    const auto& eos = config_.eos_token_ids;
+    if (id >= 0 && std::find(eos.begin(), eos.end(), id) == eos.end())
+      end_of_turn_ids_.push_back(id);
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<int32_t>> Model::EncodePrompt(const std::string& text) const {
   if (tokenizer_ == nullptr)
-    return absl::FailedPreconditionError(
-        absl::StrCat("model ", dir_, " has no tokenizer.model: send token ids instead of text"));
-  std::vector<int32_t> ids;
-  if (config_.add_bos_token) ids.push_back(config_.bos_token_id);
-  auto body = tokenizer_->Encode(text);
-  ids.insert(ids.end(), body.begin(), body.end());
+    return absl::FailedPreconditionError(absl::StrCat(
+        "model ", dir_, " has no tokenizer (tokenizer.json or tokenizer.model): send token ids "
+        "instead of text"));
+  std::vector<int32_t> ids = tokenizer_->Encode(text);
+  if (!tokenizer_->ApplyPostProcessor(&ids) && config_.add_bos_token)
+    ids.insert(ids.begin(), config_.bos_token_id);
   return ids;
+}
+
+absl::StatusOr<std::vector<int32_t>> Model::EncodeChat(const nlohmann::json& messages,
+                                                       const text::ChatOptions& options) const {
+  if (!chat_)
+    return absl::FailedPreconditionError(absl::StrCat(
+        "model ", dir_,
+        " has no chat template (chat_template.jinja or tokenizer_config.json's chat_template)"));
+  if (tokenizer_ == nullptr)
+    return absl::FailedPreconditionError(absl::StrCat("model ", dir_, " has no tokenizer"));
+  ASSIGN_OR_RETURN(std::string prompt, chat_->Render(messages, options));
+  return tokenizer_->Encode(prompt);
 }
 
 }  // namespace para

@@ -1,5 +1,7 @@
 // A loaded LLaMA-family model: its config, its weights in float32 (F16/BF16 checkpoints are
-// widened at load), and its tokenizer when the directory has one.
+// widened at load), its tokenizer when the directory has one (tokenizer.json first, as
+// transformers does, else sentencepiece's tokenizer.model) and its chat format when it has a chat
+// template.
 //
 // Weights are laid out for the CPU kernels: Q, K and V projections fused into one [q+2kv, hidden]
 // matrix, gate and up fused into one [2*ffn, hidden] matrix (gate rows first). Everything else
@@ -14,8 +16,10 @@
 #include "absl/status/statusor.h"
 #include "engine/aligned_buffer.h"
 #include "engine/model_config.h"
+#include "engine/text/chat_format.h"
 #include "engine/thread_pool.h"
 #include "engine/tokenizer.h"
+#include "nlohmann/json.hpp"
 
 namespace para {
 
@@ -44,21 +48,39 @@ class Model {
 
   const ModelConfig& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }
-  // Null when the directory has no tokenizer.model.
+  // Null when the directory has neither tokenizer.json nor tokenizer.model.
   const Tokenizer* tokenizer() const { return tokenizer_.get(); }
+  // Null when the model has no chat template.
+  const text::ChatFormat* chat_format() const { return chat_ ? &*chat_ : nullptr; }
   const std::string& dir() const { return dir_; }
 
-  // Tokenizes a prompt, with BOS first when the model's tokenizer config asks for it.
+  // Tokenizes a prompt as transformers' tokenizer(text) does: the tokenizer's own post-processor
+  // adds its special tokens (tokenizer.json); without one, BOS is added when the model's
+  // tokenizer config asks for it.
   absl::StatusOr<std::vector<int32_t>> EncodePrompt(const std::string& text) const;
+  // Renders a conversation (a JSON array of {role, content, ...}) with the model's chat template
+  // and tokenizes it without adding special tokens (the template writes them), as
+  // apply_chat_template(tokenize=True) does. FAILED_PRECONDITION without a chat template or a
+  // tokenizer; INVALID_ARGUMENT for a conversation the template refuses.
+  absl::StatusOr<std::vector<int32_t>> EncodeChat(const nlohmann::json& messages,
+                                                  const text::ChatOptions& options) const;
+  // Token ids that end an assistant turn besides the model's EOS ids (the chat template's
+  // eos_token when it is a token of its own that config.json does not list as EOS).
+  const std::vector<int32_t>& end_of_turn_ids() const { return end_of_turn_ids_; }
 
  private:
   std::string dir_;
   ModelConfig config_;
   ModelWeights weights_;
+  absl::Status LoadText();  // tokenizer and chat format, after the config
+
   std::unique_ptr<Tokenizer> tokenizer_;
+  std::optional<text::ChatFormat> chat_;
+  std::vector<int32_t> end_of_turn_ids_;
 };
 
-// Loads `dir`/tokenizer.model; returns null (and OK) when the file does not exist.
+// Loads `dir`/tokenizer.json (Hugging Face tokenizers) or else `dir`/tokenizer.model
+// (sentencepiece); returns null (and OK) when neither exists.
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& dir);
 
 }  // namespace para

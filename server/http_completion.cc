@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/http_session.h"
 #include "server/metrics.h"
+#include "server/openai_chat.h"
 
 namespace para::server {
 
@@ -32,6 +33,11 @@ class ChoiceObserver final : public sched::RequestObserver {
   bool stream_;
 };
 
+// The request id inside a response id ("cmpl-ID" or "chatcmpl-ID").
+std::string RequestIdOf(const std::string& response_id) {
+  return response_id.substr(response_id.find('-') + 1);
+}
+
 int64_t UnixSeconds() {
   return std::chrono::duration_cast<std::chrono::seconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -55,15 +61,17 @@ void HttpSession::PostDone(uint64_t job, size_t index, const sched::DoneEvent& e
             });
 }
 
-void HttpSession::StartCompletion(const Request& req) {
+void HttpSession::StartCompletion(const Request& req, openai::Api api) {
   ServiceState& st = *shared_->state;
   absl::StatusOr<Principal> who = st.AdmitKey(std::string(req[http::field::authorization]));
   absl::Status status = who.status();
   if (status.ok() && who->admin)
     status = absl::PermissionDeniedError(
         "an admin key is for the Admin API; generate with a tenant's key");
-  absl::StatusOr<openai::CompletionRequest> parsed =
-      status.ok() ? openai::ParseCompletionRequest(req.body(), st.model_name) : status;
+  absl::StatusOr<openai::CompletionRequest> parsed = status;
+  if (status.ok())
+    parsed = api == openai::Api::kChat ? openai::ParseChatRequest(req.body(), st.model_name)
+                                       : openai::ParseCompletionRequest(req.body(), st.model_name);
   const Model& model = st.engine->model();
   if (parsed.ok() && parsed->echo && model.tokenizer() == nullptr)
     parsed = absl::FailedPreconditionError(
@@ -74,7 +82,7 @@ void HttpSession::StartCompletion(const Request& req) {
   auto job = std::make_unique<Job>();
   job->id = next_job_++;
   const std::string request_id = st.NewRequestId(std::string(req["X-Request-Id"]));
-  job->response_id = absl::StrCat("cmpl-", request_id);
+  job->response_id = absl::StrCat(api == openai::Api::kChat ? "chatcmpl-" : "cmpl-", request_id);
   job->created = UnixSeconds();
   job->request = *std::move(parsed);
   const size_t n = job->request.prompts.size();
@@ -121,16 +129,39 @@ void HttpSession::OnToken(uint64_t job, size_t index, int32_t token, const std::
   const Tokenizer* tok = shared_->state->engine->model().tokenizer();
   std::string out = text;
   if (!j.started[index] && j.request.echo) out = j.choices[index].prompt_text + text;
-  j.started[index] = true;
   nlohmann::json logprobs = nullptr;
   if (j.request.logprobs && lp) {
-    logprobs = openai::LogprobsJson(tok, {*lp}, j.offsets[index]);
-    j.offsets[index] += openai::TokenByteCount(tok, token);
+    if (j.request.api == openai::Api::kChat) {
+      logprobs = openai::ChatLogprobsJson(tok, {*lp});
+    } else {
+      logprobs = openai::LogprobsJson(tok, {*lp}, j.offsets[index]);
+      j.offsets[index] += openai::TokenByteCount(tok, token);
+    }
   }
   if (out.empty() && logprobs.is_null()) return;  // part of a UTF-8 character: wait for the rest
-  QueueEvent(openai::ChunkJson(j.response_id, j.created, j.request.model, index, out, logprobs,
-                               nullptr, j.request.include_usage));
+  QueueChunk(index, out, logprobs, nullptr);
   Flush();
+}
+
+// One streamed chunk of a choice, in its API's shape. A chat choice's first chunk names the
+// assistant role, as OpenAI's do.
+void HttpSession::QueueChunk(size_t index, const std::string& text, const nlohmann::json& logprobs,
+                             const char* finish_reason) {
+  Job& j = *job_;
+  const bool first = !j.started[index];
+  j.started[index] = true;
+  if (j.request.api == openai::Api::kCompletions)
+    return QueueEvent(openai::ChunkJson(j.response_id, j.created, j.request.model, index, text,
+                                        logprobs, finish_reason, j.request.include_usage));
+  if (first)
+    QueueEvent(openai::ChatChunkJson(j.response_id, j.created, j.request.model, index,
+                                     {{"role", "assistant"}, {"content", ""}}, nullptr, nullptr,
+                                     j.request.include_usage));
+  nlohmann::json delta = nlohmann::json::object();
+  if (!text.empty() || finish_reason == nullptr) delta["content"] = text;
+  QueueEvent(openai::ChatChunkJson(j.response_id, j.created, j.request.model, index,
+                                   std::move(delta), logprobs, finish_reason,
+                                   j.request.include_usage));
 }
 
 void HttpSession::OnDone(uint64_t job, size_t index, const absl::Status& status,
@@ -141,9 +172,7 @@ void HttpSession::OnDone(uint64_t job, size_t index, const absl::Status& status,
   j.choices[index].result = result;
   --j.remaining;
   if (j.request.stream) {
-    QueueEvent(openai::ChunkJson(j.response_id, j.created, j.request.model, index, "", nullptr,
-                                 openai::OpenAiFinishReason(result.finish_reason),
-                                 j.request.include_usage));
+    QueueChunk(index, "", nullptr, openai::OpenAiFinishReason(result.finish_reason));
     if (j.remaining == 0) {
       if (j.request.include_usage) {
         int64_t prompt = 0, completion = 0;
@@ -151,8 +180,9 @@ void HttpSession::OnDone(uint64_t job, size_t index, const absl::Status& status,
           prompt += c.result.prompt_tokens;
           completion += static_cast<int64_t>(c.result.token_ids.size());
         }
-        QueueEvent(
-            openai::UsageChunkJson(j.response_id, j.created, j.request.model, prompt, completion));
+        const auto usage = j.request.api == openai::Api::kChat ? openai::ChatUsageChunkJson
+                                                               : openai::UsageChunkJson;
+        QueueEvent(usage(j.response_id, j.created, j.request.model, prompt, completion));
       }
       j.pending += "data: [DONE]\n\n";
       j.finished = true;
@@ -162,9 +192,11 @@ void HttpSession::OnDone(uint64_t job, size_t index, const absl::Status& status,
   if (j.remaining > 0) return;
   j.finished = true;
   const Tokenizer* tok = shared_->state->engine->model().tokenizer();
+  const auto body =
+      j.request.api == openai::Api::kChat ? openai::ChatCompletionJson : openai::CompletionJson;
   Respond(200, "application/json",
-          openai::Dump(openai::CompletionJson(tok, j.request, j.response_id, j.created, j.choices)),
-          {{"X-Request-Id", j.response_id.substr(5)}});
+          openai::Dump(body(tok, j.request, j.response_id, j.created, j.choices)),
+          {{"X-Request-Id", RequestIdOf(j.response_id)}});
 }
 
 // A choice failed: the others are cancelled, and the client gets the error (as the HTTP status
@@ -209,7 +241,7 @@ void HttpSession::Flush() {
     out_ = absl::StrCat(
         "HTTP/1.1 200 OK\r\nServer: para-server\r\nContent-Type: text/event-stream\r\n"
         "Cache-Control: no-cache\r\nX-Request-Id: ",
-        j.response_id.substr(5), "\r\nTransfer-Encoding: chunked\r\n",
+        RequestIdOf(j.response_id), "\r\nTransfer-Encoding: chunked\r\n",
         keep_alive_ ? "" : "Connection: close\r\n", "\r\n");
     j.headers_sent = true;
   }

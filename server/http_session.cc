@@ -177,7 +177,10 @@ void HttpSession::Route(const Request& req) {
   if (path == "/metrics") return get ? ServeMetrics() : allow("GET, HEAD");
   if (path == "/v1/models") return get ? ServeModels(req) : allow("GET, HEAD");
   if (path == "/v1/completions")
-    return verb == http::verb::post ? StartCompletion(req) : allow("POST");
+    return verb == http::verb::post ? StartCompletion(req, openai::Api::kCompletions)
+                                    : allow("POST");
+  if (path == "/v1/chat/completions")
+    return verb == http::verb::post ? StartCompletion(req, openai::Api::kChat) : allow("POST");
   RespondError(absl::NotFoundError(absl::StrCat("no such endpoint: ", path)));
 }
 

@@ -93,8 +93,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void Drain();
   void Shutdown();
 
-  // Completions (http_completion.cc).
-  void StartCompletion(const Request& req);
+  // Completions and chat completions (http_completion.cc).
+  void StartCompletion(const Request& req, openai::Api api);
   void OnToken(uint64_t job, size_t index, int32_t token, const std::string& text,
                const std::optional<LogprobEntry>& logprobs);
   void OnDone(uint64_t job, size_t index, const absl::Status& status,
@@ -103,6 +103,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void EndJob();
   void CancelJob();
   void QueueEvent(const nlohmann::json& event);
+  void QueueChunk(size_t index, const std::string& text, const nlohmann::json& logprobs,
+                  const char* finish_reason);
   void Flush();
   void OnStreamWritten(boost::beast::error_code ec);
   void Watch();

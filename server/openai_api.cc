@@ -1,69 +1,15 @@
 #include "server/openai_api.h"
 
-#include <limits>
 #include <set>
 
 #include "absl/strings/str_cat.h"
 #include "engine/detokenizer.h"
+#include "server/openai_fields.h"
 
 namespace para::server::openai {
 namespace {
 
 using nlohmann::json;
-
-absl::Status Invalid(const std::string& what) { return absl::InvalidArgumentError(what); }
-
-absl::Status NotA(const char* field, const char* what) {
-  return Invalid(absl::StrCat("'", field, "' must be ", what));
-}
-
-// Reads an optional integer field in [lo, hi]; null or absent leaves `out` unset.
-absl::Status GetInt(const json& body, const char* field, int64_t lo, int64_t hi,
-                    std::optional<int64_t>* out) {
-  auto it = body.find(field);
-  if (it == body.end() || it->is_null()) return absl::OkStatus();
-  if (!it->is_number_integer()) return NotA(field, "an integer");
-  if (it->is_number_unsigned() && it->get<uint64_t>() > static_cast<uint64_t>(hi))
-    return Invalid(absl::StrCat("'", field, "' must be in [", lo, ", ", hi, "]"));
-  const int64_t v = it->get<int64_t>();
-  if (v < lo || v > hi)
-    return Invalid(absl::StrCat("'", field, "' must be in [", lo, ", ", hi, "]"));
-  *out = v;
-  return absl::OkStatus();
-}
-
-absl::Status GetNumber(const json& body, const char* field, std::optional<double>* out) {
-  auto it = body.find(field);
-  if (it == body.end() || it->is_null()) return absl::OkStatus();
-  if (!it->is_number()) return NotA(field, "a number");
-  *out = it->get<double>();
-  return absl::OkStatus();
-}
-
-absl::Status GetBool(const json& body, const char* field, bool* out) {
-  auto it = body.find(field);
-  if (it == body.end() || it->is_null()) return absl::OkStatus();
-  if (!it->is_boolean()) return NotA(field, "true or false");
-  *out = it->get<bool>();
-  return absl::OkStatus();
-}
-
-bool IsTokenArray(const json& v) {
-  if (!v.is_array() || v.empty()) return false;
-  for (const json& e : v)
-    if (!e.is_number_integer()) return false;
-  return true;
-}
-
-absl::Status TokenIds(const json& v, v1::TokenIds* out) {
-  for (const json& e : v) {
-    if (e.is_number_unsigned() ? e.get<uint64_t>() > std::numeric_limits<int32_t>::max()
-                               : e.get<int64_t>() < 0 || e.get<int64_t>() > INT32_MAX)
-      return Invalid("'prompt' token ids must be in [0, 2^31)");
-    out->add_ids(static_cast<int32_t>(e.get<int64_t>()));
-  }
-  return absl::OkStatus();
-}
 
 // The prompt forms OpenAI accepts: a string, an array of strings, an array of token ids, or an
 // array of token-id arrays. Each becomes one GenerateRequest (with only the prompt set).
@@ -97,48 +43,6 @@ absl::StatusOr<std::vector<v1::GenerateRequest>> Prompts(const json& body) {
   return out;
 }
 
-absl::Status Stops(const json& body, v1::StoppingCriteria* out) {
-  auto it = body.find("stop");
-  if (it != body.end() && !it->is_null()) {
-    if (it->is_string()) {
-      out->add_stop(it->get<std::string>());
-    } else if (it->is_array()) {
-      for (const json& s : *it) {
-        if (!s.is_string()) return NotA("stop", "a string or an array of strings");
-        out->add_stop(s.get<std::string>());
-      }
-    } else {
-      return NotA("stop", "a string or an array of strings");
-    }
-  }
-  it = body.find("stop_token_ids");
-  if (it != body.end() && !it->is_null()) {
-    if (!it->is_array() || (!it->empty() && !IsTokenArray(*it)))
-      return NotA("stop_token_ids", "an array of token ids");
-    v1::TokenIds ids;
-    if (absl::Status s = TokenIds(*it, &ids); !s.ok()) return s;
-    out->mutable_stop_token_ids()->Add(ids.ids().begin(), ids.ids().end());
-  }
-  return absl::OkStatus();
-}
-
-// OpenAI parameters this server does not implement: refused unless they have their neutral value.
-absl::Status Unsupported(const json& body) {
-  auto neutral = [&](const char* field, auto&& is_neutral) -> absl::Status {
-    auto it = body.find(field);
-    if (it == body.end() || it->is_null() || is_neutral(*it)) return absl::OkStatus();
-    return Invalid(absl::StrCat("'", field, "' is not supported by this server"));
-  };
-  auto one = [](const json& v) { return v.is_number_integer() && v.get<int64_t>() == 1; };
-  auto zero = [](const json& v) { return v.is_number() && v.get<double>() == 0.0; };
-  auto empty = [](const json& v) { return (v.is_object() || v.is_string()) && v.empty(); };
-  for (absl::Status s :
-       {neutral("n", one), neutral("best_of", one), neutral("presence_penalty", zero),
-        neutral("frequency_penalty", zero), neutral("logit_bias", empty), neutral("suffix", empty)})
-    if (!s.ok()) return s;
-  return absl::OkStatus();
-}
-
 const std::set<std::string>& KnownFields() {
   static const auto* known = new std::set<std::string>{"model",
                                                        "prompt",
@@ -166,67 +70,30 @@ const std::set<std::string>& KnownFields() {
   return *known;
 }
 
-absl::Status Sampling(const json& body, v1::SamplingParams* s) {
-  std::optional<double> temperature, top_p, repetition;
-  std::optional<int64_t> top_k, seed;
-  for (absl::Status st :
-       {GetNumber(body, "temperature", &temperature), GetNumber(body, "top_p", &top_p),
-        GetNumber(body, "repetition_penalty", &repetition),
-        GetInt(body, "top_k", -1, INT32_MAX, &top_k), GetInt(body, "seed", 0, INT64_MAX, &seed)})
-    if (!st.ok()) return st;
-  if (temperature) s->set_temperature(static_cast<float>(*temperature));
-  if (top_p) s->set_top_p(static_cast<float>(*top_p));
-  if (repetition) s->set_repetition_penalty(static_cast<float>(*repetition));
-  if (top_k) s->set_top_k(*top_k < 0 ? 0 : static_cast<int32_t>(*top_k));  // -1: no top-k
-  if (seed) s->set_seed(static_cast<uint64_t>(*seed));
-  return absl::OkStatus();
-}
-
-absl::Status Streaming(const json& body, CompletionRequest* out) {
-  if (absl::Status s = GetBool(body, "stream", &out->stream); !s.ok()) return s;
-  auto it = body.find("stream_options");
-  if (it == body.end() || it->is_null()) return absl::OkStatus();
-  if (!out->stream) return Invalid("'stream_options' is only allowed when 'stream' is true");
-  if (!it->is_object()) return NotA("stream_options", "an object");
-  for (const auto& [k, v] : it->items())
-    if (k != "include_usage")
-      return Invalid(absl::StrCat("'stream_options.", k, "' is not supported"));
-  return GetBool(*it, "include_usage", &out->include_usage);
-}
-
 }  // namespace
 
 absl::StatusOr<CompletionRequest> ParseCompletionRequest(const std::string& body_text,
                                                          const std::string& base_model) {
-  const json body = json::parse(body_text, nullptr, /*allow_exceptions=*/false);
-  if (body.is_discarded()) return Invalid("the request body is not valid JSON");
-  if (!body.is_object()) return Invalid("the request body must be a JSON object");
-  for (const auto& [k, v] : body.items())
-    if (!KnownFields().count(k))
-      return Invalid(absl::StrCat("Unrecognized request argument supplied: ", k));
-  if (absl::Status s = Unsupported(body); !s.ok()) return s;
-  CompletionRequest out;
-  auto model = body.find("model");
-  if (model == body.end() || !model->is_string() || model->get<std::string>().empty())
-    return Invalid("'model' is required: the base model's name or one of your adapters' names");
-  out.model = model->get<std::string>();
-  if (auto u = body.find("user"); u != body.end() && !u->is_null() && !u->is_string())
-    return NotA("user", "a string");
-
-  v1::GenerateRequest common;
-  if (out.model != base_model) common.set_adapter(out.model);
-  std::optional<int64_t> max_tokens, logprobs, priority;
-  bool ignore_eos = false;
-  for (absl::Status s : {GetInt(body, "max_tokens", 1, INT32_MAX, &max_tokens),
-                         GetInt(body, "logprobs", 0, kMaxLogprobs, &logprobs),
-                         GetInt(body, "priority", INT32_MIN, INT32_MAX, &priority),
-                         GetBool(body, "ignore_eos", &ignore_eos), GetBool(body, "echo", &out.echo),
-                         Streaming(body, &out), Sampling(body, common.mutable_sampling()),
-                         Stops(body, common.mutable_stopping())})
+  absl::StatusOr<json> parsed = ParseBody(body_text, KnownFields());
+  if (!parsed.ok()) return parsed.status();
+  const json& body = *parsed;
+  for (absl::Status s : {RequireNeutral(body, "n", IsOne), RequireNeutral(body, "best_of", IsOne),
+                         RequireNeutral(body, "presence_penalty", IsZero),
+                         RequireNeutral(body, "frequency_penalty", IsZero),
+                         RequireNeutral(body, "logit_bias", IsEmpty),
+                         RequireNeutral(body, "suffix", IsEmpty)})
     if (!s.ok()) return s;
-  if (max_tokens) common.mutable_stopping()->set_max_tokens(static_cast<int32_t>(*max_tokens));
-  common.mutable_stopping()->set_ignore_eos(ignore_eos);
-  if (priority) common.set_priority(static_cast<int32_t>(*priority));
+  CompletionRequest out;
+  v1::GenerateRequest common;
+  CommonOptions options;
+  std::optional<int64_t> logprobs;
+  for (absl::Status s : {ParseCommonOptions(body, base_model, nullptr, &options, &common),
+                         GetInt(body, "logprobs", 0, kMaxLogprobs, &logprobs),
+                         GetBool(body, "echo", &out.echo)})
+    if (!s.ok()) return s;
+  out.model = options.model;
+  out.stream = options.stream;
+  out.include_usage = options.include_usage;
   if (logprobs) {
     out.logprobs = static_cast<int32_t>(*logprobs);
     common.mutable_logprobs()->set_top_n(out.logprobs.value());

@@ -16,13 +16,17 @@
 
 namespace para::server::openai {
 
+// Which OpenAI API a request came through (they differ in their response shapes only).
+enum class Api { kCompletions, kChat };
+
 struct CompletionRequest {
+  Api api = Api::kCompletions;
   std::string model;                         // the base model's name or an adapter's
   std::vector<v1::GenerateRequest> prompts;  // one per prompt (choice index = position)
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
   bool echo = false;
-  std::optional<int32_t> logprobs;  // top-n per token (0..kMaxLogprobs)
+  std::optional<int32_t> logprobs;  // top-n per token (0..kMaxLogprobs); chat: top_logprobs
 };
 
 inline constexpr int32_t kMaxLogprobs = 20;

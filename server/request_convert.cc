@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "engine/detokenizer.h"
+#include "nlohmann/json.hpp"
 #include "google/protobuf/unknown_field_set.h"
 
 namespace para::server {
@@ -15,6 +16,69 @@ absl::Status Invalid(const std::string& what) { return absl::InvalidArgumentErro
 bool IsValidUtf8(const std::string& s) {
   std::string copy = s;
   return TakeCompleteUtf8(&copy) == s && copy.empty();
+}
+
+// A conversation's messages as the chat template sees them ({role, content[, name]}), and the
+// template options. Sizes are bounded before anything is rendered.
+absl::StatusOr<nlohmann::json> ChatMessages(const v1::ChatPrompt& chat,
+                                            const RequestLimits& limits) {
+  if (chat.messages().empty()) return Invalid("the chat has no messages");
+  if (chat.messages_size() > limits.max_chat_messages)
+    return Invalid(absl::StrCat("the chat has ", chat.messages_size(), " messages; at most ",
+                                limits.max_chat_messages));
+  nlohmann::json messages = nlohmann::json::array();
+  int64_t bytes = 0;
+  for (int i = 0; i < chat.messages_size(); ++i) {
+    const v1::ChatMessage& m = chat.messages(i);
+    const std::string at = absl::StrCat("chat message ", i);
+    if (m.role().empty() || m.role().size() > 64)
+      return Invalid(absl::StrCat(at, ": the role must be 1 to 64 bytes"));
+    for (const std::string* f : {&m.role(), &m.content(), &m.name()})
+      if (!IsValidUtf8(*f)) return Invalid(absl::StrCat(at, " is not valid UTF-8"));
+    bytes += static_cast<int64_t>(m.role().size() + m.content().size() + m.name().size());
+    nlohmann::json msg = {{"role", m.role()}, {"content", m.content()}};
+    if (!m.name().empty()) msg["name"] = m.name();
+    messages.push_back(std::move(msg));
+  }
+  if (bytes > limits.max_prompt_bytes)
+    return Invalid(absl::StrCat("the chat's messages are ", bytes, " bytes; the limit is ",
+                                limits.max_prompt_bytes));
+  return messages;
+}
+
+absl::StatusOr<text::ChatOptions> ChatOptionsOf(const v1::ChatPrompt& chat,
+                                                const RequestLimits& limits) {
+  text::ChatOptions o;
+  o.add_generation_prompt = chat.has_add_generation_prompt() ? chat.add_generation_prompt() : true;
+  o.continue_final_message = chat.continue_final_message();
+  if (o.continue_final_message && chat.has_add_generation_prompt() && o.add_generation_prompt)
+    return Invalid("continue_final_message needs add_generation_prompt false");
+  if (o.continue_final_message) o.add_generation_prompt = false;
+  const std::string& kw = chat.template_kwargs_json();
+  if (kw.empty()) return o;
+  if (static_cast<int64_t>(kw.size()) > limits.max_template_kwargs_bytes)
+    return Invalid(absl::StrCat("template_kwargs_json is ", kw.size(), " bytes; at most ",
+                                limits.max_template_kwargs_bytes));
+  o.template_kwargs = nlohmann::json::parse(kw, nullptr, /*allow_exceptions=*/false);
+  if (o.template_kwargs.is_discarded() || !o.template_kwargs.is_object())
+    return Invalid("template_kwargs_json must be a JSON object");
+  for (const char* reserved : {"messages", "add_generation_prompt", "bos_token", "eos_token"})
+    if (o.template_kwargs.contains(reserved))
+      return Invalid(absl::StrCat("template_kwargs_json may not set '", reserved, "'"));
+  return o;
+}
+
+absl::Status CheckChat(const v1::ChatPrompt& chat, const Engine& engine,
+                       const RequestLimits& limits, GenerationRequest* out) {
+  absl::StatusOr<nlohmann::json> messages = ChatMessages(chat, limits);
+  if (!messages.ok()) return messages.status();
+  absl::StatusOr<text::ChatOptions> options = ChatOptionsOf(chat, limits);
+  if (!options.ok()) return options.status();
+  absl::StatusOr<std::vector<int32_t>> ids = engine.model().EncodeChat(*messages, *options);
+  if (!ids.ok()) return Invalid(std::string(ids.status().message()));
+  if (ids->empty()) return Invalid("the chat template rendered an empty prompt");
+  out->prompt_ids = *std::move(ids);
+  return absl::OkStatus();
 }
 
 absl::Status CheckPrompt(const v1::GenerateRequest& r, const Engine& engine,
@@ -36,8 +100,10 @@ absl::Status CheckPrompt(const v1::GenerateRequest& r, const Engine& engine,
       out->prompt_ids.assign(r.token_ids().ids().begin(), r.token_ids().ids().end());
       if (out->prompt_ids.empty()) return Invalid("prompt token_ids is empty");
       return absl::OkStatus();
+    case v1::GenerateRequest::kChat:
+      return CheckChat(r.chat(), engine, limits, out);
     default:
-      return Invalid("the request has no prompt: set text or token_ids");
+      return Invalid("the request has no prompt: set text, token_ids or chat");
   }
 }
 
@@ -132,6 +198,8 @@ absl::StatusOr<sched::Submission> ToSubmission(const v1::GenerateRequest& r, con
                                 " tokens; the context limit is ", engine.max_model_len()));
   if (absl::Status s = CheckSampling(r.sampling(), engine.config(), &g.sampling); !s.ok()) return s;
   if (absl::Status s = CheckStopping(r.stopping(), limits, room, &g.stopping); !s.ok()) return s;
+  if (r.has_chat() && !g.stopping.ignore_eos)  // a chat turn also ends at the template's eos
+    for (int32_t id : engine.model().end_of_turn_ids()) g.stopping.stop_token_ids.push_back(id);
   if (r.logprobs().has_top_n()) g.sampling.logprobs = r.logprobs().top_n();
   if (r.logprobs().has_prompt_top_n()) g.sampling.prompt_logprobs = r.logprobs().prompt_top_n();
   if (absl::Status s = engine.ValidateRequest(g); !s.ok()) return s;

@@ -21,6 +21,8 @@ struct RequestLimits {
   int32_t max_request_id_bytes = 128;
   int32_t max_priority = 100;
   int32_t default_max_tokens = 16;
+  int32_t max_chat_messages = 4096;
+  int32_t max_template_kwargs_bytes = 64 << 10;
 };
 
 // INVALID_ARGUMENT naming unknown field numbers anywhere in the message (a client built against a

@@ -28,7 +28,8 @@ constexpr const char* kUsage =
     "      [--shards 1] [--max-pos 2048] [--rope-theta 10000] [--tie-embeddings] [--no-tokenizer]\n"
     "  para-tool make-tiny-adapter DIR --model MODEL_DIR [--r 8] [--pooler last|mean]\n"
     "      [--activation gelu|gelu_tanh|relu|silu] [--seed 0] [--dtype f32|f16|bf16] [--identity]\n"
-    "      Writes a random PARA adapter for the model (--identity: W_up = 0, b_up = 1).\n"
+    "      [--strength 1.0]  Writes a random PARA adapter for the model (--identity: W_up = 0,\n"
+    "      b_up = 1; --strength scales the random deviation from the identity).\n"
     "  para-tool make-tiny-lora DIR --model MODEL_DIR [--r 8] [--alpha 16] [--rslora]\n"
     "      [--targets q_proj,v_proj | all] [--rank-pattern REGEX=RANK]... [--seed 0] [--dtype "
     "f32]\n"
@@ -82,7 +83,8 @@ absl::Status MakeTiny(int argc, char** argv) {
 
 absl::Status MakeTinyAdapter(int argc, char** argv) {
   ASSIGN_OR_RETURN(
-      Args a, Args::Parse(argc, argv, 2, {"model", "r", "pooler", "activation", "seed", "dtype"},
+      Args a, Args::Parse(argc, argv, 2,
+                          {"model", "r", "pooler", "activation", "seed", "dtype", "strength"},
                           {"identity"}));
   if (a.positional().size() != 1)
     return absl::InvalidArgumentError("make-tiny-adapter needs exactly one DIR");
@@ -94,6 +96,9 @@ absl::Status MakeTinyAdapter(int argc, char** argv) {
   o.seed = static_cast<uint64_t>(seed);
   ASSIGN_OR_RETURN(o.dtype, DTypeFlag(a));
   o.identity = a.Has("identity");
+  ASSIGN_OR_RETURN(double strength, a.Double("strength", 1.0));
+  if (!(strength >= 0)) return absl::InvalidArgumentError("--strength must be >= 0");
+  o.strength = static_cast<float>(strength);
   // Pooler and activation go through the adapter config parser, so they accept what it accepts.
   ASSIGN_OR_RETURN(ParaConfig pc,
                    ParseParaConfig(absl::StrCat(R"({"peft_type":"PARA","r":1,"pooler":")",

@@ -44,8 +44,9 @@ absl::Status MakeTinyParaAdapter(const std::string& dir, const std::string& mode
       add(i, "up.weight", {d_out, o.r}, 0.f, 0.f);
       add(i, "up.bias", {d_out}, 1.f, 0.f);
     } else {
-      add(i, "up.weight", {d_out, o.r}, 0.f, 0.3f / std::sqrt(static_cast<float>(o.r)));
-      add(i, "up.bias", {d_out}, 1.f, 0.1f);
+      add(i, "up.weight", {d_out, o.r}, 0.f,
+          0.3f * o.strength / std::sqrt(static_cast<float>(o.r)));
+      add(i, "up.bias", {d_out}, 1.f, 0.1f * o.strength);
     }
   }
   return WriteSafetensors((std::filesystem::path(dir) / "adapter_model.safetensors").string(),

@@ -19,6 +19,9 @@ struct TinyParaOptions {
   uint64_t seed = 0;
   DType dtype = DType::kF32;
   bool identity = false;  // W_up = 0, b_up = 1: the base model exactly
+  // Scales the random deviation from the identity (W_up and b_up - 1); small values give an
+  // adapter that nudges a real model without derailing it (the demo's tenants).
+  float strength = 1.0f;
 };
 
 absl::Status MakeTinyParaAdapter(const std::string& dir, const std::string& model_dir,

@@ -72,6 +72,40 @@ def make_model(path: pathlib.Path, seed: int, *extra: str) -> str:
     return str(path)
 
 
+# A ChatML template (as Qwen and SmolLM2 use) that refuses roles it does not know.
+CHATML_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{%- if message['role'] not in ['system', 'user', 'assistant'] %}"
+    "{{ raise_exception('Unknown role: ' + message['role']) }}{%- endif %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}")
+
+
+def make_chat_model(path: pathlib.Path, seed: int, *, template: Optional[str] = CHATML_TEMPLATE,
+                    eos_token: str = "<|im_end|>") -> str:
+    """A tiny random model with a byte-level BPE tokenizer.json (trained here with the PyPI
+    `tokenizers`; ids 0-2 are <|endoftext|>, <|im_start|>, <|im_end|>), a tokenizer_config.json
+    and, unless `template` is None, a chat_template.jinja."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    run(TOOL, "make-tiny-model", path, "--seed", seed, "--no-tokenizer", "--max-pos", "1024")
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    corpus = ["Hello world, how are you today? I am fine, thanks.", "The capital of France is Paris.",
+              "system user assistant: You are a helpful assistant.", "Numbers 0123456789 and symbols !?.,;:"]
+    tok.train_from_iterator(corpus * 20, trainer)
+    tok.save(str(path / "tokenizer.json"))
+    (path / "tokenizer_config.json").write_text(json.dumps(
+        {"bos_token": "<|im_start|>", "eos_token": eos_token, "add_bos_token": False,
+         "tokenizer_class": "GPT2Tokenizer"}))
+    if template is not None:
+        (path / "chat_template.jinja").write_text(template)
+    return str(path)
+
+
 def make_para_adapter(path: pathlib.Path, model: str, seed: int, *extra: str) -> str:
     run(TOOL, "make-tiny-adapter", path, "--model", model, "--seed", seed, *extra)
     return str(path)

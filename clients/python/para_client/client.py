@@ -1,6 +1,7 @@
 """A thin, typed helper over the generated para.v1 stubs."""
 from __future__ import annotations
 
+import json
 from typing import Iterable, Iterator, Optional, Sequence
 
 import grpc
@@ -55,13 +56,25 @@ class Client:
                 repetition_penalty: Optional[float] = None, stop: Sequence[str] = (),
                 stop_token_ids: Sequence[int] = (), ignore_eos: bool = False, logprobs: Optional[int] = None,
                 prompt_logprobs: Optional[int] = None, request_id: str = "",
-                priority: int = 0) -> generation_pb2.GenerateRequest:
-        """Builds a GenerateRequest; unset options keep the server's defaults."""
+                priority: int = 0, messages: Optional[Sequence[dict]] = None,
+                add_generation_prompt: Optional[bool] = None, continue_final_message: bool = False,
+                template_kwargs: Optional[dict] = None) -> generation_pb2.GenerateRequest:
+        """Builds a GenerateRequest; unset options keep the server's defaults. The prompt is `prompt`
+        (text), `token_ids`, or `messages` (a conversation of {"role", "content"[, "name"]} dicts,
+        rendered by the model's chat template)."""
         r = generation_pb2.GenerateRequest(adapter=adapter, request_id=request_id, priority=priority)
         if prompt is not None:
             r.text = prompt
         if token_ids is not None:
             r.token_ids.ids.extend(token_ids)
+        if messages is not None:
+            for m in messages:
+                r.chat.messages.add(role=m["role"], content=m["content"], name=m.get("name", ""))
+            if add_generation_prompt is not None:
+                r.chat.add_generation_prompt = add_generation_prompt
+            r.chat.continue_final_message = continue_final_message
+            if template_kwargs:
+                r.chat.template_kwargs_json = json.dumps(template_kwargs)
         for field, value in (("temperature", temperature), ("top_k", top_k), ("top_p", top_p), ("seed", seed),
                              ("repetition_penalty", repetition_penalty)):
             if value is not None:
@@ -84,6 +97,16 @@ class Client:
             return self._gen.Generate(self.request(prompt, **options), metadata=self._metadata, timeout=timeout)
         except grpc.RpcError as e:
             _raise(e)
+
+    def chat(self, messages: Sequence[dict], *, timeout: Optional[float] = None,
+             **options) -> generation_pb2.GenerateResponse:
+        """Runs a conversation through the model's chat template to completion (unary)."""
+        return self.generate(messages=messages, timeout=timeout, **options)
+
+    def chat_stream(self, messages: Sequence[dict], *, timeout: Optional[float] = None,
+                    **options) -> Iterator[generation_pb2.GenerateStreamResponse]:
+        """Streams the answer to a conversation; the last chunk carries finish_reason and usage."""
+        return self.stream(messages=messages, timeout=timeout, **options)
 
     def stream(self, prompt: Optional[str] = None, *, timeout: Optional[float] = None,
                **options) -> Iterator[generation_pb2.GenerateStreamResponse]:

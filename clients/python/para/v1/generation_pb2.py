@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18para/v1/generation.proto\x12\x07para.v1\"\x17\n\x08TokenIds\x12\x0b\n\x03ids\x18\x01 \x03(\x05\"\xca\x01\n\x0eSamplingParams\x12\x18\n\x0btemperature\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\x05top_k\x18\x02 \x01(\x05H\x01\x88\x01\x01\x12\x12\n\x05top_p\x18\x03 \x01(\x02H\x02\x88\x01\x01\x12\x11\n\x04seed\x18\x04 \x01(\x04H\x03\x88\x01\x01\x12\x1f\n\x12repetition_penalty\x18\x05 \x01(\x02H\x04\x88\x01\x01\x42\x0e\n\x0c_temperatureB\x08\n\x06_top_kB\x08\n\x06_top_pB\x07\n\x05_seedB\x15\n\x13_repetition_penalty\"t\n\x10StoppingCriteria\x12\x17\n\nmax_tokens\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x0c\n\x04stop\x18\x02 \x03(\t\x12\x16\n\x0estop_token_ids\x18\x03 \x03(\x05\x12\x12\n\nignore_eos\x18\x04 \x01(\x08\x42\r\n\x0b_max_tokens\"[\n\x0fLogprobsOptions\x12\x12\n\x05top_n\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x19\n\x0cprompt_top_n\x18\x02 \x01(\x05H\x01\x88\x01\x01\x42\x08\n\x06_top_nB\x0f\n\r_prompt_top_n\"\x8e\x02\n\x0fGenerateRequest\x12\x0f\n\x07\x61\x64\x61pter\x18\x01 \x01(\t\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x12&\n\ttoken_ids\x18\x03 \x01(\x0b\x32\x11.para.v1.TokenIdsH\x00\x12)\n\x08sampling\x18\x04 \x01(\x0b\x32\x17.para.v1.SamplingParams\x12+\n\x08stopping\x18\x05 \x01(\x0b\x32\x19.para.v1.StoppingCriteria\x12*\n\x08logprobs\x18\x06 \x01(\x0b\x32\x18.para.v1.LogprobsOptions\x12\x12\n\nrequest_id\x18\x07 \x01(\t\x12\x10\n\x08priority\x18\x08 \x01(\x05\x42\x08\n\x06prompt\"+\n\x0cTokenLogprob\x12\n\n\x02id\x18\x01 \x01(\x05\x12\x0f\n\x07logprob\x18\x02 \x01(\x02\"L\n\tTokenInfo\x12\n\n\x02id\x18\x01 \x01(\x05\x12\x0f\n\x07logprob\x18\x02 \x01(\x02\x12\"\n\x03top\x18\x03 \x03(\x0b\x32\x15.para.v1.TokenLogprob\"\x8a\x01\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x05\x12#\n\x1btime_to_first_token_seconds\x18\x03 \x01(\x01\x12\x15\n\rqueue_seconds\x18\x04 \x01(\x01\x12\x13\n\x0bpreemptions\x18\x05 \x01(\x05\"\xe7\x01\n\x10GenerateResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x11\n\ttoken_ids\x18\x03 \x03(\x05\x12$\n\x08logprobs\x18\x04 \x03(\x0b\x32\x12.para.v1.TokenInfo\x12+\n\x0fprompt_logprobs\x18\x05 \x03(\x0b\x32\x12.para.v1.TokenInfo\x12,\n\rfinish_reason\x18\x06 \x01(\x0e\x32\x15.para.v1.FinishReason\x12\x1d\n\x05usage\x18\x07 \x01(\x0b\x32\x0e.para.v1.Usage\"\xf3\x01\n\x16GenerateStreamResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\ntext_delta\x18\x02 \x01(\t\x12\x11\n\ttoken_ids\x18\x03 \x03(\x05\x12$\n\x08logprobs\x18\x04 \x03(\x0b\x32\x12.para.v1.TokenInfo\x12+\n\x0fprompt_logprobs\x18\x05 \x03(\x0b\x32\x12.para.v1.TokenInfo\x12,\n\rfinish_reason\x18\x06 \x01(\x0e\x32\x15.para.v1.FinishReason\x12\x1d\n\x05usage\x18\x07 \x01(\x0b\x32\x0e.para.v1.Usage\"\x1f\n\x0fTokenizeRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\"/\n\x10TokenizeResponse\x12\x0b\n\x03ids\x18\x01 \x03(\x05\x12\x0e\n\x06pieces\x18\x02 \x03(\t\"\x12\n\x10ModelInfoRequest\"\xa1\x01\n\x11ModelInfoResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x12\n\nvocab_size\x18\x02 \x01(\x05\x12\x15\n\rmax_model_len\x18\x03 \x01(\x05\x12\x12\n\nnum_layers\x18\x04 \x01(\x05\x12\x13\n\x0bhidden_size\x18\x05 \x01(\x05\x12)\n\x08\x61\x64\x61pters\x18\x06 \x03(\x0b\x32\x17.para.v1.AdapterSummary\":\n\x0e\x41\x64\x61pterSummary\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0c\n\x04rank\x18\x03 \x01(\x05*\x93\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x01\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x02\x12\x15\n\x11\x46INISH_REASON_EOS\x10\x03\x12\x1b\n\x17\x46INISH_REASON_CANCELLED\x10\x04\x32\xa1\x02\n\nGeneration\x12?\n\x08Generate\x12\x18.para.v1.GenerateRequest\x1a\x19.para.v1.GenerateResponse\x12M\n\x0eGenerateStream\x12\x18.para.v1.GenerateRequest\x1a\x1f.para.v1.GenerateStreamResponse0\x01\x12?\n\x08Tokenize\x12\x18.para.v1.TokenizeRequest\x1a\x19.para.v1.TokenizeResponse\x12\x42\n\tModelInfo\x12\x19.para.v1.ModelInfoRequest\x1a\x1a.para.v1.ModelInfoResponseB\x03\xf8\x01\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18para/v1/generation.proto\x12\x07para.v1\"\x17\n\x08TokenIds\x12\x0b\n\x03ids\x18\x01 \x03(\x05\"\xca\x01\n\x0eSamplingParams\x12\x18\n\x0btemperature\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\x05top_k\x18\x02 \x01(\x05H\x01\x88\x01\x01\x12\x12\n\x05top_p\x18\x03 \x01(\x02H\x02\x88\x01\x01\x12\x11\n\x04seed\x18\x04 \x01(\x04H\x03\x88\x01\x01\x12\x1f\n\x12repetition_penalty\x18\x05 \x01(\x02H\x04\x88\x01\x01\x42\x0e\n\x0c_temperatureB\x08\n\x06_top_kB\x08\n\x06_top_pB\x07\n\x05_seedB\x15\n\x13_repetition_penalty\"t\n\x10StoppingCriteria\x12\x17\n\nmax_tokens\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x0c\n\x04stop\x18\x02 \x03(\t\x12\x16\n\x0estop_token_ids\x18\x03 \x03(\x05\x12\x12\n\nignore_eos\x18\x04 \x01(\x08\x42\r\n\x0b_max_tokens\"[\n\x0fLogprobsOptions\x12\x12\n\x05top_n\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x19\n\x0cprompt_top_n\x18\x02 \x01(\x05H\x01\x88\x01\x01\x42\x08\n\x06_top_nB\x0f\n\r_prompt_top_n\":\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"\xb0\x01\n\nChatPrompt\x12&\n\x08messages\x18\x01 \x03(\x0b\x32\x14.para.v1.ChatMessage\x12\"\n\x15\x61\x64\x64_generation_prompt\x18\x02 \x01(\x08H\x00\x88\x01\x01\x12\x1e\n\x16\x63ontinue_final_message\x18\x03 \x01(\x08\x12\x1c\n\x14template_kwargs_json\x18\x04 \x01(\tB\x18\n\x16_add_generation_prompt\"\xb3\x02\n\x0fGenerateRequest\x12\x0f\n\x07\x61\x64\x61pter\x18\x01 \x01(\t\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x12&\n\ttoken_ids\x18\x03 \x01(\x0b\x32\x11.para.v1.TokenIdsH\x00\x12#\n\x04\x63hat\x18\t \x01(\x0b\x32\x13.para.v1.ChatPromptH\x00\x12)\n\x08sampling\x18\x04 \x01(\x0b\x32\x17.para.v1.SamplingParams\x12+\n\x08stopping\x18\x05 \x01(\x0b\x32\x19.para.v1.StoppingCriteria\x12*\n\x08logprobs\x18\x06 \x01(\x0b\x32\x18.para.v1.LogprobsOptions\x12\x12\n\nrequest_id\x18\x07 \x01(\t\x12\x10\n\x08priority\x18\x08 \x01(\x05\x42\x08\n\x06prompt\"+\n\x0cTokenLogprob\x12\n\n\x02id\x18\x01 \x01(\x05\x12\x0f\n\x07logprob\x18\x02 \x01(\x02\"L\n\tTokenInfo\x12\n\n\x02id\x18\x01 \x01(\x05\x12\x0f\n\x07logprob\x18\x02 \x01(\x02\x12\"\n\x03top\x18\x03 \x03(\x0b\x32\x15.para.v1.TokenLogprob\"\x8a\x01\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x05\x12#\n\x1btime_to_first_token_seconds\x18\x03 \x01(\x01\x12\x15\n\rqueue_seconds\x18\x04 \x01(\x01\x12\x13\n\x0bpreemptions\x18\x05 \x01(\x05\"\xe7\x01\n\x10GenerateResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x11\n\ttoken_ids\x18\x03 \x03(\x05\x12$\n\x08logprobs\x18\x04 \x03(\x0b\x32\x12.para.v1.TokenInfo\x12+\n\x0fprompt_logprobs\x18\x05 \x03(\x0b\x32\x12.para.v1.TokenInfo\x12,\n\rfinish_reason\x18\x06 \x01(\x0e\x32\x15.para.v1.FinishReason\x12\x1d\n\x05usage\x18\x07 \x01(\x0b\x32\x0e.para.v1.Usage\"\xf3\x01\n\x16GenerateStreamResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\ntext_delta\x18\x02 \x01(\t\x12\x11\n\ttoken_ids\x18\x03 \x03(\x05\x12$\n\x08logprobs\x18\x04 \x03(\x0b\x32\x12.para.v1.TokenInfo\x12+\n\x0fprompt_logprobs\x18\x05 \x03(\x0b\x32\x12.para.v1.TokenInfo\x12,\n\rfinish_reason\x18\x06 \x01(\x0e\x32\x15.para.v1.FinishReason\x12\x1d\n\x05usage\x18\x07 \x01(\x0b\x32\x0e.para.v1.Usage\"\x1f\n\x0fTokenizeRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\"/\n\x10TokenizeResponse\x12\x0b\n\x03ids\x18\x01 \x03(\x05\x12\x0e\n\x06pieces\x18\x02 \x03(\t\"\x12\n\x10ModelInfoRequest\"\xa1\x01\n\x11ModelInfoResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x12\n\nvocab_size\x18\x02 \x01(\x05\x12\x15\n\rmax_model_len\x18\x03 \x01(\x05\x12\x12\n\nnum_layers\x18\x04 \x01(\x05\x12\x13\n\x0bhidden_size\x18\x05 \x01(\x05\x12)\n\x08\x61\x64\x61pters\x18\x06 \x03(\x0b\x32\x17.para.v1.AdapterSummary\":\n\x0e\x41\x64\x61pterSummary\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0c\n\x04rank\x18\x03 \x01(\x05*\x93\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x01\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x02\x12\x15\n\x11\x46INISH_REASON_EOS\x10\x03\x12\x1b\n\x17\x46INISH_REASON_CANCELLED\x10\x04\x32\xa1\x02\n\nGeneration\x12?\n\x08Generate\x12\x18.para.v1.GenerateRequest\x1a\x19.para.v1.GenerateResponse\x12M\n\x0eGenerateStream\x12\x18.para.v1.GenerateRequest\x1a\x1f.para.v1.GenerateStreamResponse0\x01\x12?\n\x08Tokenize\x12\x18.para.v1.TokenizeRequest\x1a\x19.para.v1.TokenizeResponse\x12\x42\n\tModelInfo\x12\x19.para.v1.ModelInfoRequest\x1a\x1a.para.v1.ModelInfoResponseB\x03\xf8\x01\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,8 +32,8 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'para.v1.generation_pb2', _g
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\370\001\001'
-  _globals['_FINISHREASON']._serialized_start=1822
-  _globals['_FINISHREASON']._serialized_end=1969
+  _globals['_FINISHREASON']._serialized_start=2098
+  _globals['_FINISHREASON']._serialized_end=2245
   _globals['_TOKENIDS']._serialized_start=37
   _globals['_TOKENIDS']._serialized_end=60
   _globals['_SAMPLINGPARAMS']._serialized_start=63
@@ -42,28 +42,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STOPPINGCRITERIA']._serialized_end=383
   _globals['_LOGPROBSOPTIONS']._serialized_start=385
   _globals['_LOGPROBSOPTIONS']._serialized_end=476
-  _globals['_GENERATEREQUEST']._serialized_start=479
-  _globals['_GENERATEREQUEST']._serialized_end=749
-  _globals['_TOKENLOGPROB']._serialized_start=751
-  _globals['_TOKENLOGPROB']._serialized_end=794
-  _globals['_TOKENINFO']._serialized_start=796
-  _globals['_TOKENINFO']._serialized_end=872
-  _globals['_USAGE']._serialized_start=875
-  _globals['_USAGE']._serialized_end=1013
-  _globals['_GENERATERESPONSE']._serialized_start=1016
-  _globals['_GENERATERESPONSE']._serialized_end=1247
-  _globals['_GENERATESTREAMRESPONSE']._serialized_start=1250
-  _globals['_GENERATESTREAMRESPONSE']._serialized_end=1493
-  _globals['_TOKENIZEREQUEST']._serialized_start=1495
-  _globals['_TOKENIZEREQUEST']._serialized_end=1526
-  _globals['_TOKENIZERESPONSE']._serialized_start=1528
-  _globals['_TOKENIZERESPONSE']._serialized_end=1575
-  _globals['_MODELINFOREQUEST']._serialized_start=1577
-  _globals['_MODELINFOREQUEST']._serialized_end=1595
-  _globals['_MODELINFORESPONSE']._serialized_start=1598
-  _globals['_MODELINFORESPONSE']._serialized_end=1759
-  _globals['_ADAPTERSUMMARY']._serialized_start=1761
-  _globals['_ADAPTERSUMMARY']._serialized_end=1819
-  _globals['_GENERATION']._serialized_start=1972
-  _globals['_GENERATION']._serialized_end=2261
+  _globals['_CHATMESSAGE']._serialized_start=478
+  _globals['_CHATMESSAGE']._serialized_end=536
+  _globals['_CHATPROMPT']._serialized_start=539
+  _globals['_CHATPROMPT']._serialized_end=715
+  _globals['_GENERATEREQUEST']._serialized_start=718
+  _globals['_GENERATEREQUEST']._serialized_end=1025
+  _globals['_TOKENLOGPROB']._serialized_start=1027
+  _globals['_TOKENLOGPROB']._serialized_end=1070
+  _globals['_TOKENINFO']._serialized_start=1072
+  _globals['_TOKENINFO']._serialized_end=1148
+  _globals['_USAGE']._serialized_start=1151
+  _globals['_USAGE']._serialized_end=1289
+  _globals['_GENERATERESPONSE']._serialized_start=1292
+  _globals['_GENERATERESPONSE']._serialized_end=1523
+  _globals['_GENERATESTREAMRESPONSE']._serialized_start=1526
+  _globals['_GENERATESTREAMRESPONSE']._serialized_end=1769
+  _globals['_TOKENIZEREQUEST']._serialized_start=1771
+  _globals['_TOKENIZEREQUEST']._serialized_end=1802
+  _globals['_TOKENIZERESPONSE']._serialized_start=1804
+  _globals['_TOKENIZERESPONSE']._serialized_end=1851
+  _globals['_MODELINFOREQUEST']._serialized_start=1853
+  _globals['_MODELINFOREQUEST']._serialized_end=1871
+  _globals['_MODELINFORESPONSE']._serialized_start=1874
+  _globals['_MODELINFORESPONSE']._serialized_end=2035
+  _globals['_ADAPTERSUMMARY']._serialized_start=2037
+  _globals['_ADAPTERSUMMARY']._serialized_end=2095
+  _globals['_GENERATION']._serialized_start=2248
+  _globals['_GENERATION']._serialized_end=2537
 # @@protoc_insertion_point(module_scope)

@@ -80,7 +80,10 @@ class GenerationServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def Tokenize(self, request, context):
-        """Tokenizes text as a prompt would be (BOS included when the model adds one).
+        """Chat: Generate and GenerateStream take a conversation as the prompt (GenerateRequest.chat),
+        rendered with the model's own chat template, with the same sampling, stopping and logprobs
+        options as text prompts.
+        Tokenizes text as a prompt would be (BOS included when the model adds one).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
