@@ -116,11 +116,12 @@ class Parser {
   // Parses until `{% <one of end_tags>` (left at the tag name) or the end of the template.
   Body ParseBody(const std::vector<std::string_view>& end_tags) {
     DepthGuard guard(this);
+    if (!end_tags.empty()) end_stack_.push_back(end_tags);
     Body body;
     while (true) {
       const Token& tok = Cur();
       if (tok.type == TokenType::kEof) {
-        if (!end_tags.empty()) FailEof(end_tags);
+        if (!end_tags.empty()) FailUnknownTagOrEof("");
         return body;
       }
       if (tok.type == TokenType::kData) {
@@ -141,8 +142,13 @@ class Parser {
         body.push_back(std::move(s));
       } else if (tok.type == TokenType::kBlockBegin) {
         Next();
-        if (AtEndTag(end_tags)) return body;
-        body.push_back(ParseStatement(end_tags));
+        if (AtEndTag(end_tags)) {
+          if (!end_tags.empty()) end_stack_.pop_back();
+          return body;
+        }
+        tag_stack_.push_back(Cur().value);
+        body.push_back(ParseStatement());
+        tag_stack_.pop_back();
         ExpectBlockEnd();
       } else {
         Fail(absl::StrCat("unexpected '", DescribeToken(tok), "'"));
@@ -150,11 +156,32 @@ class Parser {
     }
   }
 
-  [[noreturn]] void FailEof(const std::vector<std::string_view>& end_tags) const {
-    std::vector<std::string> quoted;
-    for (auto t : end_tags) quoted.push_back(absl::StrCat("'", AV(t), "'"));
-    Fail(absl::StrCat("Unexpected end of template. Jinja was looking for the following tags: ",
-                      absl::StrJoin(quoted, " or "), "."));
+  // jinja2's message for an unknown tag (`name`) or an unexpected end of the template ("").
+  [[noreturn]] void FailUnknownTagOrEof(const std::string& name) const {
+    std::string message = name.empty() ? "Unexpected end of template."
+                                       : absl::StrCat("Encountered unknown tag '", name, "'.");
+    if (!end_stack_.empty()) {
+      bool expected = false;
+      for (const auto& tags : end_stack_) {
+        for (auto t : tags) expected = expected || t == name;
+      }
+      std::vector<std::string> quoted;
+      for (auto t : end_stack_.back()) quoted.push_back(absl::StrCat("'", AV(t), "'"));
+      const std::string looking = absl::StrJoin(quoted, " or ");
+      if (!name.empty() && expected) {
+        absl::StrAppend(&message,
+                        " You probably made a nesting mistake. Jinja is expecting this tag, but "
+                        "currently looking for ",
+                        looking, ".");
+      } else {
+        absl::StrAppend(&message, " Jinja was looking for the following tags: ", looking, ".");
+      }
+    }
+    if (!tag_stack_.empty()) {
+      absl::StrAppend(&message, " The innermost block that needs to be closed is '",
+                      tag_stack_.back(), "'.");
+    }
+    Fail(message);
   }
 
   // After a tag's header: `%}`, the body up to one of end_tags; consumes the end tag's name when
@@ -174,10 +201,10 @@ class Parser {
     return s;
   }
 
-  StmtPtr ParseStatement(const std::vector<std::string_view>& enclosing_end_tags) {
+  StmtPtr ParseStatement() {
     const Token& tok = Cur();
     if (tok.type != TokenType::kName) Fail("tag name expected");
-    const std::string& name = tok.value;
+    const std::string name = tok.value;
     const int line = tok.line;
     if (name == "for") return ParseFor();
     if (name == "if") return ParseIf();
@@ -206,15 +233,8 @@ class Parser {
                     line);
       }
     }
-    std::string message = absl::StrCat("Encountered unknown tag '", name, "'.");
-    if (!enclosing_end_tags.empty()) {
-      std::vector<std::string> quoted;
-      for (auto t : enclosing_end_tags) quoted.push_back(absl::StrCat("'", AV(t), "'"));
-      absl::StrAppend(&message,
-                      " Jinja was looking for the following tags: ", absl::StrJoin(quoted, " or "),
-                      ".");
-    }
-    Fail(message);
+    tag_stack_.pop_back();  // not a block: the message names the enclosing one
+    FailUnknownTagOrEof(name);
   }
 
   StmtPtr ParseFor() {
@@ -280,6 +300,9 @@ class Parser {
   // name | name, name, ... | (name, name): what for/set/with may assign to.
   AssignTarget ParseAssignTargetNames(const std::vector<std::string_view>& extra_end) {
     AssignTarget target;
+    if (Cur().type == TokenType::kBlockEnd || Cur().type == TokenType::kVarEnd) {
+      Fail(absl::StrCat("Expected an expression, got '", DescribeToken(Cur()), "'"));
+    }
     const bool parens = SkipOp("(");
     while (true) {
       if (Cur().type != TokenType::kName) {
@@ -847,6 +870,8 @@ class Parser {
   int max_depth_;
   int loop_depth_ = 0;
   std::vector<MacroDef*> macros_;
+  std::vector<std::vector<std::string_view>> end_stack_;  // end tags of the open blocks
+  std::vector<std::string> tag_stack_;                    // names of the open statements
 };
 
 // Unknown filters and tests are compile errors, except in jinja2's "soft" frames (an if's

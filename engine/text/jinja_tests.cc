@@ -82,8 +82,8 @@ const absl::flat_hash_map<std::string_view, TestFn>& Tests() {
          if (v.is_namespace()) return &v.ns() == &o.ns();
          return Equals(v, o);
        })},
-      {"filter", PARA_TEST(return FindFilter(ToStr(OneArg(call, "filter"))) != nullptr;)},
-      {"test", PARA_TEST(return FindTest(ToStr(OneArg(call, "test"))) != nullptr;)},
+      {"filter", PARA_TEST(NoArgs(call, "filter"); return v.is_string() && FindFilter(v.str());)},
+      {"test", PARA_TEST(NoArgs(call, "test"); return v.is_string() && FindTest(v.str());)},
       {"eq", PARA_TEST(return Compare(call, v, "==");)},
       {"equalto", PARA_TEST(return Compare(call, v, "==");)},
       {"==", PARA_TEST(return Compare(call, v, "==");)},
