@@ -170,7 +170,9 @@ void CheckOrderable(const Value& a, const Value& b, std::string_view op) {
 }  // namespace
 
 Value BinaryOp(Renderer& r, std::string_view op, const Value& a, const Value& b) {
-  if (op == "~") return r.MakeString(ToStr(a) + ToStr(b));
+  if (op == "~")
+    return r.MakeString(ToStr(a, r.limits().max_output_bytes) +
+                        ToStr(b, r.limits().max_output_bytes));
   if (a.is_undefined()) ThrowRuntime(a.undefined_message());
   if (b.is_undefined()) ThrowRuntime(b.undefined_message());
   if (op == "+") return Add(r, a, b);

@@ -81,6 +81,9 @@ class Parser {
   }
 
   // ---- nesting bound ----
+  // One level per expression or block opened in the source, per unary operator, and per link of
+  // a left-associative chain (a + b + c, a.b.c, x|f|g): the depth of the tree, which bounds the
+  // recursion of the parser, the checks, the renderer and the destructors.
   struct DepthGuard {
     explicit DepthGuard(Parser* p) : p(p) {
       if (++p->depth_ > p->max_depth_) {
@@ -582,9 +585,9 @@ class Parser {
   }
 
   ExprPtr ParseUnary(bool with_filter) {
-    DepthGuard guard(this);
     ExprPtr node;
     if (IsOp("-") || IsOp("+")) {
+      DepthGuard guard(this);
       node = NewExpr(IsOp("-") ? ExprKind::kNeg : ExprKind::kPos, Cur().line);
       Next();
       node->children.push_back(ParseUnary(false));
@@ -597,7 +600,6 @@ class Parser {
   }
 
   ExprPtr ParsePrimary() {
-    DepthGuard guard(this);
     const Token& tok = Cur();
     const int line = tok.line;
     if (tok.type == TokenType::kName) {
@@ -709,7 +711,6 @@ class Parser {
   }
 
   ExprPtr ParseSubscript(ExprPtr node) {
-    DepthGuard guard(this);
     const int line = Cur().line;
     if (SkipOp(".")) {
       const Token& attr = Cur();
@@ -807,7 +808,6 @@ class Parser {
   }
 
   ExprPtr ParseCall(ExprPtr node) {
-    DepthGuard guard(this);
     auto e = NewExpr(ExprKind::kCall, Cur().line);
     e->children.push_back(std::move(node));
     ParseCallArgs(*e);
@@ -821,8 +821,9 @@ class Parser {
   }
 
   ExprPtr ParseFilter(ExprPtr node, bool start_inline) {
+    ChainGuard chain(this);
     while (IsOp("|") || start_inline) {
-      DepthGuard guard(this);
+      chain.Add();
       if (!start_inline) Next();
       start_inline = false;
       auto e = NewExpr(ExprKind::kFilter, Cur().line);
@@ -840,7 +841,6 @@ class Parser {
   }
 
   ExprPtr ParseTest(ExprPtr node) {
-    DepthGuard guard(this);
     const int line = Cur().line;
     Next();  // is
     const bool negated = SkipName("not");

@@ -158,7 +158,7 @@ Renderer::Flow Renderer::ExecStmt(const Stmt& s) {
       if (v.is_string()) {
         Write(v.str());
       } else {
-        Write(ToStr(v));
+        Write(ToStr(v, limits_.max_output_bytes));
       }
       break;
     }
@@ -321,7 +321,7 @@ void Renderer::ExecFilterBlock(const Stmt& s) {
   filter_block_input_ = &body;
   const Value v = Eval(*s.expr);
   filter_block_input_ = nullptr;
-  Write(ToStr(v));
+  Write(ToStr(v, limits_.max_output_bytes));
 }
 
 void Renderer::ExecWith(const Stmt& s) {
@@ -351,7 +351,7 @@ void Renderer::ExecCallBlock(const Stmt& s) {
   const Value callee = Eval(*call.children[0]);
   CallArgs args = EvalArgs(call, 1);
   args.kw.emplace_back("caller", MakeMacro(s.macro));
-  Write(ToStr(CallValue(callee, args)));
+  Write(ToStr(CallValue(callee, args), limits_.max_output_bytes));
 }
 
 namespace {
