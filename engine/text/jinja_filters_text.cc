@@ -96,7 +96,7 @@ Value Indent(Renderer& r, const Value& v, CallArgs& call) {
     ThrowRuntime(
         absl::StrCat("can't multiply sequence by non-int of type '", TypeName(width), "'"));
   }
-  std::vector<std::string> lines = PySplitLines(v.str() + "\n");
+  std::vector<std::string> lines = PySplitLines(absl::StrCat(v.str(), "\n"));
   std::string out;
   const bool blank = Truthy(args.get(2, Value::Bool(false)));
   for (size_t i = 0; i < lines.size(); ++i) {
@@ -107,7 +107,7 @@ Value Indent(Renderer& r, const Value& v, CallArgs& call) {
     out += lines[i];
     if (out.size() > r.limits().max_output_bytes) break;
   }
-  if (Truthy(args.get(1, Value::Bool(false)))) out = indention + out;
+  if (Truthy(args.get(1, Value::Bool(false)))) out.insert(0, indention);
   return r.MakeString(std::move(out));
 }
 
@@ -129,7 +129,8 @@ Value Truncate(Renderer& r, const Value& v, CallArgs& call) {
     const size_t space = head.rfind(U' ');
     if (space != std::u32string::npos) head = head.substr(0, space);
   }
-  return r.MakeString(FromU32(head + end));
+  head += end;
+  return r.MakeString(FromU32(head));
 }
 
 Value WordCount(Renderer& r, const Value& v, CallArgs& call) {
@@ -361,7 +362,7 @@ Value ToJsonFilter(Renderer& r, const Value& v, CallArgs& call) {
   } else if (!indent.is_none()) {
     ThrowRuntime(absl::StrCat("indent must be None, an int or a str, not ", TypeName(indent)));
   }
-  if (opt.indent) opt.item_separator = ",";
+  if (opt.indent) opt.item_separator.assign(1, ',');
   const Value separators = args.get(2, Value::None());
   if (!separators.is_none()) {
     const std::vector<Value> parts = r.Iterate(separators);

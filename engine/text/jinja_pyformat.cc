@@ -32,12 +32,12 @@ std::string FloatRepr(double f) {
   const int decpt = exp10 + 1;
   const int n = static_cast<int>(digits.size());
   if (decpt > -4 && decpt <= 16) {
-    if (decpt <= 0) return sign + "0." + std::string(-decpt, '0') + digits;
-    if (decpt >= n) return sign + digits + std::string(decpt - n, '0') + ".0";
-    return sign + digits.substr(0, decpt) + "." + digits.substr(decpt);
+    if (decpt <= 0) return absl::StrCat(sign, "0.", std::string(-decpt, '0'), digits);
+    if (decpt >= n) return absl::StrCat(sign, digits, std::string(decpt - n, '0'), ".0");
+    return absl::StrCat(sign, digits.substr(0, decpt), ".", digits.substr(decpt));
   }
-  std::string out = sign + digits.substr(0, 1);
-  if (n > 1) out += "." + digits.substr(1);
+  std::string out = absl::StrCat(sign, digits.substr(0, 1));
+  if (n > 1) absl::StrAppend(&out, ".", digits.substr(1));
   const int abs_exp = exp10 < 0 ? -exp10 : exp10;
   return absl::StrCat(out, "e", exp10 < 0 ? "-" : "+", abs_exp < 10 ? "0" : "", abs_exp);
 }
