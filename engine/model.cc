@@ -79,7 +79,7 @@ absl::Status LoadLayer(const TensorStore& store, const ModelConfig& c, int64_t i
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& dir) {
   std::error_code ec;
   const std::string hf = (std::filesystem::path(dir) / "tokenizer.json").string();
-  if (std::filesystem::exists(hf, ec)) return text::LoadHfTokenizer(hf);
+  if (std::filesystem::exists(hf, ec)) return LoadHfTokenizer(hf);
   const std::string path = (std::filesystem::path(dir) / "tokenizer.model").string();
   if (!std::filesystem::exists(path, ec)) return std::unique_ptr<Tokenizer>();
   std::string error;
@@ -127,9 +127,10 @@ absl::Status Model::LoadText() {
 
 absl::StatusOr<std::vector<int32_t>> Model::EncodePrompt(const std::string& text) const {
   if (tokenizer_ == nullptr)
-    return absl::FailedPreconditionError(absl::StrCat(
-        "model ", dir_, " has no tokenizer (tokenizer.json or tokenizer.model): send token ids "
-        "instead of text"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("model ", dir_,
+                     " has no tokenizer (tokenizer.json or tokenizer.model): send token ids "
+                     "instead of text"));
   std::vector<int32_t> ids = tokenizer_->Encode(text);
   if (!tokenizer_->ApplyPostProcessor(&ids) && config_.add_bos_token)
     ids.insert(ids.begin(), config_.bos_token_id);

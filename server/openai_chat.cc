@@ -11,15 +11,35 @@ namespace {
 using nlohmann::json;
 
 const std::set<std::string>& KnownFields() {
-  static const auto* known = new std::set<std::string>{
-      "model",          "messages",          "max_tokens",        "max_completion_tokens",
-      "temperature",    "top_p",             "top_k",             "seed",
-      "stop",           "stop_token_ids",    "ignore_eos",        "stream",
-      "stream_options", "logprobs",          "top_logprobs",      "n",
-      "user",           "presence_penalty",  "frequency_penalty", "logit_bias",
-      "priority",       "repetition_penalty", "tools",            "tool_choice",
-      "response_format", "parallel_tool_calls", "add_generation_prompt",
-      "continue_final_message", "chat_template_kwargs"};
+  static const auto* known = new std::set<std::string>{"model",
+                                                       "messages",
+                                                       "max_tokens",
+                                                       "max_completion_tokens",
+                                                       "temperature",
+                                                       "top_p",
+                                                       "top_k",
+                                                       "seed",
+                                                       "stop",
+                                                       "stop_token_ids",
+                                                       "ignore_eos",
+                                                       "stream",
+                                                       "stream_options",
+                                                       "logprobs",
+                                                       "top_logprobs",
+                                                       "n",
+                                                       "user",
+                                                       "presence_penalty",
+                                                       "frequency_penalty",
+                                                       "logit_bias",
+                                                       "priority",
+                                                       "repetition_penalty",
+                                                       "tools",
+                                                       "tool_choice",
+                                                       "response_format",
+                                                       "parallel_tool_calls",
+                                                       "add_generation_prompt",
+                                                       "continue_final_message",
+                                                       "chat_template_kwargs"};
   return *known;
 }
 
@@ -30,14 +50,17 @@ const std::set<std::string>& Roles() {
 }
 
 bool IsNoToolChoice(const json& v) { return v == "none" || v == "auto"; }
-bool IsTextFormat(const json& v) { return v.is_object() && v.size() == 1 && v.value("type", "") == "text"; }
+bool IsTextFormat(const json& v) {
+  return v.is_object() && v.size() == 1 && v.value("type", "") == "text";
+}
 
 // A message's content: a string, or an array of {"type": "text", "text": ...} parts, joined by
 // newlines as vLLM does. Other part types (images, audio) are refused.
 absl::StatusOr<std::string> Content(const json& content, const std::string& where) {
   if (content.is_string()) return content.get<std::string>();
   if (!content.is_array())
-    return Invalid(absl::StrCat("'", where, ".content' must be a string or an array of text parts"));
+    return Invalid(
+        absl::StrCat("'", where, ".content' must be a string or an array of text parts"));
   std::string out;
   for (size_t i = 0; i < content.size(); ++i) {
     const json& part = content[i];
@@ -109,8 +132,8 @@ absl::Status Conversation(const json& body, v1::ChatPrompt* out) {
 absl::Status Logprobs(const json& body, CompletionRequest* out, v1::GenerateRequest* r) {
   bool logprobs = false;
   std::optional<int64_t> top;
-  for (absl::Status s : {GetBool(body, "logprobs", &logprobs),
-                         GetInt(body, "top_logprobs", 0, kMaxLogprobs, &top)})
+  for (absl::Status s :
+       {GetBool(body, "logprobs", &logprobs), GetInt(body, "top_logprobs", 0, kMaxLogprobs, &top)})
     if (!s.ok()) return s;
   if (top && !logprobs) return Invalid("'top_logprobs' needs 'logprobs': true");
   if (!logprobs) return absl::OkStatus();
@@ -143,13 +166,12 @@ absl::StatusOr<CompletionRequest> ParseChatRequest(const std::string& body_text,
   absl::StatusOr<json> parsed = ParseBody(body_text, KnownFields());
   if (!parsed.ok()) return parsed.status();
   const json& body = *parsed;
-  for (absl::Status s : {RequireNeutral(body, "n", IsOne),
-                         RequireNeutral(body, "presence_penalty", IsZero),
-                         RequireNeutral(body, "frequency_penalty", IsZero),
-                         RequireNeutral(body, "logit_bias", IsEmpty),
-                         RequireNeutral(body, "tools", IsEmpty),
-                         RequireNeutral(body, "tool_choice", IsNoToolChoice),
-                         RequireNeutral(body, "response_format", IsTextFormat)})
+  for (absl::Status s :
+       {RequireNeutral(body, "n", IsOne), RequireNeutral(body, "presence_penalty", IsZero),
+        RequireNeutral(body, "frequency_penalty", IsZero),
+        RequireNeutral(body, "logit_bias", IsEmpty), RequireNeutral(body, "tools", IsEmpty),
+        RequireNeutral(body, "tool_choice", IsNoToolChoice),
+        RequireNeutral(body, "response_format", IsTextFormat)})
     if (!s.ok()) return s;
   if (auto p = body.find("parallel_tool_calls");
       p != body.end() && !p->is_null() && !p->is_boolean())
@@ -188,11 +210,10 @@ nlohmann::json ChatCompletionJson(const Tokenizer* tok, const CompletionRequest&
   int64_t prompt_tokens = 0, completion_tokens = 0;
   for (size_t i = 0; i < choices.size(); ++i) {
     const sched::RequestResult& r = choices[i].result;
-    list.push_back(json{
-        {"index", i},
-        {"message", {{"role", "assistant"}, {"content", r.text}}},
-        {"logprobs", req.logprobs ? ChatLogprobsJson(tok, r.logprobs) : json()},
-        {"finish_reason", OpenAiFinishReason(r.finish_reason)}});
+    list.push_back(json{{"index", i},
+                        {"message", {{"role", "assistant"}, {"content", r.text}}},
+                        {"logprobs", req.logprobs ? ChatLogprobsJson(tok, r.logprobs) : json()},
+                        {"finish_reason", OpenAiFinishReason(r.finish_reason)}});
     prompt_tokens += r.prompt_tokens;
     completion_tokens += static_cast<int64_t>(r.token_ids.size());
   }
@@ -211,11 +232,11 @@ nlohmann::json ChatChunkJson(const std::string& id, int64_t created, const std::
                 {"object", "chat.completion.chunk"},
                 {"created", created},
                 {"model", model},
-                {"choices", json::array({{{"index", index},
-                                          {"delta", std::move(delta)},
-                                          {"logprobs", logprobs},
-                                          {"finish_reason",
-                                           finish_reason ? json(finish_reason) : json()}}})}};
+                {"choices",
+                 json::array({{{"index", index},
+                               {"delta", std::move(delta)},
+                               {"logprobs", logprobs},
+                               {"finish_reason", finish_reason ? json(finish_reason) : json()}}})}};
   if (include_usage) chunk["usage"] = nullptr;
   return chunk;
 }

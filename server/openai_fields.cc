@@ -69,7 +69,8 @@ absl::StatusOr<json> ParseBody(const std::string& text, const std::set<std::stri
   if (body.is_discarded()) return Invalid("the request body is not valid JSON");
   if (!body.is_object()) return Invalid("the request body must be a JSON object");
   for (const auto& [k, v] : body.items())
-    if (!known.count(k)) return Invalid(absl::StrCat("Unrecognized request argument supplied: ", k));
+    if (!known.count(k))
+      return Invalid(absl::StrCat("Unrecognized request argument supplied: ", k));
   return body;
 }
 
@@ -81,7 +82,9 @@ absl::Status RequireNeutral(const json& body, const char* field, NeutralTest is_
 
 bool IsOne(const json& v) { return v.is_number_integer() && v.get<int64_t>() == 1; }
 bool IsZero(const json& v) { return v.is_number() && v.get<double>() == 0.0; }
-bool IsEmpty(const json& v) { return (v.is_object() || v.is_string() || v.is_array()) && v.empty(); }
+bool IsEmpty(const json& v) {
+  return (v.is_object() || v.is_string() || v.is_array()) && v.empty();
+}
 
 namespace {
 
@@ -109,7 +112,6 @@ absl::Status Stops(const json& body, v1::StoppingCriteria* out) {
   }
   return absl::OkStatus();
 }
-
 
 absl::Status Sampling(const json& body, v1::SamplingParams* s) {
   std::optional<double> temperature, top_p, repetition;

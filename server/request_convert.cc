@@ -5,8 +5,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "engine/detokenizer.h"
-#include "nlohmann/json.hpp"
 #include "google/protobuf/unknown_field_set.h"
+#include "nlohmann/json.hpp"
 
 namespace para::server {
 namespace {

@@ -82,10 +82,10 @@ absl::Status MakeTiny(int argc, char** argv) {
 }
 
 absl::Status MakeTinyAdapter(int argc, char** argv) {
-  ASSIGN_OR_RETURN(
-      Args a, Args::Parse(argc, argv, 2,
-                          {"model", "r", "pooler", "activation", "seed", "dtype", "strength"},
-                          {"identity"}));
+  ASSIGN_OR_RETURN(Args a,
+                   Args::Parse(argc, argv, 2,
+                               {"model", "r", "pooler", "activation", "seed", "dtype", "strength"},
+                               {"identity"}));
   if (a.positional().size() != 1)
     return absl::InvalidArgumentError("make-tiny-adapter needs exactly one DIR");
   auto model = a.Get("model");

@@ -15,10 +15,10 @@ absl::Status Fill(const json& j, const Model& model, const AdapterResolver& adap
   if (j.contains("tenant")) sub->tenant = j["tenant"].get<std::string>();
   if (j.contains("priority")) sub->priority = j["priority"].get<int32_t>();
   static const std::set<std::string> kKnown = {
-      "prompt",     "prompt_ids", "max_tokens",         "temperature", "top_k",
-      "top_p",      "seed",       "repetition_penalty", "stop",        "stop_token_ids",
-      "ignore_eos", "logprobs",   "prompt_logprobs",    "adapter",     "tenant",
-      "priority"};
+      "prompt",     "prompt_ids", "max_tokens",           "temperature", "top_k",
+      "top_p",      "seed",       "repetition_penalty",   "stop",        "stop_token_ids",
+      "ignore_eos", "logprobs",   "prompt_logprobs",      "adapter",     "tenant",
+      "priority",   "messages",   "add_generation_prompt"};
   for (const auto& [k, _] : j.items())
     if (!kKnown.count(k))
       return absl::InvalidArgumentError(absl::StrCat("unknown request field '", k, "'"));
@@ -35,10 +35,17 @@ absl::Status Fill(const json& j, const Model& model, const AdapterResolver& adap
       r->lora = loaded->lora;
     }
   }
-  const bool has_text = j.contains("prompt"), has_ids = j.contains("prompt_ids");
-  if (has_text == has_ids)
-    return absl::InvalidArgumentError("give exactly one of 'prompt' and 'prompt_ids'");
-  if (has_text) {
+  const bool has_text = j.contains("prompt"), has_ids = j.contains("prompt_ids"),
+             has_chat = j.contains("messages");
+  if (has_text + has_ids + has_chat != 1)
+    return absl::InvalidArgumentError("give exactly one of 'prompt', 'prompt_ids' and 'messages'");
+  if (has_chat) {  // a conversation for the model's chat template
+    text::ChatOptions options;
+    options.add_generation_prompt = j.value("add_generation_prompt", true);
+    auto ids = model.EncodeChat(j["messages"], options);
+    if (!ids.ok()) return ids.status();
+    r->prompt_ids = *std::move(ids);
+  } else if (has_text) {
     if (!j["prompt"].is_string()) return absl::InvalidArgumentError("'prompt' must be a string");
     auto ids = model.EncodePrompt(j["prompt"].get<std::string>());
     if (!ids.ok()) return ids.status();
@@ -64,6 +71,8 @@ absl::Status Fill(const json& j, const Model& model, const AdapterResolver& adap
   if (j.contains("stop_token_ids"))
     st.stop_token_ids = j["stop_token_ids"].get<std::vector<int32_t>>();
   if (j.contains("ignore_eos")) st.ignore_eos = j["ignore_eos"].get<bool>();
+  if (has_chat && !st.ignore_eos)  // a chat turn also ends at the template's end-of-turn token
+    for (int32_t id : model.end_of_turn_ids()) st.stop_token_ids.push_back(id);
   return absl::OkStatus();
 }
 

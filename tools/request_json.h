@@ -18,7 +18,9 @@ namespace para::tools {
 // Resolves an adapter directory to a loaded adapter, PARA or LoRA (loading each directory once).
 using AdapterResolver = std::function<absl::StatusOr<AdapterRef>(const std::string& dir)>;
 
-// A request line: {"prompt": "..." | "prompt_ids": [..], "adapter": DIR (PARA or LoRA),
+// A request line: {"prompt": "..." | "prompt_ids": [..] | "messages": [{role, content}, ...]
+// (rendered by the model's chat template; "add_generation_prompt" defaults to true),
+// "adapter": DIR (PARA or LoRA),
 // "max_tokens", "temperature", "top_k", "top_p", "seed", "repetition_penalty", "stop": str|[str],
 // "stop_token_ids", "ignore_eos", "logprobs", "prompt_logprobs", "tenant", "priority"}. `defaults`
 // supplies fields the line leaves out ("adapter": "" or null means the base model). Unknown keys

@@ -17,8 +17,9 @@ from para.v1 import generation_pb2  # noqa: E402
 
 QUESTIONS = [
     "What is the capital of France?",
+    "What is the capital of Japan?",
     "Name three primary colors.",
-    "What is 12 plus 7?",
+    'Translate "hello" into Spanish.',
 ]
 
 

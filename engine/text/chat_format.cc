@@ -101,8 +101,8 @@ absl::StatusOr<std::optional<ChatFormat>> ChatFormat::Load(const std::string& di
   absl::StatusOr<ChatFormat> format = FromSource(*source, TokenString(config, "bos_token"),
                                                  TokenString(config, "eos_token"), limits);
   if (!format.ok())
-    return Bad(source_name, absl::StrCat("the chat template does not compile: ",
-                                         format.status().message()));
+    return Bad(source_name,
+               absl::StrCat("the chat template does not compile: ", format.status().message()));
   return std::optional<ChatFormat>(*std::move(format));
 }
 

@@ -13,6 +13,8 @@ Nothing is skipped: a missing driver or `tokenizers` package is a failure.
 """
 import json
 import os
+import pathlib
+import sys
 import random
 import subprocess
 import zlib
@@ -21,6 +23,16 @@ import pytest
 
 import builders
 import corpus
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+import default_model  # noqa: E402
+
+# The seven families built here, and the project's converted default model's tokenizer.json
+# (SmolLM2-135M-Instruct rebuilt from its GGUF vocabulary by tools/convert_gguf.py).
+SPECIALS = {name: specials for name, (_, specials) in builders.BUILDERS.items()}
+SPECIALS["default_model"] = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<repo_name>",
+                             "<file_sep>", "<jupyter_code>", "<empty_output>"]
+NAMES = list(SPECIALS)
 
 N_STRINGS = 2000
 N_RANDOM_ID_SEQUENCES = 500
@@ -81,15 +93,17 @@ def random_id_sequences(tok, rng, n):
 def built(tmp_path_factory):
     _tokenizers()
     base = tmp_path_factory.mktemp("tokenizers")
-    return {name: build(str(base / f"{name}.json")) for name, (build, _) in builders.BUILDERS.items()}
+    out = {name: build(str(base / f"{name}.json")) for name, (build, _) in builders.BUILDERS.items()}
+    out["default_model"] = os.path.join(default_model.path(), "tokenizer.json")
+    return out
 
 
-@pytest.mark.parametrize("name", list(builders.BUILDERS))
+@pytest.mark.parametrize("name", NAMES)
 def test_encode_and_decode_match_tokenizers(built, name):
     tokenizers = _tokenizers()
     path = built[name]
     tok = tokenizers.Tokenizer.from_file(path)
-    texts = corpus.strings(N_STRINGS, seed=zlib.crc32(name.encode()), specials=builders.BUILDERS[name][1])
+    texts = corpus.strings(N_STRINGS, seed=zlib.crc32(name.encode()), specials=SPECIALS[name])
     assert len(texts) >= N_STRINGS
     answers = run_driver(path, [{"text": t} for t in texts])
     diffs = {"ids": [], "ids_with_special": [], "decoded": [], "decoded_skip_special": []}
@@ -107,7 +121,7 @@ def test_encode_and_decode_match_tokenizers(built, name):
     assert not report, f"{name}: para_text differs from tokenizers\n{report}"
 
 
-@pytest.mark.parametrize("name", list(builders.BUILDERS))
+@pytest.mark.parametrize("name", NAMES)
 def test_decode_of_random_ids_matches_tokenizers(built, name):
     tokenizers = _tokenizers()
     path = built[name]
@@ -124,15 +138,15 @@ def test_decode_of_random_ids_matches_tokenizers(built, name):
 
 
 # Byte-level decoders decode a sequence exactly as its tokens stream.
-BYTE_LEVEL = ["llama3", "smollm2", "added_tokens"]
+BYTE_LEVEL = ["llama3", "smollm2", "added_tokens", "default_model"]
 
 
-@pytest.mark.parametrize("name", list(builders.BUILDERS))
+@pytest.mark.parametrize("name", NAMES)
 def test_streaming_gives_the_decoded_text(built, name):
     tokenizers = _tokenizers()
     path = built[name]
     tok = tokenizers.Tokenizer.from_file(path)
-    texts = corpus.strings(N_STRINGS, seed=3, specials=builders.BUILDERS[name][1])
+    texts = corpus.strings(N_STRINGS, seed=3, specials=SPECIALS[name])
     answers = run_driver(path, [{"text": t} for t in texts])
     # A plain token with no marker: what HF decodes between two of them is the text of the
     # tokens in the middle of a sequence.
