@@ -293,10 +293,8 @@ Value Abs(Renderer&, const Value& v, CallArgs& call) {
 double PyRound(double x, int64_t n) {
   if (!std::isfinite(x)) return x;
   if (n >= 0) {
-    if (n > 300) return x;
-    char buf[512];
-    std::snprintf(buf, sizeof(buf), "%.*f", static_cast<int>(n), x);
-    return std::strtod(buf, nullptr);
+    if (n > 330 || std::fabs(x) >= 1e17) return x;  // already exact at that precision
+    return std::strtod(CFormat(absl::StrCat("%.", n, "f"), x).c_str(), nullptr);
   }
   if (n < -308) return 0.0 * x;
   const double scale = std::pow(10.0, static_cast<double>(-n));
