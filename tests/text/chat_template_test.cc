@@ -388,8 +388,9 @@ TEST(ChatTemplateFilters, Sequences) {
             "1 2 a b x []");
   EXPECT_EQ(Render("{{ 'abc'|length }} {{ [1]|count }} {{ {'a': 1}|length }} {{ x|length }}"),
             "3 1 1 0");
-  EXPECT_EQ(Render("{{ 'abc'|list }} {{ {'a': 1}|list }} {{ 'abc'|reverse }} {{ [1, 2]|reverse }}"),
-            "['a', 'b', 'c'] ['a'] cba [2, 1]");
+  EXPECT_EQ(
+      Render("{{ 'abc'|list }} {{ {'a': 1}|list }} {{ 'abc'|reverse }} {{ [1, 2]|reverse|list }}"),
+      "['a', 'b', 'c'] ['a'] cba [2, 1]");
   EXPECT_EQ(
       Render("{{ [1, 2]|join(', ') }} {{ [{'n': 'a'}, {'n': 'b'}]|join('|', attribute='n') }}"),
       "1, 2 a|b");
@@ -397,6 +398,17 @@ TEST(ChatTemplateFilters, Sequences) {
             "[[1, 2], [3, 4], [5]] [[1, 2], [3, 'x']]");
   EXPECT_EQ(Render("{{ [1, 2, 3, 4, 5, 6, 7]|slice(3, 0)|list }}"),
             "[[1, 2, 3], [4, 5, 0], [6, 7, 0]]");
+}
+
+// map, select, unique, ... return generators in jinja2: always true, no len(), no indexing.
+TEST(ChatTemplateFilters, LazyResultsBehaveAsGenerators) {
+  EXPECT_EQ(Render("{% if [1]|select('even') %}true{% endif %} {{ [1]|map('string') is sequence }} "
+                   "[{{ ([1]|map('string'))[0] }}] {{ [1, 2]|select('odd')|list|length }}"),
+            "true False [] 1");
+  EXPECT_THAT(Message("{{ [1, 2]|select('odd')|length }}"),
+              HasSubstr("object of type 'generator' has no len()"));
+  EXPECT_THAT(Message("{{ [1]|map('string')|tojson }}"),
+              HasSubstr("Object of type generator is not JSON serializable"));
 }
 
 TEST(ChatTemplateFilters, MapSelectReject) {
