@@ -132,6 +132,7 @@ Value Renderer::GetItem(const Value& obj, const Value& key) {
     case Value::Kind::kList:
     case Value::Kind::kString: {
       if (!key.is_int() && !key.is_bool()) break;
+      if (obj.is_list() && obj.list().flavor >= ListFlavor::kGenerator) break;
       int64_t i = key.as_int();
       if (obj.is_list()) {
         const int64_t n = static_cast<int64_t>(obj.items().size());
@@ -169,7 +170,7 @@ Value Renderer::EvalSlice(const Value& obj, const Expr& slice) {
     if (slice.children[i]) parts[i] = Eval(*slice.children[i]);
   }
   if (obj.is_undefined()) ThrowRuntime(obj.undefined_message());
-  if (obj.is_list()) {
+  if (obj.is_list() && obj.list().flavor < ListFlavor::kGenerator) {
     const auto& items = obj.items();
     std::vector<Value> out;
     for (size_t i :
@@ -195,9 +196,9 @@ Value Renderer::EvalSlice(const Value& obj, const Expr& slice) {
     }
     return MakeString(std::move(out));
   }
-  return Value::Undefined(absl::StrCat(ObjectTypeRepr(obj), " has no element slice(",
-                                       Repr(parts[0]), ", ", Repr(parts[1]), ", ", Repr(parts[2]),
-                                       ")"));
+  // jinja2 compiles slices to Python's own subscript, so its errors are Python's.
+  if (obj.is_dict()) ThrowRuntime("unhashable type: 'slice'");
+  ThrowRuntime(absl::StrCat("'", TypeName(obj), "' object is not subscriptable"));
 }
 
 }  // namespace para::text::jinja

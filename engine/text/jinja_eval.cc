@@ -66,8 +66,10 @@ Value Renderer::EvalNode(const Expr& e) {
       return UnaryOp(Eval(*e.children[0]), e.kind == ExprKind::kNeg);
     case ExprKind::kNot:
       return Value::Bool(!Truthy(Eval(*e.children[0])));
-    case ExprKind::kBinary:
-      return BinaryOp(*this, e.name, Eval(*e.children[0]), Eval(*e.children[1]));
+    case ExprKind::kBinary: {
+      const Value left = Eval(*e.children[0]);  // left before right, as Python
+      return BinaryOp(*this, e.name, left, Eval(*e.children[1]));
+    }
     case ExprKind::kAnd: {
       Value left = Eval(*e.children[0]);
       return Truthy(left) ? Eval(*e.children[1]) : left;

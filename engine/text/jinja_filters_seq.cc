@@ -85,14 +85,16 @@ Value Length(Renderer&, const Value& v, CallArgs& call) {
     case Value::Kind::kString:
       return Value::Int(static_cast<int64_t>(CodePointCount(v.str())));
     case Value::Kind::kList:
+      if (v.list().flavor >= ListFlavor::kGenerator) break;
       return Value::Int(static_cast<int64_t>(v.items().size()));
     case Value::Kind::kDict:
       return Value::Int(static_cast<int64_t>(v.dict().size()));
     case Value::Kind::kLoop:
       return Value::Int(static_cast<int64_t>(v.loop().items.size()));
     default:
-      ThrowRuntime(absl::StrCat("object of type '", TypeName(v), "' has no len()"));
+      break;
   }
+  ThrowRuntime(absl::StrCat("object of type '", TypeName(v), "' has no len()"));
 }
 
 Value First(Renderer& r, const Value& v, CallArgs& call) {
@@ -109,7 +111,8 @@ Value First(Renderer& r, const Value& v, CallArgs& call) {
 
 Value Last(Renderer& r, const Value& v, CallArgs& call) {
   Args(call, "last", {});
-  if (!v.is_string() && !v.is_list() && !v.is_dict() && !v.is_undefined()) {
+  if ((!v.is_string() && !v.is_list() && !v.is_dict() && !v.is_undefined()) ||
+      (v.is_list() && v.list().flavor >= ListFlavor::kGenerator)) {
     ThrowRuntime(absl::StrCat("'", TypeName(v), "' object is not reversible"));
   }
   const std::vector<Value> items = r.Iterate(v);
@@ -160,7 +163,7 @@ Value Unique(Renderer& r, const Value& v, CallArgs& call) {
     if (!key) ThrowRuntime(absl::StrCat("unhashable type: '", TypeName(item), "'"));
     if (seen.insert(*key).second) out.push_back(item);
   }
-  return r.MakeList(std::move(out));
+  return r.MakeList(std::move(out), ListFlavor::kGenerator);
 }
 
 Value MinMax(Renderer& r, const Value& v, CallArgs& call, bool max) {
@@ -205,7 +208,7 @@ Value Map(Renderer& r, const Value& v, CallArgs& call) {
       Value x = GetPath(r, item, *attribute);
       out.push_back(dflt && x.is_undefined() ? *dflt : x);
     }
-    return r.MakeList(std::move(out));
+    return r.MakeList(std::move(out), ListFlavor::kGenerator);
   }
   if (call.pos.empty()) ThrowRuntime("map requires a filter argument");
   const std::string name = ToStr(call.pos[0]);
@@ -215,7 +218,7 @@ Value Map(Renderer& r, const Value& v, CallArgs& call) {
     CallArgs args{{call.pos.begin() + 1, call.pos.end()}, call.kw};
     out.push_back(filter(r, item, args));
   }
-  return r.MakeList(std::move(out));
+  return r.MakeList(std::move(out), ListFlavor::kGenerator);
 }
 
 // select / reject / selectattr / rejectattr.
@@ -243,17 +246,17 @@ Value SelectOrReject(Renderer& r, const Value& v, CallArgs& call, bool select, b
     const bool passed = test ? test(r, x, args) : Truthy(x);
     if (passed == select) out.push_back(item);
   }
-  return r.MakeList(std::move(out));
+  return r.MakeList(std::move(out), ListFlavor::kGenerator);
 }
 
 Value Items(Renderer& r, const Value& v, CallArgs& call) {
   Args(call, "items", {});
-  if (v.is_undefined()) return r.MakeList({});
+  if (v.is_undefined()) return r.MakeList({}, ListFlavor::kGenerator);
   if (!v.is_dict()) ThrowRuntime("Can only get item pairs from a mapping.");
   std::vector<Value> out;
   for (const auto& [k, val] : v.dict().items())
     out.push_back(r.MakeList({k, val}, ListFlavor::kTuple));
-  return r.MakeList(std::move(out));
+  return r.MakeList(std::move(out), ListFlavor::kGenerator);
 }
 
 Value DictSort(Renderer& r, const Value& v, CallArgs& call) {
@@ -264,8 +267,10 @@ Value DictSort(Renderer& r, const Value& v, CallArgs& call) {
   if (by != "key" && by != "value") {
     ThrowRuntime("You can only sort by either \"key\" or \"value\"");
   }
-  if (!v.is_dict())
+  if (v.is_undefined()) ThrowRuntime(v.undefined_message());
+  if (!v.is_dict()) {
     ThrowRuntime(absl::StrCat("'", TypeName(v), "' object has no attribute 'items'"));
+  }
   std::vector<Value> items;
   std::vector<Value> keys;
   for (const auto& [k, val] : v.dict().items()) {
@@ -291,7 +296,7 @@ Value Batch(Renderer& r, const Value& v, CallArgs& call) {
     if (!fill.is_none()) row.resize(n, fill);
     out.push_back(r.MakeList(std::move(row)));
   }
-  return r.MakeList(std::move(out));
+  return r.MakeList(std::move(out), ListFlavor::kGenerator);
 }
 
 Value Slice(Renderer& r, const Value& v, CallArgs& call) {
@@ -315,7 +320,7 @@ Value Slice(Renderer& r, const Value& v, CallArgs& call) {
     if (!fill.is_none() && i >= extra) part.push_back(fill);
     out.push_back(r.MakeList(std::move(part)));
   }
-  return r.MakeList(std::move(out));
+  return r.MakeList(std::move(out), ListFlavor::kGenerator);
 }
 
 Value Reverse(Renderer& r, const Value& v, CallArgs& call) {
@@ -325,9 +330,12 @@ Value Reverse(Renderer& r, const Value& v, CallArgs& call) {
     std::reverse(u.begin(), u.end());
     return r.MakeString(FromU32(u));
   }
+  if (!v.is_list() && !v.is_dict() && !v.is_undefined()) ThrowRuntime("argument must be iterable");
   std::vector<Value> items = r.Iterate(v);
   std::reverse(items.begin(), items.end());
-  return r.MakeList(std::move(items));
+  // reversed() of a list or dict is an iterator; anything else becomes a reversed list.
+  const bool iterator = v.is_dict() || (v.is_list() && v.list().flavor < ListFlavor::kGenerator);
+  return r.MakeList(std::move(items), iterator ? ListFlavor::kIterator : ListFlavor::kList);
 }
 
 }  // namespace

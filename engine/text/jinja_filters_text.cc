@@ -82,7 +82,11 @@ Value Title(Renderer& r, const Value& v, CallArgs& call) {
 Value Indent(Renderer& r, const Value& v, CallArgs& call) {
   const Args args(call, "indent", {"width", "first", "blank"});
   if (v.is_undefined()) ThrowRuntime(v.undefined_message());
-  if (!v.is_string()) {
+  if (!v.is_string()) {  // jinja2 appends "\n" to the value, then splits its lines
+    if (v.is_list() && v.list().flavor == ListFlavor::kTuple) {
+      ThrowRuntime("can only concatenate tuple (not \"str\") to tuple");
+    }
+    if (v.is_list()) ThrowRuntime("'list' object has no attribute 'splitlines'");
     ThrowRuntime(absl::StrCat("unsupported operand type(s) for +=: '", TypeName(v), "' and 'str'"));
   }
   const Value width = args.get(0, Value::Int(4));
@@ -113,7 +117,6 @@ Value Indent(Renderer& r, const Value& v, CallArgs& call) {
 
 Value Truncate(Renderer& r, const Value& v, CallArgs& call) {
   const Args args(call, "truncate", {"length", "killwords", "end", "leeway"});
-  const std::u32string s = ToU32(Text(r, v));
   const int64_t length = args.get(0, Value::Int(255)).as_int();
   const bool killwords = Truthy(args.get(1, Value::Bool(false)));
   const std::u32string end = ToU32(Text(r, args.get(2, Value::String("..."))));
@@ -123,7 +126,14 @@ Value Truncate(Renderer& r, const Value& v, CallArgs& call) {
     ThrowRuntime(absl::StrCat("expected length >= ", end.size(), ", got ", length));
   }
   if (leeway < 0) ThrowRuntime(absl::StrCat("expected leeway >= 0, got ", leeway));
-  if (static_cast<int64_t>(s.size()) <= length + leeway) return r.MakeString(FromU32(s));
+  if (!v.is_string()) {  // jinja2 measures the value itself, not its text
+    CallArgs none;
+    const int64_t n = FindFilter("length")(r, v, none).as_int();
+    if (n <= length + leeway) return v;
+    ThrowUnsupported(absl::StrCat("truncate of a long '", TypeName(v), "' value"));
+  }
+  const std::u32string s = ToU32(v.str());
+  if (static_cast<int64_t>(s.size()) <= length + leeway) return v;
   std::u32string head = s.substr(0, length - end.size());
   if (!killwords) {
     const size_t space = head.rfind(U' ');
@@ -280,7 +290,6 @@ Value Float(Renderer&, const Value& v, CallArgs& call) {
 
 Value Abs(Renderer&, const Value& v, CallArgs& call) {
   Args(call, "abs", {});
-  if (v.is_undefined()) ThrowRuntime(v.undefined_message());
   if (v.is_float()) return Value::Float(std::fabs(v.as_float()));
   if (v.is_int() || v.is_bool()) {
     if (v.as_int() == INT64_MIN) ThrowUnsupported("integer overflow (beyond 64 bits)");
@@ -293,10 +302,8 @@ Value Abs(Renderer&, const Value& v, CallArgs& call) {
 double PyRound(double x, int64_t n) {
   if (!std::isfinite(x)) return x;
   if (n >= 0) {
-    if (n > 300) return x;
-    char buf[512];
-    std::snprintf(buf, sizeof(buf), "%.*f", static_cast<int>(n), x);
-    return std::strtod(buf, nullptr);
+    if (n > 330 || std::fabs(x) >= 1e17) return x;  // already exact at that precision
+    return std::strtod(CFormat(absl::StrCat("%.", n, "f"), x).c_str(), nullptr);
   }
   if (n < -308) return 0.0 * x;
   const double scale = std::pow(10.0, static_cast<double>(-n));
@@ -310,7 +317,6 @@ Value Round(Renderer&, const Value& v, CallArgs& call) {
   if (method != "common" && method != "ceil" && method != "floor") {
     ThrowRuntime("method must be common, ceil or floor");
   }
-  if (v.is_undefined()) ThrowRuntime(v.undefined_message());
   if (!v.is_number()) {
     ThrowRuntime(absl::StrCat("type ", TypeName(v), " doesn't define __round__ method"));
   }

@@ -122,7 +122,8 @@ Value Arith(std::string_view op, const Value& a, const Value& b) {
     if (__builtin_mul_overflow(x, y, &out)) Overflow();
     return Value::Int(out);
   }
-  if (y == 0) ThrowRuntime("integer division or modulo by zero");
+  if (y == 0)
+    ThrowRuntime(op == "%" ? "integer modulo by zero" : "integer division or modulo by zero");
   if (x == INT64_MIN && y == -1) Overflow();
   int64_t q = x / y;
   int64_t m = x % y;

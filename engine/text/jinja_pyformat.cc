@@ -42,6 +42,25 @@ std::string FloatRepr(double f) {
   return absl::StrCat(out, "e", exp10 < 0 ? "-" : "+", abs_exp < 10 ? "0" : "", abs_exp);
 }
 
+namespace {
+
+template <typename T>
+std::string CFormatImpl(const std::string& format, T value) {
+  const int n = std::snprintf(nullptr, 0, format.c_str(), value);
+  if (n <= 0) return "";
+  std::string out(static_cast<size_t>(n) + 1, '\0');
+  std::snprintf(out.data(), out.size(), format.c_str(), value);
+  out.resize(static_cast<size_t>(n));
+  return out;
+}
+
+}  // namespace
+
+std::string CFormat(const std::string& format, double value) { return CFormatImpl(format, value); }
+std::string CFormat(const std::string& format, long long value) {
+  return CFormatImpl(format, value);
+}
+
 std::string StrRepr(std::string_view s) {
   const bool has_single = s.find('\'') != std::string_view::npos;
   const bool has_double = s.find('"') != std::string_view::npos;
@@ -173,18 +192,17 @@ std::string FormatNumber(const Value& v, const PercentSpec& spec) {
   std::string cfmt = "%" + spec.flags;
   if (spec.width >= 0) absl::StrAppend(&cfmt, spec.width);
   if (spec.precision >= 0) absl::StrAppend(&cfmt, ".", spec.precision);
-  char buf[512];
   if (spec.conv == 'd' || spec.conv == 'i' || spec.conv == 'x' || spec.conv == 'X' ||
       spec.conv == 'o') {
-    const long long n = v.is_float() ? static_cast<long long>(v.as_float()) : v.as_int();
+    const double f = v.as_float();
+    if (v.is_float() && !(std::fabs(f) < 9.2e18)) ThrowUnsupported("integer beyond 64 bits");
+    const long long n = v.is_float() ? static_cast<long long>(f) : v.as_int();
     cfmt += "ll";
     cfmt += spec.conv == 'i' ? 'd' : spec.conv;
-    std::snprintf(buf, sizeof(buf), cfmt.c_str(), n);
-  } else {
-    cfmt += spec.conv;
-    std::snprintf(buf, sizeof(buf), cfmt.c_str(), v.as_float());
+    return CFormat(cfmt, n);
   }
-  return buf;
+  cfmt += spec.conv;
+  return CFormat(cfmt, v.as_float());
 }
 
 }  // namespace
@@ -269,9 +287,7 @@ std::string ApplyFormatSpec(const Value& v, std::string_view spec) {
     if (type == "%") f *= 100;
     const std::string cfmt =
         absl::StrCat("%.", precision < 0 ? 6 : precision, type == "%" ? "f" : AV(type));
-    char buf[512];
-    std::snprintf(buf, sizeof(buf), cfmt.c_str(), f);
-    body = buf;
+    body = CFormat(cfmt, f);
     if (type == "%") body += '%';
   } else if (type == "d") {
     if (!v.is_int() && !v.is_bool()) ThrowRuntime("format spec 'd' needs an integer");

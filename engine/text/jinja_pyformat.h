@@ -15,6 +15,9 @@
 namespace para::text::jinja {
 
 std::string FloatRepr(double f);
+// C's snprintf with one number, into a string of whatever length the result needs.
+std::string CFormat(const std::string& format, double value);
+std::string CFormat(const std::string& format, long long value);
 std::string StrRepr(std::string_view s);
 void AppendJsonString(std::string& out, std::string_view s, bool ensure_ascii);
 std::string JsonFloat(double f);

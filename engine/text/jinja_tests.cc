@@ -20,30 +20,16 @@ Value OneArg(const CallArgs& call, std::string_view name) {
 
 void NoArgs(const CallArgs& call, std::string_view name) { Args(call, name, {}); }
 
-// value % n == 0 (or 1), Python's int/float modulo.
-bool Remainder(const Value& v, const Value& n, int64_t want) {
-  if (v.is_undefined()) ThrowRuntime(v.undefined_message());
-  if (!v.is_number() || !n.is_number()) {
-    ThrowRuntime(absl::StrCat("unsupported operand type(s) for %: '", TypeName(v), "' and '",
-                              TypeName(n), "'"));
-  }
-  if (v.is_float() || n.is_float()) {
-    if (n.as_float() == 0) ThrowRuntime("float modulo");
-    double m = std::fmod(v.as_float(), n.as_float());
-    if (m != 0 && ((m < 0) != (n.as_float() < 0))) m += n.as_float();
-    return m == static_cast<double>(want);
-  }
-  if (n.as_int() == 0) ThrowRuntime("integer division or modulo by zero");
-  int64_t m = v.as_int() % n.as_int();
-  if (m != 0 && ((m < 0) != (n.as_int() < 0))) m += n.as_int();
-  return m == want;
+// value % n == want, with Python's `%` (so a string on the left is %-formatting, as in jinja2).
+bool Remainder(Renderer& r, const Value& v, const Value& n, int64_t want) {
+  return Equals(BinaryOp(r, "%", v, n), Value::Int(want));
 }
 
 bool Compare(const CallArgs& call, const Value& v, std::string_view op) {
   return CompareOp(op, v, OneArg(call, op));
 }
 
-#define PARA_TEST(body) [](Renderer&, const Value& v, CallArgs& call) -> bool { body }
+#define PARA_TEST(body) [](Renderer& r, const Value& v, CallArgs& call) -> bool { body }
 
 const absl::flat_hash_map<std::string_view, TestFn>& Tests() {
   static const auto* tests = new absl::flat_hash_map<std::string_view, TestFn>{
@@ -67,9 +53,9 @@ const absl::flat_hash_map<std::string_view, TestFn>& Tests() {
                                                   v.is_undefined() || v.is_loop();)},
       {"callable", PARA_TEST(NoArgs(call, "callable");
                              return v.is_function() || v.is_loop() || v.is_undefined();)},
-      {"odd", PARA_TEST(NoArgs(call, "odd"); return Remainder(v, Value::Int(2), 1);)},
-      {"even", PARA_TEST(NoArgs(call, "even"); return Remainder(v, Value::Int(2), 0);)},
-      {"divisibleby", PARA_TEST(return Remainder(v, OneArg(call, "divisibleby"), 0);)},
+      {"odd", PARA_TEST(NoArgs(call, "odd"); return Remainder(r, v, Value::Int(2), 1);)},
+      {"even", PARA_TEST(NoArgs(call, "even"); return Remainder(r, v, Value::Int(2), 0);)},
+      {"divisibleby", PARA_TEST(return Remainder(r, v, OneArg(call, "divisibleby"), 0);)},
       {"lower", PARA_TEST(NoArgs(call, "lower"); return PyIsLower(ToStr(v));)},
       {"upper", PARA_TEST(NoArgs(call, "upper"); return PyIsUpper(ToStr(v));)},
       {"escaped", PARA_TEST(NoArgs(call, "escaped"); return false;)},

@@ -194,6 +194,10 @@ std::string TypeName(const Value& v) {
           return "dict_values";
         case ListFlavor::kDictItems:
           return "dict_items";
+        case ListFlavor::kGenerator:
+          return "generator";
+        case ListFlavor::kIterator:
+          return "list_reverseiterator";
         default:
           return "list";
       }
@@ -231,6 +235,7 @@ bool Truthy(const Value& v) {
     case Value::Kind::kString:
       return !v.str().empty();
     case Value::Kind::kList:
+      if (v.list().flavor >= ListFlavor::kGenerator) return true;  // always, as in Python
       return !v.items().empty();
     case Value::Kind::kDict:
       return v.dict().size() > 0;
@@ -259,6 +264,9 @@ bool EqualsAt(const Value& a, const Value& b, int depth) {
     case Value::Kind::kString:
       return a.str() == b.str();
     case Value::Kind::kList: {
+      if (a.list().flavor >= ListFlavor::kGenerator || b.list().flavor >= ListFlavor::kGenerator) {
+        return &a.list() == &b.list();
+      }
       const bool a_tuple = a.list().flavor == ListFlavor::kTuple;
       if (a_tuple != (b.list().flavor == ListFlavor::kTuple)) return false;
       const auto& x = a.items();
@@ -349,6 +357,14 @@ void AppendDict(Printer& p, const DictData& dict, int depth) {
 
 void AppendList(Printer& p, const ListData& list, int depth) {
   std::string& out = p.out;
+  if (list.flavor == ListFlavor::kGenerator) {
+    out += "<generator object>";
+    return;
+  }
+  if (list.flavor == ListFlavor::kIterator) {
+    out += "<list_reverseiterator object>";
+    return;
+  }
   switch (list.flavor) {
     case ListFlavor::kTuple:
       out += '(';

@@ -26,7 +26,17 @@ class Value;
 struct CallArgs;
 struct LoopState;
 
-enum class ListFlavor : uint8_t { kList, kTuple, kDictKeys, kDictValues, kDictItems };
+// kGenerator and kIterator are what jinja2's lazy filters (map, select, unique, ...) and
+// reverse return: iterable, always true, without len() or indexing. They are built eagerly here.
+enum class ListFlavor : uint8_t {
+  kList,
+  kTuple,
+  kDictKeys,
+  kDictValues,
+  kDictItems,
+  kGenerator,
+  kIterator,
+};
 
 struct ListData {
   std::vector<Value> items;

@@ -4,6 +4,8 @@
 // test_chat_template_conformance.py.
 #include "engine/text/chat_template.h"
 
+#include <pthread.h>
+
 #include <chrono>
 #include <cstdlib>
 #include <ctime>
@@ -56,58 +58,58 @@ const ordered_json kThree = {{"messages",
 // ---------------------------------------------------------------------------------------------
 // Whitespace
 
-TEST(Whitespace, TrimBlocksRemovesTheNewlineAfterATag) {
+TEST(ChatTemplateWhitespace, TrimBlocksRemovesTheNewlineAfterATag) {
   EXPECT_EQ(Render("{% if true %}\nx\n{% endif %}\ny"), "x\ny");
 }
 
-TEST(Whitespace, LstripBlocksRemovesIndentationBeforeATag) {
+TEST(ChatTemplateWhitespace, LstripBlocksRemovesIndentationBeforeATag) {
   EXPECT_EQ(Render("a\n  {% if true %}\n  b\n  {% endif %}\nc\n"), "a\n  b\nc");
   EXPECT_EQ(Render("a\n  {# comment #}\nb"), "a\nb");
 }
 
-TEST(Whitespace, LstripDoesNotTouchTextBeforeATagOnTheSameLine) {
+TEST(ChatTemplateWhitespace, LstripDoesNotTouchTextBeforeATagOnTheSameLine) {
   EXPECT_EQ(Render("x  {% if true %}y{% endif %}"), "x  y");
 }
 
-TEST(Whitespace, PrintTagsAreNeitherTrimmedNorStripped) {
+TEST(ChatTemplateWhitespace, PrintTagsAreNeitherTrimmedNorStripped) {
   EXPECT_EQ(Render("a\n    {{ 1 }}\nb"), "a\n    1\nb");
 }
 
-TEST(Whitespace, MinusStripsAllWhitespaceOnItsSide) {
+TEST(ChatTemplateWhitespace, MinusStripsAllWhitespaceOnItsSide) {
   EXPECT_EQ(Render("x {{- ' y' -}}  \n z"), "x yz");
   EXPECT_EQ(Render("a  \n  {%- if true -%}  \n  b  {%- endif %}"), "ab");
   EXPECT_EQ(Render("a {#- c -#} b"), "ab");
 }
 
-TEST(Whitespace, PlusDisablesLstripAndTrim) {
+TEST(ChatTemplateWhitespace, PlusDisablesLstripAndTrim) {
   EXPECT_EQ(Render("a\n  {%+ if true %}b{% endif %}"), "a\n  b");
   EXPECT_EQ(Render("{% if true +%}\nb{% endif %}"), "\nb");
 }
 
-TEST(Whitespace, OneTrailingNewlineIsDroppedAndLineEndingsNormalised) {
+TEST(ChatTemplateWhitespace, OneTrailingNewlineIsDroppedAndLineEndingsNormalised) {
   EXPECT_EQ(Render("x\n"), "x");
   EXPECT_EQ(Render("x\n\n"), "x\n");
   EXPECT_EQ(Render("a\r\nb\rc\r\n"), "a\nb\nc");
 }
 
-TEST(Whitespace, RawBlocksAreLiteral) {
+TEST(ChatTemplateWhitespace, RawBlocksAreLiteral) {
   EXPECT_EQ(Render("{% raw %}{{ x }}{% if %}{% endraw %}"), "{{ x }}{% if %}");
   EXPECT_EQ(Render("{% raw %}\n  a{% endraw %}\nafter"), "\n  aafter");
 }
 
-TEST(Whitespace, BracesInsideTagsDoNotEndThem) {
+TEST(ChatTemplateWhitespace, BracesInsideTagsDoNotEndThem) {
   EXPECT_EQ(Render("{{ {'a': {'b': 1}} }}"), "{'a': {'b': 1}}");
 }
 
 // ---------------------------------------------------------------------------------------------
 // Values and how they print
 
-TEST(Printing, ScalarsPrintAsPython) {
+TEST(ChatTemplatePrinting, ScalarsPrintAsPython) {
   EXPECT_EQ(Render("{{ none }} {{ None }} {{ true }} {{ False }} {{ 42 }} {{ -7 }}"),
             "None None True False 42 -7");
 }
 
-TEST(Printing, FloatsPrintAsPythonRepr) {
+TEST(ChatTemplatePrinting, FloatsPrintAsPythonRepr) {
   EXPECT_EQ(Render("{{ 1.0 }} {{ 0.1 }} {{ 1e-05 }} {{ 0.0001 }} {{ 1e16 }} {{ 1e15 }}"),
             "1.0 0.1 1e-05 0.0001 1e+16 1000000000000000.0");
   EXPECT_EQ(Render("{{ 0.1 + 0.2 }} {{ -0.0 }} {{ 2.5e-7 }} {{ 123456789.125 }} {{ 1e100 }}"),
@@ -115,13 +117,13 @@ TEST(Printing, FloatsPrintAsPythonRepr) {
   EXPECT_EQ(Render("{{ 7 / 2 }} {{ 4 / 2 }} {{ 1.5 * 2 }}"), "3.5 2.0 3.0");
 }
 
-TEST(Printing, ContainersPrintAsPythonRepr) {
+TEST(ChatTemplatePrinting, ContainersPrintAsPythonRepr) {
   EXPECT_EQ(Render("{{ [1, 'a', none, true, 1.5] }}"), "[1, 'a', None, True, 1.5]");
   EXPECT_EQ(Render("{{ {'k': 'v', 1: [2]} }}"), "{'k': 'v', 1: [2]}");
   EXPECT_EQ(Render("{{ (1,) }} {{ (1, 2) }} {{ () }} {{ [] }} {{ {} }}"), "(1,) (1, 2) () [] {}");
 }
 
-TEST(Printing, StringsInsideContainersAreQuotedAsPythonRepr) {
+TEST(ChatTemplatePrinting, StringsInsideContainersAreQuotedAsPythonRepr) {
   EXPECT_EQ(Render("{{ [\"it's\"] }}"), "[\"it's\"]");
   EXPECT_EQ(Render("{{ ['say \"hi\"'] }}"), "['say \"hi\"']");
   EXPECT_EQ(Render("{{ ['both \\' \"'] }}"), "['both \\' \"']");
@@ -129,21 +131,21 @@ TEST(Printing, StringsInsideContainersAreQuotedAsPythonRepr) {
   EXPECT_EQ(Render("{{ ['\\x01\\u00a0é\\u200b'] }}"), "['\\x01\\xa0é\\u200b']");
 }
 
-TEST(Printing, StringLiteralEscapes) {
+TEST(ChatTemplatePrinting, StringLiteralEscapes) {
   EXPECT_EQ(Render("{{ 'a\\tb\\\\c\\x41\\u00e9\\101\\q' }}"), "a\tb\\cAéA\\q");
   EXPECT_EQ(Render("{{ \"x\" 'y' }}"), "xy");
 }
 
-TEST(Printing, NumberLiterals) {
+TEST(ChatTemplatePrinting, NumberLiterals) {
   EXPECT_EQ(Render("{{ 1_000 }} {{ 0x1F }} {{ 0o17 }} {{ 0b101 }} {{ 2.5e3 }} {{ 1E2 }}"),
             "1000 31 15 5 2500.0 100.0");
 }
 
-TEST(Printing, UndefinedPrintsNothing) {
+TEST(ChatTemplatePrinting, UndefinedPrintsNothing) {
   EXPECT_EQ(Render("[{{ x }}][{{ m.y }}]", {{"m", {}}}), "[][]");
 }
 
-TEST(Printing, DictViewsAndNamespaces) {
+TEST(ChatTemplatePrinting, DictViewsAndNamespaces) {
   EXPECT_EQ(Render("{{ {'a': 1}.items() }} {{ {'a': 1}.keys() }} {{ {'a': 1}.values() }}"),
             "dict_items([('a', 1)]) dict_keys(['a']) dict_values([1])");
   EXPECT_EQ(Render("{{ namespace(a=1) }}"), "<Namespace {'a': 1}>");
@@ -152,7 +154,7 @@ TEST(Printing, DictViewsAndNamespaces) {
 // ---------------------------------------------------------------------------------------------
 // Operators
 
-TEST(Operators, Arithmetic) {
+TEST(ChatTemplateOperators, Arithmetic) {
   EXPECT_EQ(Render("{{ 7 // 2 }} {{ -7 // 2 }} {{ -7 % 3 }} {{ 7 % -3 }} {{ 2 ** 10 }}"),
             "3 -4 2 -2 1024");
   EXPECT_EQ(Render("{{ 7.5 // 2 }} {{ -7.5 % 2 }} {{ 2 ** -1 }} {{ 10 - 2 - 3 }}"),
@@ -160,7 +162,7 @@ TEST(Operators, Arithmetic) {
   EXPECT_EQ(Render("{{ true + 1 }} {{ 1 + 2.0 }}"), "2 3.0");
 }
 
-TEST(Operators, JinjaPrecedenceQuirks) {
+TEST(ChatTemplateOperators, JinjaPrecedenceQuirks) {
   EXPECT_EQ(Render("{{ 2 ** 3 ** 2 }}"), "64");        // left-associative
   EXPECT_EQ(Render("{{ -2 ** 2 }}"), "4");             // unary minus binds tighter
   EXPECT_EQ(Render("{{ -x|abs }}", {{"x", 3}}), "3");  // filters bind tighter than minus
@@ -169,14 +171,14 @@ TEST(Operators, JinjaPrecedenceQuirks) {
   EXPECT_THAT(Message("{{ 'a' ~ 1 + 2 }}"), HasSubstr("can only concatenate str"));  // ~ than +
 }
 
-TEST(Operators, StringsAndLists) {
+TEST(ChatTemplateOperators, StringsAndLists) {
   EXPECT_EQ(Render("{{ 'ab' + 'cd' }} {{ 'x' * 3 }} {{ 2 * 'y' }} {{ 'a' ~ 1 ~ none ~ [1] }}"),
             "abcd xxx yy a1None[1]");
   EXPECT_EQ(Render("{{ [1] + [2] }} {{ [0] * 3 }} {{ (1,) + (2,) }}"), "[1, 2] [0, 0, 0] (1, 2)");
   EXPECT_EQ(Render("{{ 'x' ~ y ~ 'z' }}"), "xz");
 }
 
-TEST(Operators, Comparisons) {
+TEST(ChatTemplateOperators, Comparisons) {
   EXPECT_EQ(Render("{{ 1 < 2 < 3 }} {{ 3 > 2 > 2 }} {{ 1 == 1.0 }} {{ 'a' != 'b' }} {{ 2 >= 2 }}"),
             "True False True True True");
   EXPECT_EQ(Render("{{ [1, 2] < [1, 3] }} {{ 'b' > 'a' }} {{ none == none }} {{ x == y }}"),
@@ -185,18 +187,18 @@ TEST(Operators, Comparisons) {
             "True False False");
 }
 
-TEST(Operators, Membership) {
+TEST(ChatTemplateOperators, Membership) {
   EXPECT_EQ(Render("{{ 'ab' in 'cabd' }} {{ 1 in [1] }} {{ 'a' in {'a': 1} }} {{ 3 not in [1] }}"),
             "True True True True");
   EXPECT_EQ(Render("{{ 'x' in y }}"), "False");
 }
 
-TEST(Operators, AndOrReturnOperands) {
+TEST(ChatTemplateOperators, AndOrReturnOperands) {
   EXPECT_EQ(Render("{{ 1 and 2 }} {{ 0 or 'z' }} {{ none or [] }} {{ not 0 }} {{ not 'a' }}"),
             "2 z [] True False");
 }
 
-TEST(Operators, ConditionalExpression) {
+TEST(ChatTemplateOperators, ConditionalExpression) {
   EXPECT_EQ(Render("{{ 'a' if true else 'b' }}{{ 'c' if false else 'd' }}[{{ 'e' if false }}]"),
             "ad[]");
 }
@@ -204,7 +206,7 @@ TEST(Operators, ConditionalExpression) {
 // ---------------------------------------------------------------------------------------------
 // Attribute and item access
 
-TEST(Access, AttributesAndSubscriptsReachDictKeys) {
+TEST(ChatTemplateAccess, AttributesAndSubscriptsReachDictKeys) {
   const ordered_json vars = {{"m", {{"role", "user"}, {"items", 7}}}};
   EXPECT_EQ(Render("{{ m.role }} {{ m['role'] }} [{{ m.missing }}] [{{ m['missing'] }}]", vars),
             "user user [] []");
@@ -213,7 +215,7 @@ TEST(Access, AttributesAndSubscriptsReachDictKeys) {
               StartsWith("dict_items("));  // attribute: method first
 }
 
-TEST(Access, Indexes) {
+TEST(ChatTemplateAccess, Indexes) {
   EXPECT_EQ(
       Render("{{ messages[0].content }}{{ messages[-1]['content'] }}{{ messages.1.role }}", kThree),
       "acassistant");
@@ -221,7 +223,7 @@ TEST(Access, Indexes) {
   EXPECT_EQ(Render("{{ 'héllo'[1] }}{{ 'abc'[-1] }}"), "éc");
 }
 
-TEST(Access, Slices) {
+TEST(ChatTemplateAccess, Slices) {
   EXPECT_EQ(Render("{{ 'abc'[::-1] }} {{ [1, 2, 3][1:] }} {{ [1, 2, 3][::2] }} {{ 'hello'[1:3] }}"),
             "cba [2, 3] [1, 3] el");
   EXPECT_EQ(Render("{{ 'hello'[-2:] }} {{ [1, 2, 3][5:] }} {{ 'abc'[:-1] }} {{ 'héllo'[::-1] }}"),
@@ -232,7 +234,7 @@ TEST(Access, Slices) {
 // ---------------------------------------------------------------------------------------------
 // Statements
 
-TEST(For, LoopVariables) {
+TEST(ChatTemplateFor, LoopVariables) {
   EXPECT_EQ(
       Render("{% for x in 'abc' %}{{ loop.index }}{{ loop.index0 }}{{ loop.revindex }}"
              "{{ loop.revindex0 }}{{ loop.first }}{{ loop.last }}{{ loop.length }};{% endfor %}"),
@@ -243,7 +245,7 @@ TEST(For, LoopVariables) {
   EXPECT_EQ(Render("{% for a in [1, 1, 2] %}{{ loop.changed(a) }}{% endfor %}"), "TrueFalseTrue");
 }
 
-TEST(For, ElseFilterAndUnpacking) {
+TEST(ChatTemplateFor, ElseFilterAndUnpacking) {
   EXPECT_EQ(Render("{% for x in [] %}a{% else %}empty{% endfor %}"), "empty");
   EXPECT_EQ(Render("{% for x in [1, 2, 3, 4] if x is even %}{{ loop.index }}/{{ loop.length }}:"
                    "{{ x }};{% endfor %}"),
@@ -254,13 +256,13 @@ TEST(For, ElseFilterAndUnpacking) {
   EXPECT_EQ(Render("{% for x in undefined_name %}a{% endfor %}"), "");
 }
 
-TEST(For, BreakAndContinue) {
+TEST(ChatTemplateFor, BreakAndContinue) {
   EXPECT_EQ(Render("{% for x in [1, 2, 3, 4] %}{% if x == 2 %}{% continue %}{% endif %}"
                    "{% if x == 4 %}{% break %}{% endif %}{{ x }}{% endfor %}"),
             "13");
 }
 
-TEST(For, Recursive) {
+TEST(ChatTemplateFor, Recursive) {
   EXPECT_EQ(Render("{% for x in [[1, [2]], [3]] recursive %}<{{ x if x is number else loop(x) }}>"
                    "{% endfor %}"),
             "<<1><<2>>><<3>>");
@@ -269,7 +271,7 @@ TEST(For, Recursive) {
             "112");
 }
 
-TEST(For, ScopingFollowsJinja) {
+TEST(ChatTemplateFor, ScopingFollowsJinja) {
   // A set inside a loop body lives for one iteration and does not leak out.
   EXPECT_EQ(Render("{% for x in [1, 2] %}{% if loop.first %}{% set y = 1 %}{% endif %}[{{ y }}]"
                    "{% endfor %}"),
@@ -285,14 +287,14 @@ TEST(For, ScopingFollowsJinja) {
             "22");
 }
 
-TEST(If, ElifElse) {
+TEST(ChatTemplateIf, ElifElse) {
   const char* t = "{% if n == 1 %}one{% elif n == 2 %}two{% else %}many{% endif %}";
   EXPECT_EQ(Render(t, {{"n", 1}}), "one");
   EXPECT_EQ(Render(t, {{"n", 2}}), "two");
   EXPECT_EQ(Render(t, {{"n", 9}}), "many");
 }
 
-TEST(Set, TuplesBlocksAndNamespaces) {
+TEST(ChatTemplateSet, TuplesBlocksAndNamespaces) {
   EXPECT_EQ(
       Render("{% set a, b = 1, 2 %}{{ a }}{{ b }}{% set (c, d) = ['x', 'y'] %}{{ c }}{{ d }}"),
       "12xy");
@@ -304,7 +306,7 @@ TEST(Set, TuplesBlocksAndNamespaces) {
   EXPECT_EQ(Render("{% set messages = messages[1:] %}{{ messages|length }}", kThree), "2");
 }
 
-TEST(Macro, DefaultsVarargsKwargsAndClosure) {
+TEST(ChatTemplateMacro, DefaultsVarargsKwargsAndClosure) {
   EXPECT_EQ(Render("{% macro m(a, b=2) %}{{ a }}{{ b }}{{ z }}{% endmacro %}{% set z = 9 %}"
                    "{{ m(1) }}{{ m(1, b=3) }}{{ m }}"),
             "129139<Macro 'm'>");
@@ -316,7 +318,7 @@ TEST(Macro, DefaultsVarargsKwargsAndClosure) {
             "321");
 }
 
-TEST(Macro, CallBlocks) {
+TEST(ChatTemplateMacro, CallBlocks) {
   EXPECT_EQ(Render("{% macro m(x) %}<{{ caller(x) }}>{% endmacro %}"
                    "{% call(y) m(5) %}c{{ y }}{% endcall %}"),
             "<c5>");
@@ -324,7 +326,7 @@ TEST(Macro, CallBlocks) {
             "[body]");
 }
 
-TEST(Blocks, FilterWithAndGeneration) {
+TEST(ChatTemplateBlocks, FilterWithAndGeneration) {
   EXPECT_EQ(Render("{% filter upper %}abc{{ 'd' }}{% endfilter %}"), "ABCD");
   EXPECT_EQ(Render("{% filter trim|title %}  a b  {% endfilter %}"), "A B");
   EXPECT_EQ(Render("{% with a = 1, b = 2 %}{{ a + b }}{% endwith %}[{{ a }}]"), "3[]");
@@ -334,7 +336,7 @@ TEST(Blocks, FilterWithAndGeneration) {
 // ---------------------------------------------------------------------------------------------
 // Filters
 
-TEST(Filters, Strings) {
+TEST(ChatTemplateFilters, Strings) {
   EXPECT_EQ(Render("{{ '  x '|trim }}|{{ 'xax'|trim('x') }}|{{ 'aB'|upper }}|{{ 'aB'|lower }}"),
             "x|a|AB|ab");
   EXPECT_EQ(Render("{{ 'hello wORLD-foo(bar'|title }}|{{ 'hELLO'|capitalize }}"),
@@ -351,14 +353,14 @@ TEST(Filters, Strings) {
             "STRASSE école αβγ");
 }
 
-TEST(Filters, Indent) {
+TEST(ChatTemplateFilters, Indent) {
   EXPECT_EQ(Render("{{ 'a\\nb\\n\\nc'|indent(2) }}"), "a\n  b\n\n  c");
   EXPECT_EQ(Render("{{ 'a\\nb'|indent(2, true) }}"), "  a\n  b");
   EXPECT_EQ(Render("{{ 'a\\n\\nb'|indent(2, blank=true) }}"), "a\n  \n  b");
   EXPECT_EQ(Render("{{ 'a\\nb'|indent('>>') }}"), "a\n>>b");
 }
 
-TEST(Filters, Numbers) {
+TEST(ChatTemplateFilters, Numbers) {
   EXPECT_EQ(Render("{{ '42.7'|int }} {{ 'x'|int }} {{ 'x'|int(7) }} {{ '0x1f'|int(base=16) }} "
                    "{{ 3.9|int }} {{ ' 12 '|int }} {{ none|int }}"),
             "42 0 7 31 3 12 0");
@@ -370,7 +372,7 @@ TEST(Filters, Numbers) {
             "2.0 4.0 2.57 2.67 2.0 3.0 5");
 }
 
-TEST(Filters, Sequences) {
+TEST(ChatTemplateFilters, Sequences) {
   EXPECT_EQ(
       Render("{{ [3, 1, 2]|sort }} {{ ['b', 'A', 'a']|sort }} {{ [3, 1]|sort(reverse=true) }}"),
       "[1, 2, 3] ['A', 'a', 'b'] [3, 1]");
@@ -386,8 +388,9 @@ TEST(Filters, Sequences) {
             "1 2 a b x []");
   EXPECT_EQ(Render("{{ 'abc'|length }} {{ [1]|count }} {{ {'a': 1}|length }} {{ x|length }}"),
             "3 1 1 0");
-  EXPECT_EQ(Render("{{ 'abc'|list }} {{ {'a': 1}|list }} {{ 'abc'|reverse }} {{ [1, 2]|reverse }}"),
-            "['a', 'b', 'c'] ['a'] cba [2, 1]");
+  EXPECT_EQ(
+      Render("{{ 'abc'|list }} {{ {'a': 1}|list }} {{ 'abc'|reverse }} {{ [1, 2]|reverse|list }}"),
+      "['a', 'b', 'c'] ['a'] cba [2, 1]");
   EXPECT_EQ(
       Render("{{ [1, 2]|join(', ') }} {{ [{'n': 'a'}, {'n': 'b'}]|join('|', attribute='n') }}"),
       "1, 2 a|b");
@@ -397,7 +400,18 @@ TEST(Filters, Sequences) {
             "[[1, 2, 3], [4, 5, 0], [6, 7, 0]]");
 }
 
-TEST(Filters, MapSelectReject) {
+// map, select, unique, ... return generators in jinja2: always true, no len(), no indexing.
+TEST(ChatTemplateFilters, LazyResultsBehaveAsGenerators) {
+  EXPECT_EQ(Render("{% if [1]|select('even') %}true{% endif %} {{ [1]|map('string') is sequence }} "
+                   "[{{ ([1]|map('string'))[0] }}] {{ [1, 2]|select('odd')|list|length }}"),
+            "true False [] 1");
+  EXPECT_THAT(Message("{{ [1, 2]|select('odd')|length }}"),
+              HasSubstr("object of type 'generator' has no len()"));
+  EXPECT_THAT(Message("{{ [1]|map('string')|tojson }}"),
+              HasSubstr("Object of type generator is not JSON serializable"));
+}
+
+TEST(ChatTemplateFilters, MapSelectReject) {
   EXPECT_EQ(Render("{{ [{'a': {'b': 2}}, {'a': {'b': 1}}]|map(attribute='a.b')|list }}"), "[2, 1]");
   EXPECT_EQ(Render("{{ [{'a': 1}, {}]|map(attribute='a', default=0)|list }}"), "[1, 0]");
   EXPECT_EQ(Render("{{ [1, 2]|map('string')|list }} {{ ['a']|map('upper')|list }}"),
@@ -414,7 +428,7 @@ TEST(Filters, MapSelectReject) {
             "[{'a': 1}] [{'b': 2}]");
 }
 
-TEST(Filters, Mappings) {
+TEST(ChatTemplateFilters, Mappings) {
   EXPECT_EQ(Render("{{ {'b': 1, 'A': 2, 'a': 0}|dictsort }}"), "[('A', 2), ('a', 0), ('b', 1)]");
   EXPECT_EQ(Render("{{ {'b': 1, 'a': 2}|dictsort(by='value') }} "
                    "{{ {'b': 1, 'a': 2}|dictsort(reverse=true) }}"),
@@ -423,14 +437,14 @@ TEST(Filters, Mappings) {
             "[('b', 1), ('a', 2)] []");
 }
 
-TEST(Filters, DefaultAndAttr) {
+TEST(ChatTemplateFilters, DefaultAndAttr) {
   EXPECT_EQ(Render("{{ x|default('d') }} [{{ ''|default('d') }}] {{ ''|default('d', true) }} "
                    "{{ none|d('n') }} {{ false|d('y', boolean=true) }}"),
             "d [] d None y");
   EXPECT_EQ(Render("[{{ {'a': 1}|attr('a') }}] {{ 'x'|attr('upper') is callable }}"), "[] True");
 }
 
-TEST(Filters, ToJsonAsTransformersDefinesIt) {
+TEST(ChatTemplateFilters, ToJsonAsTransformersDefinesIt) {
   EXPECT_EQ(Render("{{ {'a': [1, 2.0, none, true], 'é': 'ü\"\\n'}|tojson }}"),
             "{\"a\": [1, 2.0, null, true], \"é\": \"ü\\\"\\n\"}");
   EXPECT_EQ(Render("{{ {'a': 1, 'b': [1, 2]}|tojson(indent=2) }}"),
@@ -444,7 +458,7 @@ TEST(Filters, ToJsonAsTransformersDefinesIt) {
   EXPECT_EQ(Render("{{ '\\x01\\x7f'|tojson }}"), "\"\\u0001\x7f\"");
 }
 
-TEST(Filters, ToJsonKeepsTheCallersKeyOrder) {
+TEST(ChatTemplateFilters, ToJsonKeepsTheCallersKeyOrder) {
   const ordered_json vars = ordered_json::parse(R"({"tool": {"name": "f", "z": 1, "a": 2}})");
   EXPECT_EQ(Render("{{ tool|tojson }}", vars), "{\"name\": \"f\", \"z\": 1, \"a\": 2}");
 }
@@ -452,7 +466,7 @@ TEST(Filters, ToJsonKeepsTheCallersKeyOrder) {
 // ---------------------------------------------------------------------------------------------
 // Tests (`is`)
 
-TEST(Tests, Types) {
+TEST(ChatTemplateTests, Types) {
   EXPECT_EQ(Render("{{ x is defined }}{{ x is undefined }}{{ none is none }}{{ 1 is number }}"
                    "{{ true is number }}{{ true is integer }}{{ 1 is integer }}{{ 1.5 is float }}"),
             "FalseTrueTrueTrueTrueFalseTrueTrue");
@@ -464,7 +478,7 @@ TEST(Tests, Types) {
             "TrueTrueTrue");
 }
 
-TEST(Tests, Values) {
+TEST(ChatTemplateTests, Values) {
   EXPECT_EQ(Render("{{ 1 is odd }}{{ 2 is even }}{{ 9 is divisibleby 3 }}{{ 9 is divisibleby(4) }}"
                    "{{ 'ab' is lower }}{{ 'AB' is upper }}"),
             "TrueTrueTrueFalseTrueTrue");
@@ -477,7 +491,7 @@ TEST(Tests, Values) {
 // ---------------------------------------------------------------------------------------------
 // Methods and globals
 
-TEST(Methods, Strings) {
+TEST(ChatTemplateMethods, Strings) {
   EXPECT_EQ(Render("{{ 'abc'.upper() }} {{ ' a '.strip() }} {{ 'xax'.lstrip('x') }} "
                    "{{ 'xax'.rstrip('x') }} {{ 'Hi There'.lower() }} {{ 'hi there'.title() }}"),
             "ABC a ax xa hi there Hi There");
@@ -498,13 +512,13 @@ TEST(Methods, Strings) {
   EXPECT_EQ(Render("[{{ '\\u3000x\\u00a0 '.strip() }}]"), "[x]");
 }
 
-TEST(Methods, DictsAndLists) {
+TEST(ChatTemplateMethods, DictsAndLists) {
   EXPECT_EQ(Render("{{ {'a': 1}.get('a') }} {{ {'a': 1}.get('b') }} {{ {'a': 1}.get('b', 2) }} "
                    "{{ [3, 4].index(4) }} {{ [1, 1].count(1) }}"),
             "1 None 2 1 2");
 }
 
-TEST(Globals, RangeDictNamespaceJoiner) {
+TEST(ChatTemplateGlobals, RangeDictNamespaceJoiner) {
   EXPECT_EQ(Render("{{ range(3)|list }} {{ range(1, 10, 3)|list }} {{ range(5, 0, -2)|list }}"),
             "[0, 1, 2] [1, 4, 7] [5, 3, 1]");
   EXPECT_EQ(Render("{{ dict(a=1, b=[2]) }} {{ namespace(x=1).x }}"), "{'a': 1, 'b': [2]} 1");
@@ -512,7 +526,7 @@ TEST(Globals, RangeDictNamespaceJoiner) {
             "1|2|3");
 }
 
-TEST(Globals, RaiseExceptionKeepsTheTemplatesMessage) {
+TEST(ChatTemplateGlobals, RaiseExceptionKeepsTheTemplatesMessage) {
   const absl::Status status =
       Failure("{% if true %}{{ raise_exception('Roles must alternate: ' ~ 42) }}{% endif %}");
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
@@ -521,7 +535,7 @@ TEST(Globals, RaiseExceptionKeepsTheTemplatesMessage) {
   EXPECT_FALSE(ChatTemplate::IsRaisedByTemplate(Failure("{{ 1 / 0 }}")));
 }
 
-TEST(Globals, StrftimeNowUsesTheRenderTime) {
+TEST(ChatTemplateGlobals, StrftimeNowUsesTheRenderTime) {
   setenv("TZ", "UTC", 1);
   tzset();
   auto tmpl = ChatTemplate::Compile("{{ strftime_now('%d %b %Y') }}|{{ strftime_now('') }}|");
@@ -535,7 +549,7 @@ TEST(Globals, StrftimeNowUsesTheRenderTime) {
 // ---------------------------------------------------------------------------------------------
 // Errors
 
-TEST(Errors, UndefinedMisuseNamesWhatIsUndefined) {
+TEST(ChatTemplateErrors, UndefinedMisuseNamesWhatIsUndefined) {
   EXPECT_THAT(Message("{{ x.y }}"), HasSubstr("'x' is undefined"));
   EXPECT_THAT(Message("{{ m.foo.bar }}", {{"m", ordered_json::object()}}),
               HasSubstr("'dict object' has no attribute 'foo'"));
@@ -547,7 +561,7 @@ TEST(Errors, UndefinedMisuseNamesWhatIsUndefined) {
               HasSubstr("Object of type Undefined is not JSON serializable"));
 }
 
-TEST(Errors, TypeErrorsAsPythonWords) {
+TEST(ChatTemplateErrors, TypeErrorsAsPythonWords) {
   EXPECT_THAT(Message("{{ 'a' + 1 }}"), HasSubstr("can only concatenate str (not \"int\") to str"));
   EXPECT_THAT(Message("{{ 1 + 'a' }}"),
               HasSubstr("unsupported operand type(s) for +: 'int' and 'str'"));
@@ -565,7 +579,7 @@ TEST(Errors, TypeErrorsAsPythonWords) {
               HasSubstr("cannot assign attribute on non-namespace object"));
 }
 
-TEST(Errors, MutatingMethodsAreUnsafe) {
+TEST(ChatTemplateErrors, MutatingMethodsAreUnsafe) {
   EXPECT_THAT(Message("{% set l = [1] %}{{ l.append(2) }}"),
               HasSubstr("access to attribute 'append' of 'list' object is unsafe."));
   EXPECT_THAT(Message("{{ {}.update({}) }}"),
@@ -574,7 +588,7 @@ TEST(Errors, MutatingMethodsAreUnsafe) {
               HasSubstr("'str object' has no attribute '__class__'"));
 }
 
-TEST(Errors, SyntaxErrorsGiveTheLine) {
+TEST(ChatTemplateErrors, SyntaxErrorsGiveTheLine) {
   EXPECT_EQ(Message("line 1\n{{ 'ok' }}\n{{ 1 + }}"),
             "chat template syntax error (line 3): unexpected 'end of print statement'");
   EXPECT_THAT(
@@ -590,7 +604,7 @@ TEST(Errors, SyntaxErrorsGiveTheLine) {
   EXPECT_THAT(Message("{% do x %}"), HasSubstr("Encountered unknown tag 'do'."));
 }
 
-TEST(Errors, UnknownFiltersAndTestsFailAtCompileUnlessInsideAnIf) {
+TEST(ChatTemplateErrors, UnknownFiltersAndTestsFailAtCompileUnlessInsideAnIf) {
   EXPECT_THAT(Message("{{ x|nosuch }}"), HasSubstr("No filter named 'nosuch'."));
   EXPECT_THAT(Message("{{ x is nosuch }}"), HasSubstr("No test named 'nosuch'."));
   EXPECT_EQ(Render("{% if false %}{{ x|nosuch }}{% endif %}ok"), "ok");
@@ -600,7 +614,7 @@ TEST(Errors, UnknownFiltersAndTestsFailAtCompileUnlessInsideAnIf) {
               HasSubstr("No filter named 'nosuch'."));
 }
 
-TEST(Errors, FileAccessAndUnimplementedFeaturesAreRefused) {
+TEST(ChatTemplateErrors, FileAccessAndUnimplementedFeaturesAreRefused) {
   for (const char* t :
        {"{% include 'x.jinja' %}", "{% import 'x' as y %}", "{% from 'x' import y %}",
         "{% extends 'base' %}", "{% block b %}{% endblock %}"}) {
@@ -613,7 +627,7 @@ TEST(Errors, FileAccessAndUnimplementedFeaturesAreRefused) {
   EXPECT_THAT(Message("{{ 2 ** 70 }}"), HasSubstr("beyond 64 bits"));
 }
 
-TEST(Errors, RenderNeedsAnObject) {
+TEST(ChatTemplateErrors, RenderNeedsAnObject) {
   auto tmpl = ChatTemplate::Compile("x");
   ASSERT_TRUE(tmpl.ok());
   EXPECT_FALSE(tmpl->Render(ordered_json::array()).ok());
@@ -622,7 +636,7 @@ TEST(Errors, RenderNeedsAnObject) {
 // ---------------------------------------------------------------------------------------------
 // Limits
 
-TEST(Limits, TemplateSize) {
+TEST(ChatTemplateLimits, TemplateSize) {
   TemplateLimits limits;
   limits.max_template_bytes = 10;
   EXPECT_THAT(
@@ -630,7 +644,7 @@ TEST(Limits, TemplateSize) {
       HasSubstr("more than the limit of 10"));
 }
 
-TEST(Limits, NestingInTheSource) {
+TEST(ChatTemplateLimits, NestingInTheSource) {
   const std::string parens = std::string(200, '(') + "1" + std::string(200, ')');
   EXPECT_THAT(Message("{{ " + parens + " }}"), HasSubstr("nested too deeply"));
   std::string ifs;
@@ -653,7 +667,7 @@ TEST(Limits, NestingInTheSource) {
   EXPECT_EQ(Render("{{ " + std::string(40, '(') + "7" + std::string(40, ')') + " }}"), "7");
 }
 
-TEST(Limits, Output) {
+TEST(ChatTemplateLimits, Output) {
   TemplateLimits limits;
   limits.max_output_bytes = 100;
   EXPECT_THAT(Message("{% for i in range(200) %}x{% endfor %}", {}, limits),
@@ -664,7 +678,7 @@ TEST(Limits, Output) {
               HasSubstr("a string longer than 4194304 bytes"));
 }
 
-TEST(Limits, StepsLoopsAndCalls) {
+TEST(ChatTemplateLimits, StepsLoopsAndCalls) {
   TemplateLimits limits;
   limits.max_steps = 1000;
   EXPECT_THAT(Message("{% for i in range(10000) %}{{ i }}{% endfor %}", {}, limits),
@@ -692,7 +706,7 @@ TEST(Limits, StepsLoopsAndCalls) {
               HasSubstr("template recursion deeper than 10 levels"));
 }
 
-TEST(Limits, ValuesAndAllocation) {
+TEST(ChatTemplateLimits, ValuesAndAllocation) {
   EXPECT_THAT(Message("{{ [0] * 1000000 }}"), HasSubstr("more than 100000 items"));
   EXPECT_THAT(Message("{% set ns = namespace(x=[]) %}{% for i in range(1000) %}"
                       "{% set ns.x = [ns.x] %}{% endfor %}"),
@@ -708,10 +722,41 @@ TEST(Limits, ValuesAndAllocation) {
               HasSubstr("nested too deeply"));
 }
 
+// The deepest render the default limits allow (recursion stopped by max_render_depth, not by
+// max_call_depth) runs in a thread with a 1 MiB stack (8 MiB under AddressSanitizer): the limits
+// keep the C++ stack bounded.
+TEST(ChatTemplateLimits, DeepestRenderFitsInAOneMegabyteStack) {
+  struct Job {
+    std::string message;
+  } job;
+  auto run = [](void* arg) -> void* {
+    TemplateLimits limits;
+    limits.max_call_depth = 100000;  // leave the stopping to max_render_depth
+    static_cast<Job*>(arg)->message = Message(
+        "{% macro f(n) %}{{ [[[n]]] }}{% for i in [n] %}{% if true %}{{ f(n + 1)|trim }}"
+        "{% endif %}{% endfor %}{% endmacro %}{{ f(0) }}",
+        {}, limits);
+    return nullptr;
+  };
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+#if defined(__SANITIZE_ADDRESS__)
+  const size_t stack = 8 << 20;  // AddressSanitizer's frames are several times larger
+#else
+  const size_t stack = 1 << 20;
+#endif
+  pthread_attr_setstacksize(&attr, stack);
+  pthread_t thread;
+  ASSERT_EQ(pthread_create(&thread, &attr, run, &job), 0);
+  pthread_join(thread, nullptr);
+  pthread_attr_destroy(&attr);
+  EXPECT_THAT(job.message, HasSubstr("template recursion deeper than 400 levels"));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Hostile templates and inputs end quickly with a clear error (or the right output).
 
-TEST(Hostile, EveryCaseEndsBoundedInTime) {
+TEST(ChatTemplateHostile, EveryCaseEndsBoundedInTime) {
   const std::string mb(1 << 20, 'm');
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", "nested deeper"},
@@ -745,7 +790,7 @@ constexpr char kSmolLM2[] =
     "message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ "
     "'<|im_start|>assistant\n' }}{% endif %}";
 
-TEST(RealTemplates, SmolLM2) {
+TEST(ChatTemplateRealTemplates, SmolLM2) {
   ordered_json vars = {{"messages", {{{"role", "user"}, {"content", "Hi"}}}},
                        {"add_generation_prompt", true}};
   EXPECT_EQ(Render(kSmolLM2, vars),
@@ -758,7 +803,7 @@ TEST(RealTemplates, SmolLM2) {
             "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\n{{ x }}<|im_end|>\n");
 }
 
-TEST(RealTemplates, SmolLM2WithMegabyteMessages) {
+TEST(ChatTemplateRealTemplates, SmolLM2WithMegabyteMessages) {
   const std::string mb(1 << 20, 'z');
   ordered_json vars = {{"messages", ordered_json::array()}, {"add_generation_prompt", true}};
   for (int i = 0; i < 3; ++i) vars["messages"].push_back({{"role", "user"}, {"content", mb}});
@@ -769,7 +814,7 @@ TEST(RealTemplates, SmolLM2WithMegabyteMessages) {
   EXPECT_THAT(Message(kSmolLM2, vars), HasSubstr("output longer than 4194304 bytes"));
 }
 
-TEST(Api, SelectChatTemplate) {
+TEST(ChatTemplateApi, SelectChatTemplate) {
   EXPECT_EQ(*SelectChatTemplate(nlohmann::json::parse(R"({"chat_template": "T"})")), "T");
   const auto list = nlohmann::json::parse(
       R"({"chat_template": [{"name": "default", "template": "D"}, {"name": "tool_use", "template": "U"}]})");
@@ -782,14 +827,14 @@ TEST(Api, SelectChatTemplate) {
             absl::StatusCode::kInvalidArgument);
 }
 
-TEST(Api, PlainJsonIsAcceptedWithSortedKeys) {
+TEST(ChatTemplateApi, PlainJsonIsAcceptedWithSortedKeys) {
   auto tmpl = ChatTemplate::Compile("{{ d|tojson }}");
   ASSERT_TRUE(tmpl.ok());
   const nlohmann::json vars = nlohmann::json::parse(R"({"d": {"b": 1, "a": 2}})");
   EXPECT_EQ(*tmpl->Render(vars), "{\"a\": 2, \"b\": 1}");
 }
 
-TEST(Api, CopiesShareAndRenderConcurrently) {
+TEST(ChatTemplateApi, CopiesShareAndRenderConcurrently) {
   auto tmpl = ChatTemplate::Compile(kSmolLM2);
   ASSERT_TRUE(tmpl.ok());
   const ChatTemplate copy = *tmpl;

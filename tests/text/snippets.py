@@ -135,6 +135,9 @@ SNIPPETS = [
     ("{{ 3|round(1) }}{{ 2.675|round(2) }}{{ 1234.5|round(-2) }}{{ 2.5|round(method='ceil') }}{{ -2.5|round }}", {}),
     ("{{ none|default('x') }}{{ none|default('x', true) }}{{ false|d('y', boolean=true) }}{{ 'x'|attr('nope') }}", {}),
     ("{{ messages|length }}{{ messages|last|attr('role') }}{{ (messages|first).content }}", {"messages": M3}),
+    ("{% if []|select('odd') %}yes{% endif %}{{ [1,2]|map('string') is sequence }}[{{ ([1]|map('string'))[0] }}]{{ [2,1]|reverse is iterable }}", {}),
+    ("{{ [1,2]|select('odd')|length }}", {}), ("{{ [1]|map('string')|tojson }}", {}),
+    ("{{ [1,2]|reverse|last }}", {}), ("{{ {'a':1}|items|length }}", {}),
     # tests
     ("{{ x is sequence }}{{ x is iterable }}{{ x is string }}{{ x is number }}{{ true is number }}{{ true is integer }}{{ {} is sequence }}{{ 1 is sequence }}",
      {}),
