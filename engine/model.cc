@@ -137,7 +137,7 @@ absl::StatusOr<std::vector<int32_t>> Model::EncodePrompt(const std::string& text
   return ids;
 }
 
-absl::StatusOr<std::vector<int32_t>> Model::EncodeChat(const nlohmann::json& messages,
+absl::StatusOr<std::vector<int32_t>> Model::EncodeChat(const nlohmann::ordered_json& messages,
                                                        const text::ChatOptions& options) const {
   if (!chat_)
     return absl::FailedPreconditionError(absl::StrCat(

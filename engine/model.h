@@ -62,7 +62,7 @@ class Model {
   // and tokenizes it without adding special tokens (the template writes them), as
   // apply_chat_template(tokenize=True) does. FAILED_PRECONDITION without a chat template or a
   // tokenizer; INVALID_ARGUMENT for a conversation the template refuses.
-  absl::StatusOr<std::vector<int32_t>> EncodeChat(const nlohmann::json& messages,
+  absl::StatusOr<std::vector<int32_t>> EncodeChat(const nlohmann::ordered_json& messages,
                                                   const text::ChatOptions& options) const;
   // Token ids that end an assistant turn besides the model's EOS ids (the chat template's
   // eos_token when it is a token of its own that config.json does not list as EOS).

@@ -20,13 +20,13 @@ bool IsValidUtf8(const std::string& s) {
 
 // A conversation's messages as the chat template sees them ({role, content[, name]}), and the
 // template options. Sizes are bounded before anything is rendered.
-absl::StatusOr<nlohmann::json> ChatMessages(const v1::ChatPrompt& chat,
-                                            const RequestLimits& limits) {
+absl::StatusOr<nlohmann::ordered_json> ChatMessages(const v1::ChatPrompt& chat,
+                                                    const RequestLimits& limits) {
   if (chat.messages().empty()) return Invalid("the chat has no messages");
   if (chat.messages_size() > limits.max_chat_messages)
     return Invalid(absl::StrCat("the chat has ", chat.messages_size(), " messages; at most ",
                                 limits.max_chat_messages));
-  nlohmann::json messages = nlohmann::json::array();
+  nlohmann::ordered_json messages = nlohmann::ordered_json::array();
   int64_t bytes = 0;
   for (int i = 0; i < chat.messages_size(); ++i) {
     const v1::ChatMessage& m = chat.messages(i);
@@ -36,7 +36,7 @@ absl::StatusOr<nlohmann::json> ChatMessages(const v1::ChatPrompt& chat,
     for (const std::string* f : {&m.role(), &m.content(), &m.name()})
       if (!IsValidUtf8(*f)) return Invalid(absl::StrCat(at, " is not valid UTF-8"));
     bytes += static_cast<int64_t>(m.role().size() + m.content().size() + m.name().size());
-    nlohmann::json msg = {{"role", m.role()}, {"content", m.content()}};
+    nlohmann::ordered_json msg = {{"role", m.role()}, {"content", m.content()}};
     if (!m.name().empty()) msg["name"] = m.name();
     messages.push_back(std::move(msg));
   }
@@ -59,7 +59,7 @@ absl::StatusOr<text::ChatOptions> ChatOptionsOf(const v1::ChatPrompt& chat,
   if (static_cast<int64_t>(kw.size()) > limits.max_template_kwargs_bytes)
     return Invalid(absl::StrCat("template_kwargs_json is ", kw.size(), " bytes; at most ",
                                 limits.max_template_kwargs_bytes));
-  o.template_kwargs = nlohmann::json::parse(kw, nullptr, /*allow_exceptions=*/false);
+  o.template_kwargs = nlohmann::ordered_json::parse(kw, nullptr, /*allow_exceptions=*/false);
   if (o.template_kwargs.is_discarded() || !o.template_kwargs.is_object())
     return Invalid("template_kwargs_json must be a JSON object");
   for (const char* reserved : {"messages", "add_generation_prompt", "bos_token", "eos_token"})
@@ -70,7 +70,7 @@ absl::StatusOr<text::ChatOptions> ChatOptionsOf(const v1::ChatPrompt& chat,
 
 absl::Status CheckChat(const v1::ChatPrompt& chat, const Engine& engine,
                        const RequestLimits& limits, GenerationRequest* out) {
-  absl::StatusOr<nlohmann::json> messages = ChatMessages(chat, limits);
+  absl::StatusOr<nlohmann::ordered_json> messages = ChatMessages(chat, limits);
   if (!messages.ok()) return messages.status();
   absl::StatusOr<text::ChatOptions> options = ChatOptionsOf(chat, limits);
   if (!options.ok()) return options.status();

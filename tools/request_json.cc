@@ -42,7 +42,7 @@ absl::Status Fill(const json& j, const Model& model, const AdapterResolver& adap
   if (has_chat) {  // a conversation for the model's chat template
     text::ChatOptions options;
     options.add_generation_prompt = j.value("add_generation_prompt", true);
-    auto ids = model.EncodeChat(j["messages"], options);
+    auto ids = model.EncodeChat(nlohmann::ordered_json(j["messages"]), options);
     if (!ids.ok()) return ids.status();
     r->prompt_ids = *std::move(ids);
   } else if (has_text) {

@@ -27,28 +27,11 @@ std::string TokenString(const json& config, const char* key) {
   return "";
 }
 
-// tokenizer_config.json's chat_template: a string, or a list of {name, template} of which the
-// one named "default" is used.
-absl::StatusOr<std::optional<std::string>> ConfigTemplate(const json& config,
-                                                          const std::string& source) {
-  auto it = config.find("chat_template");
-  if (it == config.end() || it->is_null()) return std::optional<std::string>();
-  if (it->is_string()) return std::optional<std::string>(it->get<std::string>());
-  if (!it->is_array()) return Bad(source, "'chat_template' must be a string or a list");
-  for (const json& t : *it) {
-    if (!t.is_object() || !t.contains("name") || !t.contains("template") ||
-        !t["template"].is_string())
-      return Bad(source, "'chat_template' list entries must be {\"name\", \"template\"} objects");
-    if (t["name"] == "default") return std::optional<std::string>(t["template"].get<std::string>());
-  }
-  return Bad(source, "'chat_template' has no template named \"default\"");
-}
-
-absl::Status CheckMessages(const json& messages) {
+absl::Status CheckMessages(const nlohmann::ordered_json& messages) {
   if (!messages.is_array() || messages.empty())
     return absl::InvalidArgumentError("a conversation needs at least one message");
   for (size_t i = 0; i < messages.size(); ++i) {
-    const json& m = messages[i];
+    const nlohmann::ordered_json& m = messages[i];
     if (!m.is_object() || !m.contains("role") || !m["role"].is_string() ||
         m["role"].get<std::string>().empty())
       return absl::InvalidArgumentError(
@@ -59,8 +42,10 @@ absl::Status CheckMessages(const json& messages) {
 
 // transformers' continue_final_message: the rendering is cut right after the final message's
 // content (found from the end; stripped of surrounding whitespace when the template trimmed it).
-absl::StatusOr<std::string> CutAfterFinalMessage(std::string rendered, const json& messages) {
-  const json& content = messages.back().value("content", json());
+absl::StatusOr<std::string> CutAfterFinalMessage(std::string rendered,
+                                                 const nlohmann::ordered_json& messages) {
+  const nlohmann::ordered_json& content =
+      messages.back().value("content", nlohmann::ordered_json());
   if (!content.is_string())
     return absl::InvalidArgumentError("continue_final_message needs a final message with content");
   std::string final_text = content.get<std::string>();
@@ -95,9 +80,11 @@ absl::StatusOr<std::optional<ChatFormat>> ChatFormat::Load(const std::string& di
     ASSIGN_OR_RETURN(source, ReadTextFile(source_name));
   } else {
     source_name = config_path.string();
-    ASSIGN_OR_RETURN(source, ConfigTemplate(config, source_name));
+    absl::StatusOr<std::string> selected = SelectChatTemplate(config);
+    if (absl::IsNotFound(selected.status())) return std::optional<ChatFormat>();
+    if (!selected.ok()) return Bad(source_name, std::string(selected.status().message()));
+    source = *std::move(selected);
   }
-  if (!source) return std::optional<ChatFormat>();
   absl::StatusOr<ChatFormat> format = FromSource(*source, TokenString(config, "bos_token"),
                                                  TokenString(config, "eos_token"), limits);
   if (!format.ok())
@@ -113,7 +100,7 @@ absl::StatusOr<ChatFormat> ChatFormat::FromSource(std::string_view source, std::
   return ChatFormat(std::move(t), std::move(bos_token), std::move(eos_token));
 }
 
-absl::StatusOr<std::string> ChatFormat::Render(const nlohmann::json& messages,
+absl::StatusOr<std::string> ChatFormat::Render(const nlohmann::ordered_json& messages,
                                                const ChatOptions& options) const {
   RETURN_IF_ERROR(CheckMessages(messages));
   if (options.continue_final_message && options.add_generation_prompt)
@@ -121,15 +108,17 @@ absl::StatusOr<std::string> ChatFormat::Render(const nlohmann::json& messages,
         "continue_final_message and add_generation_prompt cannot both be set");
   if (!options.template_kwargs.is_object())
     return absl::InvalidArgumentError("template kwargs must be a JSON object");
-  json vars = options.template_kwargs;
+  nlohmann::ordered_json vars = options.template_kwargs;
   vars["messages"] = messages;
   vars["add_generation_prompt"] = options.add_generation_prompt;
   vars["bos_token"] = bos_token_;
   vars["eos_token"] = eos_token_;
   absl::StatusOr<std::string> rendered = template_.Render(vars);
-  if (!rendered.ok())
+  if (!rendered.ok()) {
+    if (!ChatTemplate::IsRaisedByTemplate(rendered.status())) return rendered.status();
     return absl::InvalidArgumentError(
-        absl::StrCat("chat template error: ", rendered.status().message()));
+        absl::StrCat("the chat template refused the conversation: ", rendered.status().message()));
+  }
   if (!options.continue_final_message) return rendered;
   return CutAfterFinalMessage(*std::move(rendered), messages);
 }

@@ -21,7 +21,7 @@ struct ChatOptions {
   // (transformers' continue_final_message); excludes add_generation_prompt.
   bool continue_final_message = false;
   // Extra template variables (a JSON object).
-  nlohmann::json template_kwargs = nlohmann::json::object();
+  nlohmann::ordered_json template_kwargs = nlohmann::ordered_json::object();
 };
 
 class ChatFormat {
@@ -35,9 +35,10 @@ class ChatFormat {
                                                std::string eos_token,
                                                const TemplateLimits& limits = {});
 
-  // `messages` is a JSON array of message objects ({role, content, ...}). INVALID_ARGUMENT for
-  // a bad conversation and for template errors (a template's raise_exception message included).
-  absl::StatusOr<std::string> Render(const nlohmann::json& messages,
+  // `messages` is a JSON array of message objects ({role, content, ...}); key order is kept, as
+  // the template may show it. INVALID_ARGUMENT for a bad conversation and for template errors
+  // (a template's raise_exception message included).
+  absl::StatusOr<std::string> Render(const nlohmann::ordered_json& messages,
                                      const ChatOptions& options) const;
 
   const std::string& bos_token() const { return bos_token_; }
