@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/detokenizer.h"
+#include "engine/text/detokenizer.h"
 #include "engine/kv_cache.h"
 #include "engine/lora_adapter.h"
 #include "engine/para_adapter.h"

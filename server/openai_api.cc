@@ -3,7 +3,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
-#include "engine/detokenizer.h"
+#include "engine/text/detokenizer.h"
 #include "server/openai_fields.h"
 
 namespace para::server::openai {

@@ -4,7 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "engine/detokenizer.h"
+#include "engine/text/unicode.h"
 #include "google/protobuf/unknown_field_set.h"
 #include "nlohmann/json.hpp"
 
@@ -13,10 +13,7 @@ namespace {
 
 absl::Status Invalid(const std::string& what) { return absl::InvalidArgumentError(what); }
 
-bool IsValidUtf8(const std::string& s) {
-  std::string copy = s;
-  return TakeCompleteUtf8(&copy) == s && copy.empty();
-}
+using text::IsValidUtf8;
 
 // A conversation's messages as the chat template sees them ({role, content[, name]}), and the
 // template options. Sizes are bounded before anything is rendered.

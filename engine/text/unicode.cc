@@ -3,10 +3,8 @@
 #include <unicode/uchar.h>
 
 namespace para::text {
-namespace {
 
-// Length of the UTF-8 sequence a lead byte starts, 0 if it cannot start one.
-int SequenceLength(unsigned char b) {
+int Utf8SequenceLength(unsigned char b) {
   if (b < 0x80) return 1;
   if (b >= 0xC2 && b <= 0xDF) return 2;
   if (b >= 0xE0 && b <= 0xEF) return 3;
@@ -14,9 +12,7 @@ int SequenceLength(unsigned char b) {
   return 0;
 }
 
-// Whether `b` may follow `lead` as its first continuation byte (no overlong forms, surrogates or
-// code points above U+10FFFF).
-bool ValidSecond(unsigned char lead, unsigned char b) {
+bool Utf8ValidSecond(unsigned char lead, unsigned char b) {
   switch (lead) {
     case 0xE0:
       return b >= 0xA0 && b <= 0xBF;
@@ -31,11 +27,13 @@ bool ValidSecond(unsigned char lead, unsigned char b) {
   }
 }
 
+namespace {
+
 // Length of the valid character at `i`, or 0 with *consumed set to the maximal ill-formed
 // subsequence's length.
 size_t ValidCharAt(std::string_view s, size_t i, size_t* consumed) {
   const auto lead = static_cast<unsigned char>(s[i]);
-  const int len = SequenceLength(lead);
+  const int len = Utf8SequenceLength(lead);
   if (len == 0) {
     *consumed = 1;
     return 0;
@@ -43,7 +41,7 @@ size_t ValidCharAt(std::string_view s, size_t i, size_t* consumed) {
   int have = 1;
   while (have < len && i + have < s.size()) {
     const auto b = static_cast<unsigned char>(s[i + have]);
-    if (have == 1 ? !ValidSecond(lead, b) : (b < 0x80 || b > 0xBF)) break;
+    if (have == 1 ? !Utf8ValidSecond(lead, b) : (b < 0x80 || b > 0xBF)) break;
     ++have;
   }
   *consumed = have;

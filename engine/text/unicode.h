@@ -21,6 +21,12 @@ inline absl::string_view AbslView(std::string_view s) {
 
 inline constexpr std::string_view kReplacementChar = "\xEF\xBF\xBD";  // U+FFFD
 
+// Length of the UTF-8 sequence a lead byte starts, 0 if it cannot start one.
+int Utf8SequenceLength(unsigned char lead);
+// Whether `b` may follow `lead` as its first continuation byte (no overlong forms, surrogates or
+// code points above U+10FFFF).
+bool Utf8ValidSecond(unsigned char lead, unsigned char b);
+
 // Length in bytes of the UTF-8 character that starts with byte `lead` of valid UTF-8.
 inline size_t Utf8CharLen(unsigned char lead) {
   return lead < 0x80 ? 1 : lead < 0xE0 ? 2 : lead < 0xF0 ? 3 : 4;

@@ -1,6 +1,6 @@
 // Streaming text: UTF-8 is never split, invalid bytes become U+FFFD, stop strings are held back
 // and never emitted.
-#include "engine/detokenizer.h"
+#include "engine/text/detokenizer.h"
 
 #include <gtest/gtest.h>
 

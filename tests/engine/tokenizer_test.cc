@@ -2,7 +2,7 @@
 // never emits half a character.
 #include <gtest/gtest.h>
 
-#include "engine/detokenizer.h"
+#include "engine/text/detokenizer.h"
 #include "engine/model.h"
 #include "tests/engine/test_model.h"
 

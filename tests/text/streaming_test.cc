@@ -3,7 +3,7 @@
 // sequence, where whole-sequence decoding drops the first space (see hf_tokenizer.h).
 #include <gtest/gtest.h>
 
-#include "engine/detokenizer.h"
+#include "engine/text/detokenizer.h"
 #include "tests/text/text_test_util.h"
 
 namespace para::text_test {

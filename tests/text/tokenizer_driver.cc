@@ -15,7 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "engine/detokenizer.h"
+#include "engine/text/detokenizer.h"
 #include "engine/text/hf_tokenizer.h"
 
 namespace {

@@ -1,39 +1,14 @@
-#include "engine/detokenizer.h"
+#include "engine/text/detokenizer.h"
 
 #include <algorithm>
 
+#include "engine/text/unicode.h"
+
 namespace para {
-namespace {
 
-constexpr std::string_view kReplacement = "\xEF\xBF\xBD";  // U+FFFD
-
-// Length of the UTF-8 sequence a lead byte starts, 0 if it cannot start one.
-int SequenceLength(unsigned char b) {
-  if (b < 0x80) return 1;
-  if (b >= 0xC2 && b <= 0xDF) return 2;
-  if (b >= 0xE0 && b <= 0xEF) return 3;
-  if (b >= 0xF0 && b <= 0xF4) return 4;
-  return 0;
-}
-
-// Whether `b` may follow `lead` as the first continuation byte (excludes overlong forms,
-// surrogates and code points above U+10FFFF).
-bool ValidSecond(unsigned char lead, unsigned char b) {
-  switch (lead) {
-    case 0xE0:
-      return b >= 0xA0 && b <= 0xBF;
-    case 0xED:
-      return b >= 0x80 && b <= 0x9F;
-    case 0xF0:
-      return b >= 0x90 && b <= 0xBF;
-    case 0xF4:
-      return b >= 0x80 && b <= 0x8F;
-    default:
-      return b >= 0x80 && b <= 0xBF;
-  }
-}
-
-}  // namespace
+using text::kReplacementChar;
+using text::Utf8SequenceLength;
+using text::Utf8ValidSecond;
 
 std::string TakeCompleteUtf8(std::string* bytes) {
   std::string out;
@@ -41,9 +16,9 @@ std::string TakeCompleteUtf8(std::string* bytes) {
   size_t i = 0;
   while (i < s.size()) {
     const auto lead = static_cast<unsigned char>(s[i]);
-    const int len = SequenceLength(lead);
+    const int len = Utf8SequenceLength(lead);
     if (len == 0) {
-      out += kReplacement;
+      out += kReplacementChar;
       ++i;
       continue;
     }
@@ -51,14 +26,14 @@ std::string TakeCompleteUtf8(std::string* bytes) {
     bool invalid = false;
     while (have < len && i + have < s.size()) {
       const auto b = static_cast<unsigned char>(s[i + have]);
-      if (have == 1 ? !ValidSecond(lead, b) : (b < 0x80 || b > 0xBF)) {
+      if (have == 1 ? !Utf8ValidSecond(lead, b) : (b < 0x80 || b > 0xBF)) {
         invalid = true;
         break;
       }
       ++have;
     }
     if (invalid) {  // the lead byte can never be completed: replace it, resume at the next byte
-      out += kReplacement;
+      out += kReplacementChar;
       ++i;
       continue;
     }
@@ -79,7 +54,7 @@ std::string IncrementalDetokenizer::Append(int32_t id) {
 std::string IncrementalDetokenizer::Flush() {
   std::string out = TakeCompleteUtf8(&pending_);
   // Like sentencepiece's decoder: one replacement character per byte that never completed.
-  for (size_t i = 0; i < pending_.size(); ++i) out += kReplacement;
+  for (size_t i = 0; i < pending_.size(); ++i) out += kReplacementChar;
   pending_.clear();
   return out;
 }
