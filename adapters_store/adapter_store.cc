@@ -13,8 +13,8 @@
 #endif
 
 #include "absl/strings/str_cat.h"
-#include "engine/file_util.h"
-#include "engine/status_macros.h"
+#include "common/file_util.h"
+#include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
 namespace para::store {
@@ -536,7 +536,7 @@ void AdapterStore::Reload(const LoadSpec& spec, const std::shared_ptr<Version>& 
   for (auto& w : waiters) w(status);
 }
 
-bool AdapterStore::IsResident(sched::AdapterKind, uint64_t adapter_id) {
+bool AdapterStore::IsResident(AdapterKind, uint64_t adapter_id) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = by_adapter_id_.find(adapter_id);
   if (it == by_adapter_id_.end()) return true;  // not a store adapter (tests, CLI)
@@ -545,7 +545,7 @@ bool AdapterStore::IsResident(sched::AdapterKind, uint64_t adapter_id) {
   return v->tier == Tier::kDevice;
 }
 
-void AdapterStore::RequestResidency(sched::AdapterKind, uint64_t adapter_id,
+void AdapterStore::RequestResidency(AdapterKind, uint64_t adapter_id,
                                     const std::function<bool(uint64_t)>& is_running) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = by_adapter_id_.find(adapter_id);

@@ -36,8 +36,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "engine/adapter_residency.h"
 #include "engine/engine.h"
-#include "scheduler/scheduler.h"
 
 namespace para::store {
 
@@ -93,7 +93,7 @@ class Lease {
   std::shared_ptr<void> guard_;  // decrements the in-flight count when the last copy goes
 };
 
-class AdapterStore final : public sched::AdapterResidency {
+class AdapterStore final : public AdapterResidency {
  public:
   AdapterStore(const Engine* engine, StoreOptions options);
   ~AdapterStore() override;
@@ -118,10 +118,10 @@ class AdapterStore final : public sched::AdapterResidency {
   // again or unloaded by name, so a restart after fixing their files brings them back.
   absl::Status LoadManifest();
 
-  // sched::AdapterResidency (engine thread): an adapter is resident when on the device tier;
+  // AdapterResidency (engine thread): an adapter is resident when on the device tier;
   // RequestResidency promotes it there, demoting idle adapters if the budget needs it.
-  bool IsResident(sched::AdapterKind kind, uint64_t adapter_id) override;
-  void RequestResidency(sched::AdapterKind kind, uint64_t adapter_id,
+  bool IsResident(AdapterKind kind, uint64_t adapter_id) override;
+  void RequestResidency(AdapterKind kind, uint64_t adapter_id,
                         const std::function<bool(uint64_t)>& is_running) override;
 
   // Bytes of adapter weights in memory (host + device tiers).

@@ -31,7 +31,7 @@
 #include "engine/cpu/lora_kernels.h"
 #include "engine/lora_adapter.h"
 #include "engine/model_config.h"
-#include "engine/status_macros.h"
+#include "common/status_macros.h"
 #include "engine/thread_pool.h"
 #include "tools/args.h"
 #include "tools/tiny_lora.h"

@@ -29,7 +29,7 @@
 #include "engine/aligned_buffer.h"
 #include "engine/cpu/blas.h"
 #include "engine/engine.h"
-#include "engine/status_macros.h"
+#include "common/status_macros.h"
 #include "tools/args.h"
 #include "tools/engine_flags.h"
 #include "tools/tiny_adapter.h"

@@ -23,7 +23,7 @@
 #include "bench/load/workload.h"
 #include "grpcpp/grpcpp.h"
 #include "para/v1/generation.grpc.pb.h"
-#include "tools/dashed_flags.h"
+#include "common/flag_spelling.h"
 
 ABSL_FLAG(std::string, target, "127.0.0.1:50051", "para-server gRPC address");
 ABSL_FLAG(int32_t, tenants, 1, "number of tenants (requests spread over them)");
@@ -329,7 +329,7 @@ int main(int argc, char** argv) {
       "para-bench --target HOST:PORT [--tenants N --adapter-template para-{i}] "
       "[--request-rate R | --concurrency C] [--num-requests N | --duration S] [--json out.json]");
   std::vector<std::string> storage;
-  std::vector<char*> args = para::tools::UnderscoreFlags(argc, argv, &storage);  // --foo-bar too
+  std::vector<char*> args = para::UnderscoreFlags(argc, argv, &storage);  // --foo-bar too
   absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
   const int rc = para::bench::Run();
   // gRPC's threads may still be winding down the last calls: exit without running static

@@ -6,8 +6,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/cpu/cpu_backend.h"
-#include "engine/file_util.h"
-#include "engine/status_macros.h"
+#include "common/file_util.h"
+#include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
 namespace para {

@@ -5,7 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/safetensors.h"
-#include "engine/status_macros.h"
+#include "common/status_macros.h"
 #include "engine/text/hf_tokenizer.h"
 
 namespace para {

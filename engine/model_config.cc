@@ -5,8 +5,8 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
-#include "engine/file_util.h"
-#include "engine/status_macros.h"
+#include "common/file_util.h"
+#include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
 namespace para {

@@ -8,8 +8,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "engine/file_util.h"
-#include "engine/status_macros.h"
+#include "common/file_util.h"
+#include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
 namespace para {

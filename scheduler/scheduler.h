@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "engine/adapter_residency.h"
 #include "scheduler/clock.h"
 
 namespace para::sched {
@@ -68,7 +69,8 @@ struct PoolShape {
   int32_t para_pages = 0;  // pages a sequence with a PARA adapter holds for its vectors
 };
 
-enum class AdapterKind { kNone, kPara, kLora };
+using para::AdapterKind;
+using para::AdapterResidency;
 
 struct SeqSpec {
   std::string tenant;
@@ -78,18 +80,6 @@ struct SeqSpec {
   std::optional<TimeUs> deadline;  // absolute; expired sequences end at the next step
   AdapterKind adapter_kind = AdapterKind::kNone;
   uint64_t adapter_id = 0;  // identifies the adapter (residency, LoRA slots)
-};
-
-// Answers whether an adapter can be batched now; a sequence whose adapter is not resident waits
-// (without holding up other tenants) and the residency is asked to bring it in. `is_running`
-// tells which adapters have sequences in the running batch: those must stay resident; others
-// may be made room for.
-class AdapterResidency {
- public:
-  virtual ~AdapterResidency() = default;
-  virtual bool IsResident(AdapterKind kind, uint64_t adapter_id) = 0;
-  virtual void RequestResidency(AdapterKind kind, uint64_t adapter_id,
-                                const std::function<bool(uint64_t adapter_id)>& is_running) = 0;
 };
 
 enum class EndReason { kCancelled, kExpired };

@@ -18,7 +18,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "engine/engine.h"
-#include "engine/file_util.h"
+#include "common/file_util.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -29,7 +29,7 @@
 #include "server/metrics.h"
 #include "server/service_state.h"
 #include "server/tenants.h"
-#include "tools/dashed_flags.h"
+#include "common/flag_spelling.h"
 
 ABSL_FLAG(std::string, model, "", "Hugging Face LLaMA model directory (required)");
 ABSL_FLAG(std::string, config, "",
@@ -319,7 +319,7 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "para-server --model DIR --config tenants.json [--port 50051] [flags]");
   std::vector<std::string> storage;
-  std::vector<char*> args = para::tools::UnderscoreFlags(argc, argv, &storage);  // --foo-bar too
+  std::vector<char*> args = para::UnderscoreFlags(argc, argv, &storage);  // --foo-bar too
   absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
   return para::server::Run();
 }

@@ -1,8 +1,8 @@
 #include "server/tenants.h"
 
 #include "absl/strings/str_cat.h"
-#include "engine/file_util.h"
-#include "engine/status_macros.h"
+#include "common/file_util.h"
+#include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
 namespace para::server {

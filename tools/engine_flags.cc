@@ -1,6 +1,6 @@
 #include "tools/engine_flags.h"
 
-#include "engine/status_macros.h"
+#include "common/status_macros.h"
 
 namespace para::tools {
 

@@ -9,7 +9,7 @@
 #include <map>
 
 #include "absl/strings/str_cat.h"
-#include "engine/status_macros.h"
+#include "common/status_macros.h"
 #include "scheduler/engine_loop.h"
 #include "tools/args.h"
 #include "tools/engine_flags.h"

@@ -10,7 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "engine/engine.h"
-#include "engine/status_macros.h"
+#include "common/status_macros.h"
 #include "tools/args.h"
 #include "tools/engine_flags.h"
 #include "tools/npy.h"

@@ -5,9 +5,9 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
-#include "engine/file_util.h"
+#include "common/file_util.h"
 #include "engine/model_config.h"
-#include "engine/status_macros.h"
+#include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 #include "tools/safetensors_writer.h"
 #include "tools/tiny_model.h"

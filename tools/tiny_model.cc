@@ -8,9 +8,9 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "engine/file_util.h"
+#include "common/file_util.h"
 #include "engine/model_config.h"
-#include "engine/status_macros.h"
+#include "common/status_macros.h"
 #include "engine/tokenizer.h"
 #include "tools/safetensors_writer.h"
 

@@ -4,8 +4,8 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "engine/file_util.h"
-#include "engine/status_macros.h"
+#include "common/file_util.h"
+#include "common/status_macros.h"
 
 namespace para::text {
 namespace {

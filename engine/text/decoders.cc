@@ -6,7 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "engine/status_macros.h"
+#include "common/status_macros.h"
 #include "engine/text/byte_level.h"
 #include "engine/text/pattern.h"
 #include "engine/text/unicode.h"

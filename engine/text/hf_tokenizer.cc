@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
-#include "engine/status_macros.h"
+#include "common/status_macros.h"
 #include "engine/text/added_vocabulary.h"
 #include "engine/text/bpe.h"
 #include "engine/text/decoders.h"

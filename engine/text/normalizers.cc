@@ -8,7 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "engine/status_macros.h"
+#include "common/status_macros.h"
 #include "engine/text/pattern.h"
 #include "engine/text/unicode.h"
 

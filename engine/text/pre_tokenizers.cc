@@ -5,7 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
-#include "engine/status_macros.h"
+#include "common/status_macros.h"
 #include "engine/text/byte_level.h"
 #include "engine/text/pattern.h"
 #include "engine/text/unicode.h"

@@ -1,4 +1,4 @@
-#include "engine/file_util.h"
+#include "common/file_util.h"
 
 #include <filesystem>
 #include <fstream>

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-namespace para::tools {
+namespace para {
 
 // argv with every "--name" (before any '=') spelled with underscores. `storage` owns the strings
 // the returned pointers point into and must outlive them.
@@ -27,4 +27,4 @@ inline std::vector<char*> UnderscoreFlags(int argc, char** argv,
   return out;
 }
 
-}  // namespace para::tools
+}  // namespace para
