@@ -132,16 +132,11 @@ class Bench {
     cpu::Linear(pool_, m, kQkv, kHidden, x_.data(), kHidden, w.wqkv.data(), 0.f, qkv_.data(), kQkv);
     lora(LoraSite::kQkv, x_.data(), kHidden, qkv_.data(), kQkv);
     pool_->ParallelFor(m, [&](int64_t b, int64_t e) {
-      float* k_dst[kKvHeads];
-      float* v_dst[kKvHeads];
       for (int64_t r = b; r < e; ++r) {
-        for (int64_t g = 0; g < kKvHeads; ++g) {
-          k_dst[g] = cache_.data() + r * 2 * kKv + g * kHeadDim;
-          v_dst[g] = cache_.data() + r * 2 * kKv + kKv + g * kHeadDim;
-        }
         float* q = qkv_.data() + r * kQkv;
         cpu::QkvRowEpilogue(q, q + kQ, q + kQ + kKv, kHeads, kKvHeads, kHeadDim, cos_, sin_, vec[r],
-                            vec[r] ? vec[r] + kQ : nullptr, k_dst, v_dst);
+                            vec[r] ? vec[r] + kQ : nullptr);
+        cpu::StoreRow(DType::kF32, q + kQ, 2 * kKv, cache_.data() + r * 2 * kKv);
         std::copy_n(q, kQ, attn_.data() + r * kQ);  // stands in for attention's output
       }
     });

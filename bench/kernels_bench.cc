@@ -102,17 +102,11 @@ void BM_Projection(benchmark::State& state) {
     const AlignedBuffer& w = ws[next++ % copies];
     cpu::Linear(&Pool(), m, kQkv, kHidden, x.data(), kHidden, w.data(), 0.f, y.data(), kQkv);
     Pool().ParallelFor(m, [&](int64_t lo, int64_t hi) {
-      float* k_dst[kKvHeads];
-      float* v_dst[kKvHeads];
       for (int64_t r = lo; r < hi; ++r) {
-        for (int64_t g = 0; g < kKvHeads; ++g) {
-          k_dst[g] = cache.data() + r * 2 * kKv + g * kHeadDim;
-          v_dst[g] = cache.data() + r * 2 * kKv + kKv + g * kHeadDim;
-        }
         float* q = y.data() + r * kQkv;
         cpu::QkvRowEpilogue(q, q + kQ, q + kQ + kKv, kHeads, kKvHeads, kHeadDim, cos, sin,
-                            para ? vec.data() : nullptr, para ? vec.data() + kQ : nullptr, k_dst,
-                            v_dst);
+                            para ? vec.data() : nullptr, para ? vec.data() + kQ : nullptr);
+        cpu::StoreRow(DType::kF32, q + kQ, 2 * kKv, cache.data() + r * 2 * kKv);
       }
     });
     benchmark::ClobberMemory();

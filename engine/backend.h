@@ -3,7 +3,8 @@
 // A backend runs the decoder forward pass for one engine step over a batch that mixes
 // sequences of any lengths: prefill sequences (many new tokens) and decode sequences (one new
 // token) side by side. It reads and writes the paged KV cache through each sequence's block
-// table. One call at a time (the engine thread); a backend owns its scratch memory.
+// table. One call at a time (the engine thread); a backend owns its scratch memory and the
+// storage of the pool's blocks (the engine keeps their accounting: BlockPool, block tables).
 #pragma once
 
 #include <cstdint>
@@ -51,6 +52,8 @@ class Backend {
   // Runs the forward pass, writes new K/V into the cache, and writes NumLogitRows(batch) rows of
   // vocab_size logits to `logits`.
   virtual absl::Status Forward(std::span<const ForwardSeq> batch, float* logits) = 0;
+  // Copies one pool block's contents (keys, values or PARA vectors) into another.
+  virtual void CopyBlock(int32_t src, int32_t dst) = 0;
   virtual const char* name() const = 0;
   virtual const BackendStats& stats() const = 0;
 };

@@ -1,5 +1,7 @@
 #include "engine/dtype.h"
 
+#include <algorithm>
+
 #include <cmath>
 
 namespace para {
@@ -94,6 +96,44 @@ void ConvertToF32(DType src_type, const void* src, size_t n, float* dst) {
       return;
     default:
       return;
+  }
+}
+
+void ConvertFromF32(DType dst_type, const float* src, size_t n, void* dst) {
+  auto* bytes = static_cast<unsigned char*>(dst);
+  switch (dst_type) {
+    case DType::kF32:
+      std::memcpy(dst, src, n * 4);
+      return;
+    case DType::kBF16:
+      for (size_t i = 0; i < n; ++i) {
+        const uint16_t v = F32ToBf16(src[i]);
+        std::memcpy(bytes + 2 * i, &v, 2);
+      }
+      return;
+    case DType::kF16:
+      for (size_t i = 0; i < n; ++i) {
+        const uint16_t v = F32ToF16(src[i]);
+        std::memcpy(bytes + 2 * i, &v, 2);
+      }
+      return;
+    default:
+      return;
+  }
+}
+
+void ConvertDType(DType src_type, const void* src, size_t n, DType dst_type, void* dst) {
+  if (src_type == dst_type) {
+    std::memcpy(dst, src, n * DTypeSize(src_type));
+    return;
+  }
+  constexpr size_t kChunk = 4096;
+  float tmp[kChunk];
+  for (size_t i = 0; i < n; i += kChunk) {
+    const size_t c = std::min(kChunk, n - i);
+    ConvertToF32(src_type, static_cast<const unsigned char*>(src) + i * DTypeSize(src_type), c,
+                 tmp);
+    ConvertFromF32(dst_type, tmp, c, static_cast<unsigned char*>(dst) + i * DTypeSize(dst_type));
   }
 }
 

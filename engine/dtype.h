@@ -44,5 +44,9 @@ uint16_t F32ToF16(float f);
 // Converts `n` elements of type `src_type` at `src` (any alignment) to float32 at `dst`.
 // `src_type` must satisfy IsFloatWeightType.
 void ConvertToF32(DType src_type, const void* src, size_t n, float* dst);
+// Converts `n` float32 values to `dst_type` (F32, F16 or BF16; rounding to nearest even).
+void ConvertFromF32(DType dst_type, const float* src, size_t n, void* dst);
+// Converts between any two of F32, F16 and BF16 (through float32; exact when widening).
+void ConvertDType(DType src_type, const void* src, size_t n, DType dst_type, void* dst);
 
 }  // namespace para

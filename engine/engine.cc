@@ -4,18 +4,35 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "engine/cpu/cpu_backend.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
+#include "engine/cpu/cpu_backend.h"
 #include "nlohmann/json.hpp"
 
 namespace para {
 
+absl::StatusOr<std::optional<DType>> ParseDTypeChoice(std::string_view text, const char* what) {
+  if (text == "auto") return std::optional<DType>();
+  if (text == "f32") return std::optional<DType>(DType::kF32);
+  if (text == "f16") return std::optional<DType>(DType::kF16);
+  if (text == "bf16") return std::optional<DType>(DType::kBF16);
+  return absl::InvalidArgumentError(
+      absl::StrCat(what, " must be auto, f32, f16 or bf16, got '", std::string(text), "'"));
+}
+
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
+  if (options.device != "auto" && options.device != "cpu") {
+    if (options.device == "cuda")
+      return absl::FailedPreconditionError(
+          "--device cuda: this build has no CUDA backend (use cpu or auto)");
+    return absl::InvalidArgumentError(
+        absl::StrCat("--device must be auto, cpu or cuda, got '", options.device, "'"));
+  }
   auto e = std::unique_ptr<Engine>(new Engine());
   e->pool_ = std::make_unique<ThreadPool>(options.num_threads);
-  ASSIGN_OR_RETURN(e->model_, Model::Load(options.model_dir, e->pool_.get()));
+  ASSIGN_OR_RETURN(e->model_, Model::Load(options.model_dir));
   const ModelConfig& c = e->model_->config();
   e->max_model_len_ = options.max_model_len > 0 ? options.max_model_len : c.max_position_embeddings;
   if (e->max_model_len_ > c.max_position_embeddings)
@@ -24,9 +41,15 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& opti
                                                    c.max_position_embeddings));
   e->max_logprobs_ = options.max_logprobs;
   e->max_lora_rank_ = options.max_lora_rank;
-  ASSIGN_OR_RETURN(e->cache_, KvCache::Create(c, options.kv_cache));
-  ASSIGN_OR_RETURN(e->backend_,
-                   cpu::CpuBackend::Create(e->model_.get(), e->cache_.get(), e->pool_.get()));
+  const DType weights = options.dtype.value_or(e->model_->stored_dtype());
+  KvCacheOptions kv = options.kv_cache;
+  kv.dtype = options.kv_cache_dtype.value_or(weights == DType::kF32 ? DType::kF32 : DType::kF16);
+  ASSIGN_OR_RETURN(e->cache_, KvCache::Create(c, kv));
+  ASSIGN_OR_RETURN(e->backend_, cpu::CpuBackend::Create(e->model_.get(), e->cache_.get(),
+                                                        options.dtype, e->pool_.get()));
+  e->device_summary_ = absl::StrCat("cpu (", e->pool_->num_threads(), " threads), weights ",
+                                    absl::AsciiStrToLower(DTypeName(weights)), ", KV cache ",
+                                    absl::AsciiStrToLower(DTypeName(kv.dtype)));
   e->scratch_.resize(e->pool_->num_threads());
   return e;
 }

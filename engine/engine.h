@@ -9,6 +9,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -24,12 +25,23 @@ namespace para {
 
 struct EngineOptions {
   std::string model_dir;
+  // The compute device: "cpu", "cuda" or "auto" (CUDA when built and a device is present).
+  std::string device = "auto";
+  // The dtype weights are held and read in; nullopt keeps each tensor as stored (no copy).
+  std::optional<DType> dtype;
+  // The KV cache's element type; nullopt: F16 when the weights are 16-bit, else F32. (It
+  // overrides kv_cache.dtype.)
+  std::optional<DType> kv_cache_dtype;
   KvCacheOptions kv_cache;
   int num_threads = 0;         // 0 = all cores
   int64_t max_model_len = 0;   // context limit; 0 = max_position_embeddings
   int32_t max_logprobs = 20;   // largest top-n a request may ask for
   int64_t max_lora_rank = 64;  // LoRA adapters with a larger rank are refused
 };
+
+// "auto" → nullopt; "f32", "f16", "bf16" → that type; anything else INVALID_ARGUMENT naming
+// `what` (a flag's name).
+absl::StatusOr<std::optional<DType>> ParseDTypeChoice(std::string_view text, const char* what);
 
 // A loaded adapter of either kind (at most one is set).
 struct AdapterRef {
@@ -83,6 +95,8 @@ class Engine {
   // Loads either kind, by adapter_config.json's peft_type ("PARA" or "LORA").
   absl::StatusOr<AdapterRef> LoadAdapter(const std::string& dir) const;
   const BackendStats& backend_stats() const { return backend_->stats(); }
+  // What the engine runs on, for logs and ModelInfo: e.g. "cpu, weights bf16, KV cache f16".
+  const std::string& device_summary() const { return device_summary_; }
 
   // Runs one step: each unfinished sequence processes its uncached tokens (its whole prompt at
   // first, then one token) and samples one new token. Allocates the blocks it needs; fails with
@@ -93,6 +107,12 @@ class Engine {
   absl::Status Forward(std::span<const ForwardItem> items, std::vector<float>* logits);
   // Returns a sequence's blocks to the pool.
   void Release(Sequence* seq) { cache_->Release(&seq->kv()); }
+  // A forked continuation of `parent`'s paged state (KvCache::Fork, with the partial last block
+  // copied by the backend).
+  absl::StatusOr<KvSequence> ForkKv(const KvSequence& parent) {
+    return cache_->Fork(parent,
+                        [this](int32_t src, int32_t dst) { backend_->CopyBlock(src, dst); });
+  }
   // Preemption by recompute: frees the sequence's KV blocks (keeping its PARA vectors); its next
   // Step prefills all its tokens (prompt and generated) again.
   void ReleaseKv(Sequence* seq) { cache_->ReleaseKv(&seq->kv()); }
@@ -110,6 +130,7 @@ class Engine {
   std::unique_ptr<KvCache> cache_;
   std::unique_ptr<Backend> backend_;
   int64_t max_model_len_ = 0;
+  std::string device_summary_;
   int32_t max_logprobs_ = 20;
   int64_t max_lora_rank_ = 64;
   int64_t next_id_ = 0;

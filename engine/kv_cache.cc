@@ -1,7 +1,5 @@
 #include "engine/kv_cache.h"
 
-#include <sys/mman.h>
-
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -40,36 +38,26 @@ absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(const ModelConfig& conf
   if (options.block_size <= 0 || options.block_size > 1024)
     return absl::InvalidArgumentError(
         absl::StrCat("block size ", options.block_size, " is outside [1, 1024]"));
-  const int64_t head_stride = static_cast<int64_t>(options.block_size) * config.head_dim;
-  const int64_t block_floats =
-      config.num_hidden_layers * 2 * config.num_key_value_heads * head_stride;
+  if (!IsFloatWeightType(options.dtype))
+    return absl::InvalidArgumentError(absl::StrCat("KV cache type ", DTypeName(options.dtype),
+                                                   " is not supported (f32, f16, bf16)"));
+  KvLayout layout;
+  layout.layers = config.num_hidden_layers;
+  layout.kv_heads = config.num_key_value_heads;
+  layout.head_dim = config.head_dim;
+  layout.block_size = options.block_size;
+  layout.dtype = options.dtype;
   int64_t num_blocks = options.num_blocks;
-  if (num_blocks <= 0)
-    num_blocks = options.bytes / (block_floats * static_cast<int64_t>(sizeof(float)));
+  if (num_blocks <= 0) num_blocks = options.bytes / layout.block_bytes();
   if (num_blocks <= 0)
     return absl::InvalidArgumentError(absl::StrCat("KV cache budget of ", options.bytes,
                                                    " bytes is smaller than one block (",
-                                                   block_floats * 4, " bytes)"));
+                                                   layout.block_bytes(), " bytes)"));
   if (num_blocks > (1 << 30)) return absl::InvalidArgumentError("too many KV blocks");
   auto cache = std::unique_ptr<KvCache>(new KvCache(static_cast<int32_t>(num_blocks)));
-  cache->block_size_ = options.block_size;
-  cache->kv_heads_ = config.num_key_value_heads;
-  cache->head_stride_ = head_stride;
-  cache->block_floats_ = block_floats;
-  cache->para_layout_ = ParaVectorLayout::Create(config, block_floats);
-  // Anonymous mapping: pages are committed lazily as blocks are first written.
-  cache->mapped_bytes_ = static_cast<size_t>(num_blocks * block_floats) * sizeof(float);
-  void* p = ::mmap(nullptr, cache->mapped_bytes_, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (p == MAP_FAILED)
-    return absl::ResourceExhaustedError(
-        absl::StrCat("cannot map ", cache->mapped_bytes_, " bytes for the KV cache"));
-  cache->base_ = static_cast<float*>(p);
+  cache->layout_ = layout;
+  cache->para_layout_ = ParaVectorLayout::Create(config, layout.block_bytes() / sizeof(float));
   return cache;
-}
-
-KvCache::~KvCache() {
-  if (base_ != nullptr) ::munmap(base_, mapped_bytes_);
 }
 
 absl::Status KvCache::Reserve(KvSequence* seq, int64_t num_tokens) {
@@ -99,17 +87,18 @@ void KvCache::ReleaseKv(KvSequence* seq) {
   seq->num_cached = 0;
 }
 
-absl::StatusOr<KvSequence> KvCache::Fork(const KvSequence& parent) {
+absl::StatusOr<KvSequence> KvCache::Fork(const KvSequence& parent,
+                                         const std::function<void(int32_t, int32_t)>& copy_block) {
   KvSequence child;
   child.num_cached = parent.num_cached;
   child.vectors_ready = parent.vectors_ready;
-  const int32_t full = parent.num_cached / block_size_;
-  const bool partial = parent.num_cached % block_size_ != 0;
+  const int32_t full = parent.num_cached / block_size();
+  const bool partial = parent.num_cached % block_size() != 0;
   if (partial) {
     std::vector<int32_t> copy;
     absl::Status s = pool_.Allocate(1, &copy);
     if (!s.ok()) return s;
-    std::memcpy(Page(copy[0]), Page(parent.blocks[full]), block_bytes());
+    copy_block(parent.blocks[full], copy[0]);
     child.blocks.assign(parent.blocks.begin(), parent.blocks.begin() + full);
     child.blocks.push_back(copy[0]);
   } else {

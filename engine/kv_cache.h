@@ -1,22 +1,25 @@
-// Paged KV cache: a pool of fixed-size blocks allocated once at start, and per-sequence block
-// tables.
+// Paged KV cache accounting: a pool of fixed-size blocks sized once at start, and per-sequence
+// block tables. The engine owns this accounting; the backend owns the memory the blocks name
+// (host or device), laid out as KvLayout says.
 //
 // Block b holds, for `block_size` consecutive token positions, the keys and values of every
-// layer: layout [layer][K|V][kv_head][slot][head_dim] (float32). A sequence's KvSequence lists
-// its blocks in position order; position p lives in block blocks[p / block_size], slot
-// p % block_size. The same pool is the unit of all per-sequence engine memory (PARA vector pages
-// are taken from it too), so its free count is the single number admission looks at.
-// Blocks are reference-counted so a forked sequence can share its parent's full blocks.
-// Not thread-safe: owned and used by the engine thread.
+// layer: layout [layer][K|V][kv_head][slot][head_dim], in the cache's element type (F32, F16 or
+// BF16). A sequence's KvSequence lists its blocks in position order; position p lives in block
+// blocks[p / block_size], slot p % block_size. The same pool is the unit of all per-sequence
+// engine memory (PARA vector pages, always F32, are taken from it too), so its free count is the
+// single number admission looks at. Blocks are reference-counted so a forked sequence can share
+// its parent's full blocks. Not thread-safe: owned and used by the engine thread.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "engine/dtype.h"
 #include "engine/model_config.h"
 #include "engine/para_vectors.h"
 
@@ -53,22 +56,43 @@ struct KvCacheOptions {
   int32_t block_size = 16;    // token positions per block
   int32_t num_blocks = 0;     // explicit block count; 0 = derive from `bytes`
   int64_t bytes = 1ll << 30;  // memory budget when num_blocks == 0
+  DType dtype = DType::kF32;  // element type of keys and values: F32, F16 or BF16
+};
+
+// Where a block's keys and values live inside the block (what every backend's storage follows):
+// [layer][K|V][kv_head][slot][head_dim] elements of `dtype`. A block is also a page of
+// block_bytes() / 4 floats when it holds PARA vectors.
+struct KvLayout {
+  int64_t layers = 0, kv_heads = 0, head_dim = 0;
+  int32_t block_size = 0;
+  DType dtype = DType::kF32;
+
+  int64_t element_size() const { return static_cast<int64_t>(DTypeSize(dtype)); }
+  // Elements from one (layer, kind, head)'s rows to the next.
+  int64_t head_stride() const { return static_cast<int64_t>(block_size) * head_dim; }
+  int64_t block_elements() const { return layers * 2 * kv_heads * head_stride(); }
+  int64_t block_bytes() const { return block_elements() * element_size(); }
+  // Element offset, inside a block, of the rows of (layer, kv = 0 keys / 1 values, kv_head).
+  int64_t RowsOffset(int64_t layer, int kv, int64_t kv_head) const {
+    return ((layer * 2 + kv) * kv_heads + kv_head) * head_stride();
+  }
 };
 
 class KvCache {
  public:
+  // INVALID_ARGUMENT for a block size outside [1, 1024], a KV type other than F32/F16/BF16, or a
+  // budget smaller than one block.
   static absl::StatusOr<std::unique_ptr<KvCache>> Create(const ModelConfig& config,
                                                          const KvCacheOptions& options);
-  ~KvCache();
 
   BlockPool& pool() { return pool_; }
   const BlockPool& pool() const { return pool_; }
-  int32_t block_size() const { return block_size_; }
-  int64_t block_bytes() const { return block_floats_ * static_cast<int64_t>(sizeof(float)); }
-  int64_t block_floats() const { return block_floats_; }
+  const KvLayout& layout() const { return layout_; }
+  int32_t block_size() const { return layout_.block_size; }
+  int64_t block_bytes() const { return layout_.block_bytes(); }
   // Blocks a sequence of `num_tokens` positions needs.
   int32_t BlocksFor(int64_t num_tokens) const {
-    return static_cast<int32_t>((num_tokens + block_size_ - 1) / block_size_);
+    return static_cast<int32_t>((num_tokens + block_size() - 1) / block_size());
   }
 
   // Grows `seq` so that positions [0, num_tokens) have blocks. RESOURCE_EXHAUSTED if the pool
@@ -83,16 +107,12 @@ class KvCache {
   // nothing cached: preemption by recompute.
   void ReleaseKv(KvSequence* seq);
   // A copy of `parent` for a forked continuation: full KV blocks and the vector pages are shared
-  // (reference-counted, not copied); the partially filled last block is copied, since both
-  // sequences will write into it. RESOURCE_EXHAUSTED if no block is free for that copy.
-  absl::StatusOr<KvSequence> Fork(const KvSequence& parent);
+  // (reference-counted, not copied); the partially filled last block is copied into a new block
+  // by `copy_block(src, dst)` (the backend's), since both sequences will write into it.
+  // RESOURCE_EXHAUSTED if no block is free for that copy.
+  absl::StatusOr<KvSequence> Fork(const KvSequence& parent,
+                                  const std::function<void(int32_t, int32_t)>& copy_block);
 
-  // Start of the [block_size, head_dim] key (kv = 0) or value (kv = 1) rows of one head.
-  float* Rows(int32_t block, int64_t layer, int kv, int64_t kv_head) {
-    return base_ + block * block_floats_ + ((layer * 2 + kv) * kv_heads_ + kv_head) * head_stride_;
-  }
-  // Raw page of the block (for storage other than K/V, such as PARA vectors).
-  float* Page(int32_t block) { return base_ + block * block_floats_; }
   // Where PARA vectors live in a sequence's vector pages; an error when blocks are too small
   // to hold one vector (then requests with PARA adapters are refused).
   const absl::StatusOr<ParaVectorLayout>& para_layout() const { return para_layout_; }
@@ -100,15 +120,10 @@ class KvCache {
   int32_t para_pages() const { return para_layout_.ok() ? para_layout_->pages() : 0; }
 
  private:
-  KvCache(int32_t num_blocks) : pool_(num_blocks) {}
+  explicit KvCache(int32_t num_blocks) : pool_(num_blocks) {}
   BlockPool pool_;
+  KvLayout layout_;
   absl::StatusOr<ParaVectorLayout> para_layout_ = absl::UnknownError("unset");
-  int32_t block_size_ = 0;
-  int64_t kv_heads_ = 0;
-  int64_t head_stride_ = 0;  // block_size * head_dim
-  int64_t block_floats_ = 0;
-  float* base_ = nullptr;
-  size_t mapped_bytes_ = 0;
 };
 
 }  // namespace para

@@ -2,76 +2,44 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <map>
 
 #include "absl/strings/str_cat.h"
-#include "engine/safetensors.h"
 #include "common/status_macros.h"
+#include "engine/safetensors.h"
 #include "engine/text/hf_tokenizer.h"
 
 namespace para {
 namespace {
 
-// Copies a checkpoint tensor of `shape` into `dst` (float32), parallel over chunks.
-absl::Status ReadInto(const TensorStore& store, const std::string& name,
-                      const std::vector<int64_t>& shape, float* dst, ThreadPool* pool) {
-  ASSIGN_OR_RETURN(const TensorView* t, store.Get(name, shape));
-  const int64_t n = t->numel();
-  const size_t esize = DTypeSize(t->dtype);
-  auto convert = [&](int64_t b, int64_t e) {
-    ConvertToF32(t->dtype, t->data + b * esize, e - b, dst + b);
-  };
-  if (pool != nullptr) {
-    pool->ParallelFor(n, convert, 1 << 16);
-  } else {
-    convert(0, n);
-  }
-  return absl::OkStatus();
-}
-
-absl::StatusOr<AlignedBuffer> ReadTensor(const TensorStore& store, const std::string& name,
-                                         const std::vector<int64_t>& shape, ThreadPool* pool) {
-  int64_t n = 1;
-  for (int64_t d : shape) n *= d;
-  AlignedBuffer buf(n);
-  RETURN_IF_ERROR(ReadInto(store, name, shape, buf.data(), pool));
-  return buf;
-}
-
-// Reads several [rows_i, cols] tensors stacked into one [sum rows_i, cols] matrix.
-absl::StatusOr<AlignedBuffer> ReadStacked(const TensorStore& store,
-                                          const std::vector<std::string>& names,
-                                          const std::vector<int64_t>& rows, int64_t cols,
-                                          ThreadPool* pool) {
-  int64_t total = 0;
-  for (int64_t r : rows) total += r;
-  AlignedBuffer buf(total * cols);
-  int64_t offset = 0;
-  for (size_t i = 0; i < names.size(); ++i) {
-    RETURN_IF_ERROR(ReadInto(store, names[i], {rows[i], cols}, buf.data() + offset * cols, pool));
-    offset += rows[i];
-  }
-  return buf;
-}
-
-absl::Status LoadLayer(const TensorStore& store, const ModelConfig& c, int64_t i, ThreadPool* pool,
-                       LayerWeights* w) {
+// Finds every tensor of layer `i` with the shape the config implies and a float dtype.
+absl::Status FindLayer(const TensorStore& store, const ModelConfig& c, int64_t i, LayerTensors* t) {
   const std::string p = absl::StrCat("model.layers.", i, ".");
-  const int64_t h = c.hidden_size;
-  ASSIGN_OR_RETURN(w->attn_norm, ReadTensor(store, p + "input_layernorm.weight", {h}, pool));
-  ASSIGN_OR_RETURN(w->wqkv,
-                   ReadStacked(store,
-                               {p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight",
-                                p + "self_attn.v_proj.weight"},
-                               {c.q_dim(), c.kv_dim(), c.kv_dim()}, h, pool));
-  ASSIGN_OR_RETURN(w->wo, ReadTensor(store, p + "self_attn.o_proj.weight", {h, c.q_dim()}, pool));
-  ASSIGN_OR_RETURN(w->ffn_norm,
-                   ReadTensor(store, p + "post_attention_layernorm.weight", {h}, pool));
-  ASSIGN_OR_RETURN(w->w_gate_up,
-                   ReadStacked(store, {p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"},
-                               {c.intermediate_size, c.intermediate_size}, h, pool));
-  ASSIGN_OR_RETURN(w->w_down,
-                   ReadTensor(store, p + "mlp.down_proj.weight", {h, c.intermediate_size}, pool));
+  const int64_t h = c.hidden_size, f = c.intermediate_size;
+  ASSIGN_OR_RETURN(t->attn_norm, store.Get(p + "input_layernorm.weight", {h}));
+  ASSIGN_OR_RETURN(t->q, store.Get(p + "self_attn.q_proj.weight", {c.q_dim(), h}));
+  ASSIGN_OR_RETURN(t->k, store.Get(p + "self_attn.k_proj.weight", {c.kv_dim(), h}));
+  ASSIGN_OR_RETURN(t->v, store.Get(p + "self_attn.v_proj.weight", {c.kv_dim(), h}));
+  ASSIGN_OR_RETURN(t->o, store.Get(p + "self_attn.o_proj.weight", {h, c.q_dim()}));
+  ASSIGN_OR_RETURN(t->ffn_norm, store.Get(p + "post_attention_layernorm.weight", {h}));
+  ASSIGN_OR_RETURN(t->gate, store.Get(p + "mlp.gate_proj.weight", {f, h}));
+  ASSIGN_OR_RETURN(t->up, store.Get(p + "mlp.up_proj.weight", {f, h}));
+  ASSIGN_OR_RETURN(t->down, store.Get(p + "mlp.down_proj.weight", {h, f}));
   return absl::OkStatus();
+}
+
+// The dtype holding most of the bytes of the layers' matrices.
+DType MostBytes(const ModelTensors& t) {
+  std::map<DType, size_t> bytes;
+  for (const LayerTensors& l : t.layers)
+    for (const TensorView* v : {l.q, l.k, l.v, l.o, l.gate, l.up, l.down})
+      bytes[v->dtype] += v->nbytes;
+  bytes[t.embed->dtype] += t.embed->nbytes;
+  DType best = DType::kF32;
+  size_t most = 0;
+  for (const auto& [d, n] : bytes)
+    if (n > most) best = d, most = n;
+  return best;
 }
 
 }  // namespace
@@ -88,23 +56,24 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& dir)
   return tok;
 }
 
-absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir, ThreadPool* pool) {
+absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir) {
   auto m = std::unique_ptr<Model>(new Model());
   m->dir_ = dir;
   ASSIGN_OR_RETURN(m->config_, LoadModelConfig(dir));
   const ModelConfig& c = m->config_;
-  ASSIGN_OR_RETURN(auto store, TensorStore::OpenDirectory(dir));
-  ModelWeights& w = m->weights_;
-  ASSIGN_OR_RETURN(w.embed, ReadTensor(*store, "model.embed_tokens.weight",
-                                       {c.vocab_size, c.hidden_size}, pool));
-  w.layers.resize(c.num_hidden_layers);
+  ASSIGN_OR_RETURN(m->store_, TensorStore::OpenDirectory(dir));
+  const TensorStore& store = *m->store_;
+  ModelTensors& t = m->tensors_;
+  ASSIGN_OR_RETURN(t.embed, store.Get("model.embed_tokens.weight", {c.vocab_size, c.hidden_size}));
+  t.layers.resize(c.num_hidden_layers);
   for (int64_t i = 0; i < c.num_hidden_layers; ++i)
-    RETURN_IF_ERROR(LoadLayer(*store, c, i, pool, &w.layers[i]));
-  ASSIGN_OR_RETURN(w.final_norm, ReadTensor(*store, "model.norm.weight", {c.hidden_size}, pool));
+    RETURN_IF_ERROR(FindLayer(store, c, i, &t.layers[i]));
+  ASSIGN_OR_RETURN(t.final_norm, store.Get("model.norm.weight", {c.hidden_size}));
+  t.lm_head = t.embed;
   if (!c.tie_word_embeddings) {
-    ASSIGN_OR_RETURN(w.lm_head,
-                     ReadTensor(*store, "lm_head.weight", {c.vocab_size, c.hidden_size}, pool));
+    ASSIGN_OR_RETURN(t.lm_head, store.Get("lm_head.weight", {c.vocab_size, c.hidden_size}));
   }
+  m->stored_dtype_ = MostBytes(t);
   RETURN_IF_ERROR(m->LoadText());
   return m;
 }

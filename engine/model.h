@@ -1,12 +1,9 @@
-// A loaded LLaMA-family model: its config, its weights in float32 (F16/BF16 checkpoints are
-// widened at load), its tokenizer when the directory has one (tokenizer.json first, as
-// transformers does, else sentencepiece's tokenizer.model) and its chat format when it has a chat
-// template.
-//
-// Weights are laid out for the CPU kernels: Q, K and V projections fused into one [q+2kv, hidden]
-// matrix, gate and up fused into one [2*ffn, hidden] matrix (gate rows first). Everything else
-// keeps the Hugging Face layout ([out, in], row-major).
-// Immutable after Load; shared read-only by the engine (safe from any thread).
+// A loaded LLaMA-family model: its config, its checkpoint tensors as stored (memory-mapped and
+// validated: every tensor present with its shape and a float dtype; no weight is converted or
+// copied here — a backend lays them out as it likes), its tokenizer when the directory has one
+// (tokenizer.json first, as transformers does, else sentencepiece's tokenizer.model) and its chat
+// format when it has a chat template.
+// Immutable after Load; shared read-only by the engine and its backend (safe from any thread).
 #pragma once
 
 #include <memory>
@@ -14,40 +11,39 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "engine/aligned_buffer.h"
 #include "engine/model_config.h"
+#include "engine/safetensors.h"
 #include "engine/text/chat_format.h"
-#include "engine/thread_pool.h"
 #include "engine/tokenizer.h"
 #include "nlohmann/json.hpp"
 
 namespace para {
 
-struct LayerWeights {
-  AlignedBuffer attn_norm;  // [hidden]
-  AlignedBuffer wqkv;       // [q_dim + 2*kv_dim, hidden]
-  AlignedBuffer wo;         // [hidden, q_dim]
-  AlignedBuffer ffn_norm;   // [hidden]
-  AlignedBuffer w_gate_up;  // [2*ffn, hidden]
-  AlignedBuffer w_down;     // [hidden, ffn]
+// One decoder layer's checkpoint tensors ([out, in] matrices, [hidden] norm weights), pointing
+// into the model's memory-mapped files.
+struct LayerTensors {
+  const TensorView* attn_norm = nullptr;
+  const TensorView *q = nullptr, *k = nullptr, *v = nullptr, *o = nullptr;
+  const TensorView* ffn_norm = nullptr;
+  const TensorView *gate = nullptr, *up = nullptr, *down = nullptr;
 };
 
-struct ModelWeights {
-  AlignedBuffer embed;  // [vocab, hidden]
-  std::vector<LayerWeights> layers;
-  AlignedBuffer final_norm;  // [hidden]
-  AlignedBuffer lm_head;     // [vocab, hidden]; empty when tied to `embed`
-  const float* lm_head_data() const { return lm_head.empty() ? embed.data() : lm_head.data(); }
+struct ModelTensors {
+  const TensorView* embed = nullptr;  // [vocab, hidden]
+  std::vector<LayerTensors> layers;
+  const TensorView* final_norm = nullptr;  // [hidden]
+  const TensorView* lm_head = nullptr;     // [vocab, hidden]; the embedding when tied
 };
 
 class Model {
  public:
-  // Loads config, weights and tokenizer from a Hugging Face model directory. `pool` parallelises
-  // the conversion (may be null).
-  static absl::StatusOr<std::unique_ptr<Model>> Load(const std::string& dir, ThreadPool* pool);
+  // Loads config, tensors and tokenizer from a Hugging Face model directory.
+  static absl::StatusOr<std::unique_ptr<Model>> Load(const std::string& dir);
 
   const ModelConfig& config() const { return config_; }
-  const ModelWeights& weights() const { return weights_; }
+  const ModelTensors& tensors() const { return tensors_; }
+  // The dtype most of the weight bytes are stored in (F32, F16 or BF16).
+  DType stored_dtype() const { return stored_dtype_; }
   // Null when the directory has neither tokenizer.json nor tokenizer.model.
   const Tokenizer* tokenizer() const { return tokenizer_.get(); }
   // Null when the model has no chat template.
@@ -71,7 +67,9 @@ class Model {
  private:
   std::string dir_;
   ModelConfig config_;
-  ModelWeights weights_;
+  std::unique_ptr<TensorStore> store_;
+  ModelTensors tensors_;
+  DType stored_dtype_ = DType::kF32;
   absl::Status LoadText();  // tokenizer and chat format, after the config
 
   std::unique_ptr<Tokenizer> tokenizer_;

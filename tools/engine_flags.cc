@@ -9,6 +9,10 @@ absl::StatusOr<EngineOptions> EngineOptionsFromArgs(const Args& args) {
   auto model = args.Get("model");
   if (!model) return absl::InvalidArgumentError("--model DIR is required");
   o.model_dir = *model;
+  o.device = args.GetOr("device", "auto");
+  ASSIGN_OR_RETURN(o.dtype, ParseDTypeChoice(args.GetOr("dtype", "auto"), "--dtype"));
+  ASSIGN_OR_RETURN(o.kv_cache_dtype,
+                   ParseDTypeChoice(args.GetOr("kv-cache-dtype", "auto"), "--kv-cache-dtype"));
   ASSIGN_OR_RETURN(int64_t bs, args.Int("block-size", 16));
   ASSIGN_OR_RETURN(int64_t blocks, args.Int("kv-cache-blocks", 0));
   ASSIGN_OR_RETURN(int64_t bytes, args.Int("kv-cache-bytes", 1ll << 30));

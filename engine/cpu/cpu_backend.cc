@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "common/status_macros.h"
 #include "engine/cpu/blas.h"
 #include "engine/cpu/kernels.h"
 
@@ -37,18 +38,31 @@ std::vector<double> RopeInvFreq(const ModelConfig& c) {
   return inv;
 }
 
-absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(const Model* model, KvCache* cache,
+absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(const Model* model,
+                                                               const KvCache* cache,
+                                                               std::optional<DType> weights_dtype,
                                                                ThreadPool* pool) {
   if (absl::Status s = InitBlas(); !s.ok()) return s;
-  return std::unique_ptr<CpuBackend>(new CpuBackend(model, cache, pool));
+  ASSIGN_OR_RETURN(std::unique_ptr<CpuWeights> weights,
+                   CpuWeights::Build(*model, weights_dtype, pool));
+  ASSIGN_OR_RETURN(std::unique_ptr<KvStorage> storage,
+                   KvStorage::Create(cache->layout(), cache->pool().num_blocks()));
+  return std::unique_ptr<CpuBackend>(
+      new CpuBackend(model, cache, std::move(weights), std::move(storage), pool));
 }
 
-CpuBackend::CpuBackend(const Model* model, KvCache* cache, ThreadPool* pool)
+CpuBackend::CpuBackend(const Model* model, const KvCache* cache,
+                       std::unique_ptr<CpuWeights> weights, std::unique_ptr<KvStorage> storage,
+                       ThreadPool* pool)
     : model_(model),
       cfg_(model->config()),
       cache_(cache),
+      w_(std::move(weights)),
+      kv_(std::move(storage)),
       pool_(pool),
       inv_freq_(RopeInvFreq(model->config())) {}
+
+void CpuBackend::CopyBlock(int32_t src, int32_t dst) { kv_->CopyBlock(src, dst); }
 
 void CpuBackend::PrepareRows(std::span<const ForwardSeq> batch) {
   rows_ = 0;
@@ -98,7 +112,6 @@ absl::Status CpuBackend::Forward(std::span<const ForwardSeq> batch, float* logit
   ++stats_.forward_calls;
   PrepareParaVectors(batch);
   const int64_t h = cfg_.hidden_size;
-  const float* embed = model_->weights().embed.data();
   int64_t r = 0;
   for (const auto& s : batch) {
     for (int32_t tok : s.tokens) {
@@ -106,7 +119,7 @@ absl::Status CpuBackend::Forward(std::span<const ForwardSeq> batch, float* logit
         return absl::InvalidArgumentError("token id " + std::to_string(tok) +
                                           " is outside the vocabulary [0, " +
                                           std::to_string(cfg_.vocab_size) + ")");
-      std::memcpy(h_.data() + r * h, embed + static_cast<int64_t>(tok) * h, h * sizeof(float));
+      ReadRowF32(w_->embed(), tok, h_.data() + r * h);
       ++r;
     }
   }
@@ -133,7 +146,7 @@ void CpuBackend::PrepareParaVectors(std::span<const ForwardSeq> batch) {
       for (int seg = 0; seg < 3; ++seg) {
         const ParaVectorLayout::Slot slot = layout.slot(l, seg);
         para_vecs_[(si * layers + l) * 3 + seg] =
-            cache_->Page(s.vector_pages[slot.page]) + slot.offset;
+            kv_->Page(s.vector_pages[slot.page]) + slot.offset;
       }
   }
 }
@@ -174,7 +187,7 @@ void CpuBackend::GenerateParaVectors(std::span<const ForwardSeq> batch, int64_t 
 }
 
 void CpuBackend::Layer(std::span<const ForwardSeq> batch, int64_t l) {
-  const LayerWeights& w = model_->weights().layers[l];
+  const CpuLayerWeights& w = w_->layers()[l];
   const int64_t h = cfg_.hidden_size, f = cfg_.intermediate_size;
   const int64_t qkv_n = cfg_.q_dim() + 2 * cfg_.kv_dim();
   const float eps = static_cast<float>(cfg_.rms_norm_eps);
@@ -187,15 +200,15 @@ void CpuBackend::Layer(std::span<const ForwardSeq> batch, int64_t l) {
   if (!generating_.empty()) GenerateParaVectors(batch, l);  // from this layer's input, before use
   // Attention block.
   norm_rows(w.attn_norm);
-  Linear(pool_, rows_, qkv_n, h, xn_.data(), h, w.wqkv.data(), 0.f, qkv_.data(), qkv_n);
+  LinearParts(pool_, rows_, w.qkv, xn_.data(), h, 0.f, qkv_.data(), qkv_n, &linear_);
   Lora(l, LoraSite::kQkv, xn_.data(), h, qkv_.data(), qkv_n);
   RopeAndStore(batch, l);
   Attention(batch, l);
-  Linear(pool_, rows_, h, cfg_.q_dim(), attn_.data(), cfg_.q_dim(), w.wo.data(), 1.f, h_.data(), h);
+  LinearParts(pool_, rows_, {&w.o, 1}, attn_.data(), cfg_.q_dim(), 1.f, h_.data(), h, &linear_);
   Lora(l, LoraSite::kO, attn_.data(), cfg_.q_dim(), h_.data(), h);
   // MLP block.
   norm_rows(w.ffn_norm);
-  Linear(pool_, rows_, 2 * f, h, xn_.data(), h, w.w_gate_up.data(), 0.f, gu_.data(), 2 * f);
+  LinearParts(pool_, rows_, w.gate_up, xn_.data(), h, 0.f, gu_.data(), 2 * f, &linear_);
   Lora(l, LoraSite::kGateUp, xn_.data(), h, gu_.data(), 2 * f);
   pool_->ParallelFor(rows_, [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; ++r) {
@@ -204,7 +217,7 @@ void CpuBackend::Layer(std::span<const ForwardSeq> batch, int64_t l) {
                 act_.data() + r * f);
     }
   });
-  Linear(pool_, rows_, h, f, act_.data(), f, w.w_down.data(), 1.f, h_.data(), h);
+  LinearParts(pool_, rows_, {&w.down, 1}, act_.data(), f, 1.f, h_.data(), h, &linear_);
   Lora(l, LoraSite::kDown, act_.data(), f, h_.data(), h);
 }
 
@@ -213,22 +226,24 @@ void CpuBackend::RopeAndStore(std::span<const ForwardSeq> batch, int64_t l) {
   const int64_t nq = cfg_.num_attention_heads, nkv = cfg_.num_key_value_heads;
   const int64_t qkv_n = cfg_.q_dim() + 2 * cfg_.kv_dim();
   const int32_t bs = cache_->block_size();
+  const DType kv_type = kv_->layout().dtype;
+  const int64_t row_bytes = static_cast<int64_t>(DTypeSize(kv_type)) * hd;
   pool_->ParallelFor(rows_, [&](int64_t b, int64_t e) {
-    std::vector<float*> k_dst(nkv), v_dst(nkv);
     for (int64_t r = b; r < e; ++r) {
       float* q = qkv_.data() + r * qkv_n;
       float* k = q + nq * hd;
       float* v = k + nkv * hd;
       const Row& row = row_info_[r];
-      const int32_t block = batch[row.seq].blocks[row.pos / bs];
-      const int32_t slot = row.pos % bs;
-      for (int64_t g = 0; g < nkv; ++g) {
-        k_dst[g] = cache_->Rows(block, l, 0, g) + slot * hd;
-        v_dst[g] = cache_->Rows(block, l, 1, g) + slot * hd;
-      }
       QkvRowEpilogue(q, k, v, nq, nkv, hd, rope_cos_.data() + r * half, rope_sin_.data() + r * half,
-                     Vec(row.seq, l, ParaVectorLayout::kQ), Vec(row.seq, l, ParaVectorLayout::kV),
-                     k_dst.data(), v_dst.data());
+                     Vec(row.seq, l, ParaVectorLayout::kQ), Vec(row.seq, l, ParaVectorLayout::kV));
+      const int32_t block = batch[row.seq].blocks[row.pos / bs];
+      const int64_t slot = row.pos % bs;
+      for (int64_t g = 0; g < nkv; ++g) {
+        StoreRow(kv_type, k + g * hd, hd,
+                 static_cast<uint8_t*>(kv_->Rows(block, l, 0, g)) + slot * row_bytes);
+        StoreRow(kv_type, v + g * hd, hd,
+                 static_cast<uint8_t*>(kv_->Rows(block, l, 1, g)) + slot * row_bytes);
+      }
     }
   });
 }
@@ -244,11 +259,21 @@ void CpuBackend::Attention(std::span<const ForwardSeq> batch, int64_t l) {
     for (int64_t i = next.fetch_add(1); i < static_cast<int64_t>(attn_tasks_.size());
          i = next.fetch_add(1)) {
       const AttnTask& task = attn_tasks_[i];
-      AttendTask(batch[task.seq], task, l, scores);
+      switch (kv_->layout().dtype) {
+        case DType::kF16:
+          AttendTask<KvF16>(batch[task.seq], task, l, scores);
+          break;
+        case DType::kBF16:
+          AttendTask<KvBF16>(batch[task.seq], task, l, scores);
+          break;
+        default:
+          AttendTask<KvF32>(batch[task.seq], task, l, scores);
+      }
     }
   });
 }
 
+template <typename Kv>
 void CpuBackend::AttendTask(const ForwardSeq& seq, const AttnTask& task, int64_t l, float* scores) {
   const int64_t hd = cfg_.head_dim;
   const int64_t nq = cfg_.num_attention_heads, nkv = cfg_.num_key_value_heads;
@@ -262,10 +287,11 @@ void CpuBackend::AttendTask(const ForwardSeq& seq, const AttnTask& task, int64_t
       const float* q = qkv_.data() + r * qkv_n + hq * hd;
       float max_score = -INFINITY;
       for (int32_t j0 = 0; j0 < ctx; j0 += bs) {
-        const float* kb = cache_->Rows(seq.blocks[j0 / bs], l, 0, task.kv_head);
+        const auto* kb = static_cast<const typename Kv::Element*>(
+            kv_->Rows(seq.blocks[j0 / bs], l, 0, task.kv_head));
         const int32_t n = std::min(bs, ctx - j0);
         for (int32_t j = 0; j < n; ++j) {
-          const float s = Dot(q, kb + j * hd, hd) * scale;
+          const float s = Kv::Dot(q, kb + j * hd, hd) * scale;
           scores[j0 + j] = s;
           max_score = std::max(max_score, s);
         }
@@ -279,9 +305,10 @@ void CpuBackend::AttendTask(const ForwardSeq& seq, const AttnTask& task, int64_t
       float* out = attn_.data() + r * nq * hd + hq * hd;
       std::memset(out, 0, hd * sizeof(float));
       for (int32_t j0 = 0; j0 < ctx; j0 += bs) {
-        const float* vb = cache_->Rows(seq.blocks[j0 / bs], l, 1, task.kv_head);
+        const auto* vb = static_cast<const typename Kv::Element*>(
+            kv_->Rows(seq.blocks[j0 / bs], l, 1, task.kv_head));
         const int32_t n = std::min(bs, ctx - j0);
-        for (int32_t j = 0; j < n; ++j) Axpy(scores[j0 + j] * inv, vb + j * hd, hd, out);
+        for (int32_t j = 0; j < n; ++j) Kv::Axpy(scores[j0 + j] * inv, vb + j * hd, hd, out);
       }
     }
   }
@@ -301,13 +328,13 @@ void CpuBackend::Logits(std::span<const ForwardSeq> batch, float* logits) {
   const int64_t m = static_cast<int64_t>(rows.size());
   out_rows_.EnsureSize(m * h);
   const float eps = static_cast<float>(cfg_.rms_norm_eps);
-  const float* norm = model_->weights().final_norm.data();
+  const float* norm = w_->final_norm().data();
   pool_->ParallelFor(m, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i)
       RmsNorm(h_.data() + rows[i] * h, norm, eps, h, out_rows_.data() + i * h);
   });
-  Linear(pool_, m, cfg_.vocab_size, h, out_rows_.data(), h, model_->weights().lm_head_data(), 0.f,
-         logits, cfg_.vocab_size);
+  LinearParts(pool_, m, {&w_->lm_head(), 1}, out_rows_.data(), h, 0.f, logits, cfg_.vocab_size,
+              &linear_);
 }
 
 }  // namespace para::cpu

@@ -7,12 +7,16 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "absl/status/statusor.h"
 
 #include "engine/aligned_buffer.h"
 #include "engine/backend.h"
+#include "engine/cpu/cpu_weights.h"
+#include "engine/cpu/kernels.h"
+#include "engine/cpu/kv_storage.h"
 #include "engine/cpu/lora_kernels.h"
 #include "engine/kv_cache.h"
 #include "engine/model.h"
@@ -23,14 +27,38 @@ namespace para::cpu {
 class CpuBackend final : public Backend {
  public:
   // Fails when OpenBLAS cannot be loaded.
-  static absl::StatusOr<std::unique_ptr<CpuBackend>> Create(const Model* model, KvCache* cache,
+  // Allocates the storage of the cache's blocks (KV rows and PARA vector pages) as its layout
+  // says. Fails when OpenBLAS cannot be loaded or the memory cannot be mapped.
+  // `weights_dtype`: the dtype the weights are held and read in (nullopt: as stored).
+  static absl::StatusOr<std::unique_ptr<CpuBackend>> Create(const Model* model,
+                                                            const KvCache* cache,
+                                                            std::optional<DType> weights_dtype,
                                                             ThreadPool* pool);
   absl::Status Forward(std::span<const ForwardSeq> batch, float* logits) override;
+  void CopyBlock(int32_t src, int32_t dst) override;
   const char* name() const override { return "cpu"; }
   const BackendStats& stats() const override { return stats_; }
 
  private:
-  CpuBackend(const Model* model, KvCache* cache, ThreadPool* pool);
+  CpuBackend(const Model* model, const KvCache* cache, std::unique_ptr<CpuWeights> weights,
+             std::unique_ptr<KvStorage> storage, ThreadPool* pool);
+
+  // Cache rows of each element type, for the attention loop.
+  struct KvF32 {
+    using Element = float;
+    static float Dot(const float* a, const float* b, int64_t n) { return cpu::Dot(a, b, n); }
+    static void Axpy(float a, const float* x, int64_t n, float* y) { cpu::Axpy(a, x, n, y); }
+  };
+  struct KvF16 {
+    using Element = uint16_t;
+    static float Dot(const float* a, const uint16_t* b, int64_t n) { return DotF16(a, b, n); }
+    static void Axpy(float a, const uint16_t* x, int64_t n, float* y) { AxpyF16(a, x, n, y); }
+  };
+  struct KvBF16 {
+    using Element = uint16_t;
+    static float Dot(const float* a, const uint16_t* b, int64_t n) { return DotBF16(a, b, n); }
+    static void Axpy(float a, const uint16_t* x, int64_t n, float* y) { AxpyBF16(a, x, n, y); }
+  };
 
   struct Row {
     int32_t seq;  // index into the batch
@@ -58,12 +86,15 @@ class CpuBackend final : public Backend {
   void Layer(std::span<const ForwardSeq> batch, int64_t layer);
   void RopeAndStore(std::span<const ForwardSeq> batch, int64_t layer);
   void Attention(std::span<const ForwardSeq> batch, int64_t layer);
+  template <typename Kv>
   void AttendTask(const ForwardSeq& seq, const AttnTask& task, int64_t layer, float* scores);
   void Logits(std::span<const ForwardSeq> batch, float* logits);
 
   const Model* model_;
   const ModelConfig& cfg_;
-  KvCache* cache_;
+  const KvCache* cache_;
+  std::unique_ptr<CpuWeights> w_;
+  std::unique_ptr<KvStorage> kv_;
   ThreadPool* pool_;
   std::vector<double> inv_freq_;  // [head_dim / 2]
   BackendStats stats_;
@@ -77,6 +108,7 @@ class CpuBackend final : public Backend {
   std::vector<int32_t> generating_;  // batch indices of sequences generating vectors this step
   std::vector<LoraRowGroup> lora_groups_;  // rows of this step grouped by LoRA adapter
   LoraScratch lora_scratch_;
+  LinearScratch linear_;
   AlignedBuffer h_, xn_, qkv_, attn_, gu_, act_, rope_cos_, rope_sin_, out_rows_, scores_;
 };
 

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 
+#include "engine/dtype.h"
 #include "engine/thread_pool.h"
 
 namespace para::cpu {
@@ -40,11 +41,19 @@ void Axpy(float a, const float* x, int64_t n, float* y);
 void Rope(const float* cos, const float* sin, int64_t half, float* x);
 
 // One row's attention-input epilogue, in place on the row's q, k, v of the fused QKV output:
-// q *= lq (PARA, when lq is non-null) then RoPE; k RoPE; v *= lv (when non-null); then each KV
-// head's k and v row is copied to k_dst[g] / v_dst[g] (its slot in the paged cache).
+// q *= lq (PARA, when lq is non-null) then RoPE; k RoPE; v *= lv (when non-null).
 void QkvRowEpilogue(float* q, float* k, float* v, int64_t nq, int64_t nkv, int64_t hd,
-                    const float* cos, const float* sin, const float* lq, const float* lv,
-                    float* const* k_dst, float* const* v_dst);
+                    const float* cos, const float* sin, const float* lq, const float* lv);
+
+// Writes n floats as `dtype` (F32, or F16 / BF16 rounded to nearest even) at `dst`: a key or
+// value row going into the paged cache.
+void StoreRow(DType dtype, const float* src, int64_t n, void* dst);
+// Dot product and y += a * x where the second operand is a cache row of F16 or BF16 elements,
+// converted in registers.
+float DotF16(const float* a, const uint16_t* b, int64_t n);
+float DotBF16(const float* a, const uint16_t* b, int64_t n);
+void AxpyF16(float a, const uint16_t* x, int64_t n, float* y);
+void AxpyBF16(float a, const uint16_t* x, int64_t n, float* y);
 // One row of SwiGLU: out = silu(gate) * (up * lu), lu may be null (unscaled).
 void SwiGluRow(const float* gate, const float* up, const float* lu, int64_t n, float* out);
 

@@ -83,27 +83,42 @@ TEST(KvCacheTest, ReserveGrowsByWholeBlocksAndReleaseReturnsThem) {
   EXPECT_EQ(c->pool().num_free(), 5);
 }
 
-TEST(KvCacheTest, HeadRowsOfDifferentBlocksLayersAndHeadsDoNotAlias) {
+TEST(KvCacheTest, SixteenBitCachesHaveHalfSizedBlocksAndPageFloatsForParaVectors) {
   KvCacheOptions o;
   o.block_size = 4;
-  o.num_blocks = 2;
-  auto c = *KvCache::Create(SmallConfig(), o);
-  std::set<float*> starts;
-  for (int32_t b = 0; b < 2; ++b)
-    for (int64_t l = 0; l < 3; ++l)
+  o.bytes = 10 * (3 * 2 * 2 * 4 * 8 * 2);  // ten 16-bit blocks' worth
+  for (DType t : {DType::kF16, DType::kBF16}) {
+    o.dtype = t;
+    auto c = KvCache::Create(SmallConfig(), o);
+    ASSERT_TRUE(c.ok()) << c.status();
+    EXPECT_EQ((*c)->pool().num_blocks(), 10);
+    EXPECT_EQ((*c)->block_bytes(), 3 * 2 * 2 * 4 * 8 * 2);
+    EXPECT_EQ((*c)->layout().element_size(), 2);
+  }
+  o.dtype = DType::kI8;
+  EXPECT_EQ(KvCache::Create(SmallConfig(), o).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(KvCacheTest, HeadRowsOfDifferentLayersAndHeadsDoNotOverlap) {
+  KvLayout l;
+  l.layers = 3;
+  l.kv_heads = 2;
+  l.head_dim = 8;
+  l.block_size = 4;
+  for (DType t : {DType::kF32, DType::kBF16}) {
+    l.dtype = t;
+    std::set<int64_t> starts;
+    for (int64_t layer = 0; layer < 3; ++layer)
       for (int kv = 0; kv < 2; ++kv)
         for (int64_t h = 0; h < 2; ++h) {
-          float* p = c->Rows(b, l, kv, h);
-          for (int i = 0; i < 4 * 8; ++i)
-            p[i] = static_cast<float>(b * 1000 + l * 100 + kv * 10 + h);
-          starts.insert(p);
+          const int64_t at = l.RowsOffset(layer, kv, h);
+          EXPECT_EQ(at % l.head_stride(), 0);
+          EXPECT_LE(at + l.head_stride(), l.block_elements());
+          starts.insert(at);
         }
-  EXPECT_EQ(starts.size(), 2u * 3 * 2 * 2);
-  for (int32_t b = 0; b < 2; ++b)
-    for (int64_t l = 0; l < 3; ++l)
-      for (int kv = 0; kv < 2; ++kv)
-        for (int64_t h = 0; h < 2; ++h)
-          EXPECT_EQ(c->Rows(b, l, kv, h)[31], static_cast<float>(b * 1000 + l * 100 + kv * 10 + h));
+    EXPECT_EQ(starts.size(), 3u * 2 * 2);  // distinct, each head_stride long, all inside
+    EXPECT_EQ(l.block_bytes(), l.block_elements() * static_cast<int64_t>(DTypeSize(t)));
+  }
 }
 
 }  // namespace

@@ -39,7 +39,7 @@ std::string EditedModel(const std::function<void(std::vector<tools::TensorSpec>&
 
 absl::Status LoadStatus(const std::string& dir) {
   ThreadPool pool(1);
-  return Model::Load(dir, &pool).status();
+  return Model::Load(dir).status();
 }
 
 TEST(ModelLoadTest, MissingTensorIsNamed) {

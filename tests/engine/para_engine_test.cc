@@ -142,7 +142,7 @@ TEST(ParaEngineTest, VectorPagesAreCountedAndReturned) {
   EXPECT_EQ(cache.pool().num_used(), 2 + pages);  // 20 positions = 2 blocks of 16, plus vectors
 
   // A fork shares the vector pages and full blocks; the partial last block is copied.
-  auto child = cache.Fork(kv);
+  auto child = e->ForkKv(kv);
   ASSERT_TRUE(child.ok());
   EXPECT_EQ(child->vector_pages, kv.vector_pages);
   EXPECT_EQ(cache.pool().refcount(kv.vector_pages[0]), 2);
@@ -167,7 +167,7 @@ TEST(ParaEngineTest, ForkedSequenceContinuesWithTheParentsVectors) {
   std::vector<float> logits;
   ForwardItem pre{&parent, std::span<const int32_t>(ids).subspan(0, 9), false, a.get()};
   ASSERT_TRUE(e->Forward({&pre, 1}, &logits).ok());
-  auto child = e->kv_cache().Fork(parent);
+  auto child = e->ForkKv(parent);
   ASSERT_TRUE(child.ok());
   for (int i = 9; i < 11; ++i) {
     ForwardItem d{&*child, std::span<const int32_t>(ids).subspan(i, 1), false, a.get()};

@@ -125,9 +125,11 @@ std::vector<absl::StatusOr<sched::RequestResult>> RunRequests(
   return sched::RunOffline(engine, std::move(subs), sched::SchedulerConfig());
 }
 
-std::unique_ptr<Engine> MakeEngine(const std::string& dir, int32_t num_blocks, int32_t block_size) {
+std::unique_ptr<Engine> MakeEngine(const std::string& dir, int32_t num_blocks, int32_t block_size,
+                                   DType kv_dtype) {
   EngineOptions o;
   o.model_dir = dir;
+  o.kv_cache_dtype = kv_dtype;
   o.kv_cache.num_blocks = num_blocks;
   o.kv_cache.block_size = block_size;
   auto e = Engine::Create(o);

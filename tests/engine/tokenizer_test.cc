@@ -67,7 +67,7 @@ TEST(TokenizerTest, StreamingNeverEmitsPartialCharacters) {
 TEST(TokenizerTest, PromptGetsBosFromConfig) {
   EngineOptions o;
   ThreadPool pool(1);
-  auto model = Model::Load(testing::DefaultTinyModelDir(), &pool);
+  auto model = Model::Load(testing::DefaultTinyModelDir());
   ASSERT_TRUE(model.ok()) << model.status();
   auto ids = (*model)->EncodePrompt("Hello");
   ASSERT_TRUE(ids.ok());

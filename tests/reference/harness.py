@@ -161,10 +161,16 @@ def make_tiny_para(d, mdir, a):
 # ----------------------------------------------------------------------------
 # engine logits vs reference logits
 # ----------------------------------------------------------------------------
-def logits_cmd(mdir, ids, out, adapter_dir=None, prefill_len=None):
+# The engine's numerics under test: weights as stored and a float32 KV cache unless a test asks
+# for another (16-bit models would otherwise default to an F16 cache).
+ENGINE_NUMERICS = ["--kv-cache-dtype", "f32"]
+
+
+def logits_cmd(mdir, ids, out, adapter_dir=None, prefill_len=None, numerics=None):
     """para-tool logits: float32 logits of ids into the .npy out (prefill_len: prefill that many
     tokens, then decode the rest one by one)."""
-    cmd = [PARA_TOOL, "logits", "--model", mdir, "--prompt-ids", ",".join(map(str, ids)), "--out", str(out)]
+    cmd = [PARA_TOOL, "logits", "--model", mdir, "--prompt-ids", ",".join(map(str, ids)), "--out", str(out),
+           *(ENGINE_NUMERICS if numerics is None else numerics)]
     if adapter_dir is not None:
         cmd += ["--adapter", adapter_dir]
     if prefill_len is not None:
@@ -172,8 +178,8 @@ def logits_cmd(mdir, ids, out, adapter_dir=None, prefill_len=None):
     return cmd
 
 
-def engine_logits(mdir, ids, out, adapter_dir=None, prefill_len=None):
-    run(logits_cmd(mdir, ids, out, adapter_dir, prefill_len))
+def engine_logits(mdir, ids, out, adapter_dir=None, prefill_len=None, numerics=None):
+    run(logits_cmd(mdir, ids, out, adapter_dir, prefill_len, numerics))
     return np.load(out)
 
 
@@ -249,7 +255,7 @@ def assert_engine_refuses(mdir, adir, out, case, must_name, kind="adapter"):
 # ----------------------------------------------------------------------------
 def generate_cmd(mdir, prompt, n_steps, adapter_dir=None):
     cmd = [PARA_CLI, "generate", "--model", mdir, "--prompt-ids", ",".join(map(str, prompt)),
-           "--max-tokens", str(n_steps), "--ignore-eos", "--json"]
+           "--max-tokens", str(n_steps), "--ignore-eos", "--json", *ENGINE_NUMERICS]
     if adapter_dir is not None:
         cmd += ["--adapter", adapter_dir]
     return cmd
