@@ -13,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "engine/model_config.h"
+#include "engine/para_adapter.h"
 
 namespace para {
 
@@ -36,5 +37,15 @@ class ParaVectorLayout {
   std::array<int64_t, 3> sizes_{};
   std::vector<std::array<Slot, 3>> slots_;
 };
+
+// The PARA vector generator of one layer for one sequence, the math every backend that runs it on
+// the host shares: pools the first `prompt_len` rows of `rows` (the layer's input, `hidden`
+// floats each; the last row or the mean, as the adapter says), runs the bottleneck
+// act(p·W_downᵀ)·W_upᵀ + b_up and writes its three segments to out[0] (l_q), out[1] (l_v) and
+// out[2] (l_u). `scratch` holds hidden + r floats. Allocates nothing; safe from any thread for
+// distinct outputs.
+void GenerateParaLayerVectors(const ParaAdapter& adapter, const ModelConfig& model, int64_t layer,
+                              const float* rows, int32_t prompt_len, int64_t hidden, float* scratch,
+                              float* const out[3]);
 
 }  // namespace para

@@ -282,6 +282,7 @@ grpc::ServerUnaryReactor* GenerationService::ModelInfo(grpc::CallbackServerConte
   out.set_max_model_len(static_cast<int32_t>(state_->engine->max_model_len()));
   out.set_num_layers(static_cast<int32_t>(c.num_hidden_layers));
   out.set_hidden_size(static_cast<int32_t>(c.hidden_size));
+  out.set_device(state_->engine->device_summary());
   for (const store::AdapterInfo& a : state_->adapters->List(who->tenant)) {
     auto* summary = out.add_adapters();
     summary->set_name(a.name);

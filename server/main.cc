@@ -17,8 +17,10 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
-#include "engine/engine.h"
 #include "common/file_util.h"
+#include "common/flag_spelling.h"
+#include "common/status_macros.h"
+#include "engine/engine.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -29,7 +31,6 @@
 #include "server/metrics.h"
 #include "server/service_state.h"
 #include "server/tenants.h"
-#include "common/flag_spelling.h"
 
 ABSL_FLAG(std::string, model, "", "Hugging Face LLaMA model directory (required)");
 ABSL_FLAG(std::string, config, "",
@@ -42,6 +43,12 @@ ABSL_FLAG(int32_t, block_size, 16, "KV cache positions per block");
 ABSL_FLAG(int32_t, kv_cache_blocks, 0, "KV cache size in blocks (0 = from --kv_cache_bytes)");
 ABSL_FLAG(int64_t, kv_cache_bytes, int64_t{1} << 30, "KV cache budget in bytes");
 ABSL_FLAG(int32_t, threads, 0, "compute threads (0 = all cores)");
+ABSL_FLAG(std::string, device, "auto", "compute device: auto, cpu or cuda");
+ABSL_FLAG(
+    std::string, dtype, "auto",
+    "weights in memory: auto (as stored, memory-mapped), f32, bf16 or f16 (converted at load)");
+ABSL_FLAG(std::string, kv_cache_dtype, "auto",
+          "KV cache elements: auto (f16 for 16-bit weights, else f32), f32, f16 or bf16");
 ABSL_FLAG(int64_t, max_model_len, 0, "context limit (0 = max_position_embeddings)");
 ABSL_FLAG(int32_t, max_lora_rank, 64, "largest LoRA rank accepted");
 ABSL_FLAG(int32_t, max_num_seqs, 256, "running sequences per step at most");
@@ -122,9 +129,13 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials() {
   return grpc::SslServerCredentials(opts);
 }
 
-EngineOptions EngineOptionsFromFlags() {
+absl::StatusOr<EngineOptions> EngineOptionsFromFlags() {
   EngineOptions o;
   o.model_dir = absl::GetFlag(FLAGS_model);
+  o.device = absl::GetFlag(FLAGS_device);
+  ASSIGN_OR_RETURN(o.dtype, ParseDTypeChoice(absl::GetFlag(FLAGS_dtype), "--dtype"));
+  ASSIGN_OR_RETURN(o.kv_cache_dtype,
+                   ParseDTypeChoice(absl::GetFlag(FLAGS_kv_cache_dtype), "--kv_cache_dtype"));
   o.kv_cache.block_size = absl::GetFlag(FLAGS_block_size);
   o.kv_cache.num_blocks = absl::GetFlag(FLAGS_kv_cache_blocks);
   o.kv_cache.bytes = absl::GetFlag(FLAGS_kv_cache_bytes);
@@ -258,12 +269,15 @@ int Run() {
   health->SetServingStatus(false);  // NOT_SERVING while the model loads
   Log(absl::StrCat("listening on port ", port, "; loading ", absl::GetFlag(FLAGS_model)));
 
-  auto engine = Engine::Create(EngineOptionsFromFlags());
+  absl::StatusOr<EngineOptions> engine_options = EngineOptionsFromFlags();
+  absl::StatusOr<std::unique_ptr<Engine>> engine =
+      engine_options.ok() ? Engine::Create(*engine_options) : engine_options.status();
   if (!engine.ok()) {
     Log(absl::StrCat("cannot load the model: ", engine.status().ToString()));
     server->Shutdown();
     return 1;
   }
+  Log(absl::StrCat("model loaded; running on ", (*engine)->device_summary()));
   auto tenants = TenantRegistry::Load(absl::GetFlag(FLAGS_config));
   if (!tenants.ok()) {
     Log(absl::StrCat("cannot load the tenants: ", tenants.status().ToString()));

@@ -80,9 +80,9 @@ void CpuBackend::PrepareRows(std::span<const ForwardSeq> batch) {
       for (int32_t r = 0; r < n; r += kQueryTile)
         attn_tasks_.push_back({si, g, begin + r, begin + std::min(n, r + kQueryTile)});
   }
-  std::vector<const LoraAdapter*> row_lora;
-  for (const auto& s : batch) row_lora.insert(row_lora.end(), s.tokens.size(), s.lora);
-  lora_groups_ = GroupLoraRows(row_lora);
+  row_lora_.clear();
+  for (const auto& s : batch) row_lora_.insert(row_lora_.end(), s.tokens.size(), s.lora);
+  GroupLoraRows(row_lora_, &lora_groups_);
   const int64_t h = cfg_.hidden_size, qkv = cfg_.q_dim() + 2 * cfg_.kv_dim(),
                 f = cfg_.intermediate_size;
   h_.EnsureSize(rows_ * h);
@@ -151,37 +151,26 @@ void CpuBackend::PrepareParaVectors(std::span<const ForwardSeq> batch) {
   }
 }
 
-// PARA generator for one layer: pool the prompt rows of the layer input, run the bottleneck,
-// write l_q, l_v, l_u into the sequence's vector pages.
+// PARA generator for one layer: every sequence generating its vectors this step pools its
+// prompt rows of the layer input and writes l_q, l_v, l_u into its vector pages.
 void CpuBackend::GenerateParaVectors(std::span<const ForwardSeq> batch, int64_t l) {
   const int64_t h = cfg_.hidden_size;
-  pool_->ParallelForDynamic(static_cast<int64_t>(generating_.size()), [&](int64_t i) {
-    const int32_t si = generating_[i];
-    const ForwardSeq& s = batch[si];
-    const ParaAdapter& a = *s.para;
-    const ParaLayerWeights& w = a.layer(l);
-    const int64_t r = a.config().r;
-    const float* rows = h_.data() + static_cast<int64_t>(seq_row_begin_[si]) * h;
-    std::vector<float> pooled(h), t(r), out(a.d_out());
-    if (a.config().pooler == ParaPooler::kLast) {
-      std::memcpy(pooled.data(), rows + static_cast<int64_t>(s.prompt_len - 1) * h,
-                  h * sizeof(float));
-    } else {
-      std::vector<double> sum(h, 0.0);
-      for (int32_t p = 0; p < s.prompt_len; ++p)
-        for (int64_t j = 0; j < h; ++j) sum[j] += rows[p * h + j];
-      for (int64_t j = 0; j < h; ++j) pooled[j] = static_cast<float>(sum[j] / s.prompt_len);
-    }
-    for (int64_t k = 0; k < r; ++k)
-      t[k] = ParaActivate(a.config().activation, Dot(w.down.data() + k * h, pooled.data(), h));
-    for (int64_t o = 0; o < a.d_out(); ++o)
-      out[o] = Dot(w.up.data() + o * r, t.data(), r) + w.bias.data()[o];
-    const int64_t sizes[3] = {cfg_.q_dim(), cfg_.kv_dim(), cfg_.intermediate_size};
-    int64_t offset = 0;
-    for (int seg = 0; seg < 3; ++seg) {
-      std::memcpy(const_cast<float*>(Vec(si, l, seg)), out.data() + offset,
-                  sizes[seg] * sizeof(float));
-      offset += sizes[seg];
+  int64_t max_r = 0;
+  for (int32_t si : generating_) max_r = std::max(max_r, batch[si].para->config().r);
+  const int64_t per_thread = h + max_r;
+  para_scratch_.EnsureSize(per_thread * pool_->num_threads());
+  std::atomic<int64_t> next{0};
+  pool_->RunOnAll([&](int thread) {
+    float* scratch = para_scratch_.data() + thread * per_thread;
+    for (int64_t i = next.fetch_add(1); i < static_cast<int64_t>(generating_.size());
+         i = next.fetch_add(1)) {
+      const int32_t si = generating_[i];
+      const ForwardSeq& s = batch[si];
+      float* const out[3] = {const_cast<float*>(Vec(si, l, 0)), const_cast<float*>(Vec(si, l, 1)),
+                             const_cast<float*>(Vec(si, l, 2))};
+      GenerateParaLayerVectors(*s.para, cfg_, l,
+                               h_.data() + static_cast<int64_t>(seq_row_begin_[si]) * h,
+                               s.prompt_len, h, scratch, out);
     }
   });
 }
@@ -316,7 +305,8 @@ void CpuBackend::AttendTask(const ForwardSeq& seq, const AttnTask& task, int64_t
 
 void CpuBackend::Logits(std::span<const ForwardSeq> batch, float* logits) {
   const int64_t h = cfg_.hidden_size;
-  std::vector<int64_t> rows;
+  std::vector<int64_t>& rows = logit_rows_;
+  rows.clear();
   for (size_t si = 0; si < batch.size(); ++si) {
     const int64_t begin = seq_row_begin_[si], n = static_cast<int64_t>(batch[si].tokens.size());
     if (batch[si].all_logits) {

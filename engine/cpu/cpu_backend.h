@@ -106,9 +106,12 @@ class CpuBackend final : public Backend {
   std::vector<AttnTask> attn_tasks_;
   std::vector<float*> para_vecs_;    // [seq][layer][segment], empty when no sequence has an adapter
   std::vector<int32_t> generating_;  // batch indices of sequences generating vectors this step
-  std::vector<LoraRowGroup> lora_groups_;  // rows of this step grouped by LoRA adapter
+  std::vector<const LoraAdapter*> row_lora_;  // each row's LoRA adapter (null = none)
+  std::vector<LoraRowGroup> lora_groups_;     // rows of this step grouped by LoRA adapter
+  std::vector<int64_t> logit_rows_;           // rows whose logits the step returns
   LoraScratch lora_scratch_;
   LinearScratch linear_;
+  AlignedBuffer para_scratch_;  // per thread: pooled row + bottleneck
   AlignedBuffer h_, xn_, qkv_, attn_, gu_, act_, rope_cos_, rope_sin_, out_rows_, scores_;
 };
 

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <map>
 
 #include "engine/cpu/blas.h"
 
@@ -10,12 +9,6 @@ namespace para::cpu {
 namespace {
 
 constexpr int64_t kExpandBlock = 512;  // output columns per expand task
-
-struct ExpandTask {
-  int32_t group;
-  int32_t module;
-  int64_t col_begin, col_end;  // within the module's output
-};
 
 // C[m, n] (+)= A[m, k] · B[n, k]ᵀ; GEMV when m == 1.
 void Gemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, float beta,
@@ -31,17 +24,31 @@ void Gemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const fl
 
 std::vector<LoraRowGroup> GroupLoraRows(std::span<const LoraAdapter* const> row_adapter) {
   std::vector<LoraRowGroup> groups;
-  std::map<const LoraAdapter*, size_t> index;
+  GroupLoraRows(row_adapter, &groups);
+  return groups;
+}
+
+void GroupLoraRows(std::span<const LoraAdapter* const> row_adapter,
+                   std::vector<LoraRowGroup>* groups) {
+  // Groups keep their row vectors' storage across steps: a step reuses the first `used`.
+  size_t used = 0;
   for (int32_t r = 0; r < static_cast<int32_t>(row_adapter.size()); ++r) {
     const LoraAdapter* a = row_adapter[r];
     if (a == nullptr) continue;
-    auto [it, fresh] = index.emplace(a, groups.size());
-    if (fresh) groups.push_back({a, {}, true});
-    LoraRowGroup& g = groups[it->second];
-    if (!g.rows.empty() && g.rows.back() != r - 1) g.contiguous = false;
-    g.rows.push_back(r);
+    size_t g = 0;
+    while (g < used && (*groups)[g].adapter != a) ++g;  // few distinct adapters per step
+    if (g == used) {
+      if (used == groups->size()) groups->emplace_back();
+      LoraRowGroup& fresh = (*groups)[used++];
+      fresh.adapter = a;
+      fresh.rows.clear();
+      fresh.contiguous = true;
+    }
+    LoraRowGroup& grp = (*groups)[g];
+    if (!grp.rows.empty() && grp.rows.back() != r - 1) grp.contiguous = false;
+    grp.rows.push_back(r);
   }
-  return groups;
+  groups->resize(used);
 }
 
 void ApplyLoraSite(ThreadPool* pool, std::span<const LoraRowGroup> groups, int64_t layer,
@@ -49,7 +56,10 @@ void ApplyLoraSite(ThreadPool* pool, std::span<const LoraRowGroup> groups, int64
                    LoraScratch* scratch) {
   const int s = static_cast<int>(site);
   // Offsets of each group's T and gathered X in the scratch buffers.
-  std::vector<int64_t> t_off(groups.size()), x_off(groups.size());
+  std::vector<int64_t>& t_off = scratch->t_off;
+  std::vector<int64_t>& x_off = scratch->x_off;
+  t_off.resize(groups.size());
+  x_off.resize(groups.size());
   int64_t t_total = 0, x_total = 0;
   for (size_t g = 0; g < groups.size(); ++g) {
     const LoraSiteWeights& w = groups[g].adapter->layer(layer).sites[s];
@@ -83,7 +93,8 @@ void ApplyLoraSite(ThreadPool* pool, std::span<const LoraRowGroup> groups, int64
   });
 
   // Expand: Y_g[:, module columns] += T_g[:, module ranks] · B_moduleᵀ, in column blocks.
-  std::vector<ExpandTask> tasks;
+  std::vector<LoraExpandTask>& tasks = scratch->tasks;
+  tasks.clear();
   for (size_t g = 0; g < groups.size(); ++g) {
     const LoraSiteWeights& w = groups[g].adapter->layer(layer).sites[s];
     for (size_t mi = 0; mi < w.modules.size(); ++mi)
@@ -97,7 +108,7 @@ void ApplyLoraSite(ThreadPool* pool, std::span<const LoraRowGroup> groups, int64
   pool->RunOnAll([&](int thread) {
     for (int64_t i = next.fetch_add(1); i < static_cast<int64_t>(tasks.size());
          i = next.fetch_add(1)) {
-      const ExpandTask& task = tasks[i];
+      const LoraExpandTask& task = tasks[i];
       const LoraRowGroup& grp = groups[task.group];
       const LoraSiteWeights& w = grp.adapter->layer(layer).sites[s];
       const LoraModule& mod = w.modules[task.module];

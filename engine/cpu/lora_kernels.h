@@ -27,11 +27,24 @@ struct LoraRowGroup {
 
 // Groups rows by adapter (null = no LoRA, skipped). `row_adapter[r]` is row r's adapter.
 std::vector<LoraRowGroup> GroupLoraRows(std::span<const LoraAdapter* const> row_adapter);
+// The same into `groups`, reusing its storage (the engine's step path).
+void GroupLoraRows(std::span<const LoraAdapter* const> row_adapter,
+                   std::vector<LoraRowGroup>* groups);
 
+// One expand work item: a column block of one module of one group.
+struct LoraExpandTask {
+  int32_t group, module;
+  int64_t col_begin, col_end;  // within the module's output
+};
+
+// Everything ApplyLoraSite needs between calls; grown to the largest step, then reused, so a
+// step allocates nothing once warm.
 struct LoraScratch {
   AlignedBuffer shrink;               // T for every group
   AlignedBuffer gather;               // gathered X rows of non-contiguous groups
   std::vector<AlignedBuffer> expand;  // per thread: Y block of a non-contiguous group
+  std::vector<int64_t> t_off, x_off;  // per group: offsets in `shrink` and `gather`
+  std::vector<LoraExpandTask> tasks;
 };
 
 // y[row, module.out_offset + j] += Σ_k (x[row] · A_kᵀ) B[j, k] for every group's rows and every

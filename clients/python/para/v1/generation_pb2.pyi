@@ -190,20 +190,22 @@ class ModelInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfoResponse(_message.Message):
-    __slots__ = ("model", "vocab_size", "max_model_len", "num_layers", "hidden_size", "adapters")
+    __slots__ = ("model", "vocab_size", "max_model_len", "num_layers", "hidden_size", "adapters", "device")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VOCAB_SIZE_FIELD_NUMBER: _ClassVar[int]
     MAX_MODEL_LEN_FIELD_NUMBER: _ClassVar[int]
     NUM_LAYERS_FIELD_NUMBER: _ClassVar[int]
     HIDDEN_SIZE_FIELD_NUMBER: _ClassVar[int]
     ADAPTERS_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
     model: str
     vocab_size: int
     max_model_len: int
     num_layers: int
     hidden_size: int
     adapters: _containers.RepeatedCompositeFieldContainer[AdapterSummary]
-    def __init__(self, model: _Optional[str] = ..., vocab_size: _Optional[int] = ..., max_model_len: _Optional[int] = ..., num_layers: _Optional[int] = ..., hidden_size: _Optional[int] = ..., adapters: _Optional[_Iterable[_Union[AdapterSummary, _Mapping]]] = ...) -> None: ...
+    device: str
+    def __init__(self, model: _Optional[str] = ..., vocab_size: _Optional[int] = ..., max_model_len: _Optional[int] = ..., num_layers: _Optional[int] = ..., hidden_size: _Optional[int] = ..., adapters: _Optional[_Iterable[_Union[AdapterSummary, _Mapping]]] = ..., device: _Optional[str] = ...) -> None: ...
 
 class AdapterSummary(_message.Message):
     __slots__ = ("name", "type", "rank")
