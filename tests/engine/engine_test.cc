@@ -87,8 +87,18 @@ std::string ModelName(const ::testing::TestParamInfo<tools::TinyModelOptions>& i
 INSTANTIATE_TEST_SUITE_P(Models, EngineModelsTest, ::testing::Values(Gqa(), Mha(), Bf16WideHead()),
                          ModelName);
 
-TEST(EngineTest, LogitsDoNotDependOnTheRestOfTheBatch) {
-  auto e = testing::MakeEngine(testing::DefaultTinyModelDir(), 1024);
+// Weights and KV cache types a request's batch invariance must hold for.
+struct Numerics {
+  std::optional<DType> weights;
+  DType kv;
+  const char* name;
+};
+
+class BatchInvarianceTest : public ::testing::TestWithParam<Numerics> {};
+
+TEST_P(BatchInvarianceTest, LogitsDoNotDependOnTheRestOfTheBatch) {
+  auto e = testing::MakeEngine(testing::DefaultTinyModelDir(), 1024, 16, GetParam().kv,
+                               GetParam().weights);
   ASSERT_NE(e, nullptr);
   const int64_t vocab = e->config().vocab_size;
   const auto target = testing::RandomIds(26, 100);
@@ -135,6 +145,15 @@ TEST(EngineTest, LogitsDoNotDependOnTheRestOfTheBatch) {
   for (auto& kv : other_kv) e->kv_cache().Release(&kv);
   EXPECT_EQ(e->kv_cache().pool().num_free(), e->kv_cache().pool().num_blocks());
 }
+
+INSTANTIATE_TEST_SUITE_P(
+    Dtypes, BatchInvarianceTest,
+    ::testing::Values(Numerics{std::nullopt, DType::kF32, "F32"},
+                      Numerics{DType::kBF16, DType::kF32, "Bf16Weights"},
+                      Numerics{DType::kF16, DType::kF32, "F16Weights"},
+                      Numerics{DType::kBF16, DType::kF16, "Bf16WeightsF16Kv"},
+                      Numerics{DType::kF16, DType::kBF16, "F16WeightsBf16Kv"}),
+    [](const auto& info) { return std::string(info.param.name); });
 
 // Runs requests through Engine::Step until all finish; returns the sequences.
 std::vector<std::unique_ptr<Sequence>> RunAll(Engine& e,

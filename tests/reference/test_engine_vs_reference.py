@@ -130,8 +130,7 @@ def test_rope_scaling_logits_match_reference(tmp_path, kind, prefill_len):
 
     cmd = H.logits_cmd(d, ids, tmp_path / "logits.npy", prefill_len=prefill_len)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    if proc.returncode != 0:
-        pytest.skip(f"engine does not accept rope_scaling={kind} (rc={proc.returncode}): "
-                    f"{proc.stderr.strip()[-300:]}")
+    assert proc.returncode == 0, (f"the engine refused rope_scaling={kind} (rc={proc.returncode}): "
+                                  f"{proc.stderr.strip()[-300:]}")
     got = np.load(tmp_path / "logits.npy")
     H.assert_logprobs_close(got, ref, f"rope_scaling={kind} prefill-len={prefill_len}")
