@@ -77,6 +77,14 @@ absl::Status Engine::ValidateRequest(const GenerationRequest& r) const {
   if (r.stopping.max_tokens < 1)
     return absl::InvalidArgumentError(
         absl::StrCat("max_tokens must be >= 1, got ", r.stopping.max_tokens));
+  if (r.stopping.min_tokens < 0 || r.stopping.min_tokens > r.stopping.max_tokens)
+    return absl::InvalidArgumentError(
+        absl::StrCat("min_tokens must be in [0, max_tokens = ", r.stopping.max_tokens, "], got ",
+                     r.stopping.min_tokens));
+  for (const auto& [id, bias] : r.sampling.logit_bias)
+    if (id < 0 || id >= vocab)
+      return absl::InvalidArgumentError(
+          absl::StrCat("logit_bias names token ", id, ", outside the vocabulary [0, ", vocab, ")"));
   if (r.para != nullptr && r.lora != nullptr)
     return absl::InvalidArgumentError("a request takes one adapter, PARA or LoRA, not both");
   if (r.para != nullptr) RETURN_IF_ERROR(CheckParaAdapter(*r.para));
@@ -93,7 +101,8 @@ absl::Status Engine::ValidateRequest(const GenerationRequest& r) const {
 std::unique_ptr<Sequence> Engine::NewSequence(GenerationRequest request) {
   uint64_t seed = request.sampling.seed ? *request.sampling.seed
                                         : std::random_device{}() * 0x9E3779B97F4A7C15ull;
-  return std::make_unique<Sequence>(next_id_++, std::move(request), model_->tokenizer(), seed);
+  return std::make_unique<Sequence>(next_id_++, std::move(request), model_->tokenizer(), seed,
+                                    config().eos_token_ids);
 }
 
 int32_t Engine::MaxBlocksFor(const GenerationRequest& r) const {
@@ -251,7 +260,7 @@ void Engine::SampleAll(std::span<Sequence* const> seqs, const std::vector<int64_
         s->MarkPromptLogprobsDone();
         last = first_row[i] + static_cast<int64_t>(s->tokens().size()) - 1 - cached;
       }
-      const int32_t token = SampleToken(row(last), p, s->penalized(), s->rng(), scratch);
+      const int32_t token = SampleToken(row(last), p, s->history(), s->rng(), scratch);
       if (p.logprobs) s->AddLogprobs(ComputeLogprobs(row(last), token, *p.logprobs, scratch));
       std::string delta = s->AppendToken(token, config().eos_token_ids, max_model_len_);
       (*updates)[base + i] = {s, token, std::move(delta), s->finished()};

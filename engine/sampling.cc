@@ -54,6 +54,17 @@ absl::Status ValidateSamplingParams(const SamplingParams& p, int32_t max_logprob
   if (!std::isfinite(p.repetition_penalty) || p.repetition_penalty <= 0)
     return absl::InvalidArgumentError(
         absl::StrCat("repetition_penalty must be > 0, got ", p.repetition_penalty));
+  for (const auto& [name, v] :
+       {std::pair<const char*, float>{"presence_penalty", p.presence_penalty},
+        {"frequency_penalty", p.frequency_penalty}})
+    if (!(v >= -2.0f && v <= 2.0f))
+      return absl::InvalidArgumentError(absl::StrCat(name, " must be in [-2, 2], got ", v));
+  if (!(p.min_p >= 0.0f && p.min_p <= 1.0f))
+    return absl::InvalidArgumentError(absl::StrCat("min_p must be in [0, 1], got ", p.min_p));
+  for (const auto& [id, bias] : p.logit_bias)
+    if (!(bias >= -100.0f && bias <= 100.0f))
+      return absl::InvalidArgumentError(
+          absl::StrCat("logit_bias for token ", id, " must be in [-100, 100], got ", bias));
   for (const auto& lp : {p.logprobs, p.prompt_logprobs}) {
     if (lp && (*lp < 0 || *lp > max_logprobs))
       return absl::InvalidArgumentError(
@@ -62,24 +73,44 @@ absl::Status ValidateSamplingParams(const SamplingParams& p, int32_t max_logprob
   return absl::OkStatus();
 }
 
+namespace {
+
+// Everything that shifts logits before temperature: min_tokens suppression, logit bias and the
+// penalties, applied to `v` (a copy of the logits).
+void AdjustLogits(const SamplingParams& params, const SamplingHistory& h, std::vector<float>* v) {
+  const int64_t vocab = static_cast<int64_t>(v->size());
+  auto valid = [&](int32_t id) { return id >= 0 && id < vocab; };
+  for (int32_t id : h.suppressed)
+    if (valid(id)) (*v)[id] = -INFINITY;
+  for (const auto& [id, bias] : params.logit_bias)
+    if (valid(id)) (*v)[id] += bias;
+  if (params.repetition_penalty != 1.0f) {
+    for (int32_t id : h.penalized) {
+      if (!valid(id)) continue;
+      float& x = (*v)[id];
+      x = x > 0 ? x / params.repetition_penalty : x * params.repetition_penalty;
+    }
+  }
+  if (params.presence_penalty != 0.0f || params.frequency_penalty != 0.0f) {
+    for (const auto& [id, count] : h.output_counts)
+      if (valid(id)) (*v)[id] -= params.presence_penalty + params.frequency_penalty * count;
+  }
+}
+
+}  // namespace
+
 int32_t SampleToken(std::span<const float> logits, const SamplingParams& params,
-                    std::span<const int32_t> penalized, std::mt19937_64* rng,
-                    SamplerScratch* scratch) {
+                    const SamplingHistory& history, std::mt19937_64* rng, SamplerScratch* scratch) {
   const int64_t vocab = static_cast<int64_t>(logits.size());
   std::vector<float>& v = scratch->values;
   v.assign(logits.begin(), logits.end());
-  if (params.repetition_penalty != 1.0f) {
-    for (int32_t id : penalized) {
-      if (id < 0 || id >= vocab) continue;
-      v[id] = v[id] > 0 ? v[id] / params.repetition_penalty : v[id] * params.repetition_penalty;
-    }
-  }
+  AdjustLogits(params, history, &v);
   if (params.temperature == 0.0f || params.top_k == 1) return ArgMax(v);
   const float inv_t = 1.0f / params.temperature;
   for (float& x : v) x *= inv_t;
   std::vector<int32_t>& ids = scratch->ids;
   const bool top_k_on = params.top_k > 0 && params.top_k < vocab;
-  if (!top_k_on && params.top_p >= 1.0f) {  // plain sampling over the whole vocabulary
+  if (!top_k_on && params.top_p >= 1.0f && params.min_p <= 0.0f) {  // the whole vocabulary
     ids.resize(vocab);
     std::iota(ids.begin(), ids.end(), 0);
     return Draw(v, ids, vocab, *std::max_element(v.begin(), v.end()), rng);
@@ -116,6 +147,10 @@ int32_t SampleToken(std::span<const float> logits, const SamplingParams& params,
       }
     }
   }
+  if (params.min_p > 0.0f) {  // ids are sorted: keep those at least min_p × the top probability
+    const float floor = max_value + std::log(params.min_p);
+    while (keep > 1 && v[ids[keep - 1]] < floor) --keep;
+  }
   return Draw(v, ids, keep, max_value, rng);
 }
 
@@ -129,6 +164,10 @@ LogprobEntry ComputeLogprobs(std::span<const float> logits, int32_t token, int32
   LogprobEntry e;
   e.token = token;
   e.logprob = static_cast<float>(logits[token] - log_z);
+  const float mine = logits[token];
+  int32_t above = 0;
+  for (float x : logits) above += x > mine;
+  e.rank = above + 1;
   if (top_n > 0) {
     std::vector<int32_t>& ids = scratch->ids;
     ids.resize(vocab);

@@ -11,19 +11,23 @@
 #include <string>
 #include <vector>
 
-#include "engine/text/detokenizer.h"
 #include "engine/kv_cache.h"
 #include "engine/lora_adapter.h"
 #include "engine/para_adapter.h"
 #include "engine/sampling.h"
+#include "engine/text/detokenizer.h"
 
 namespace para {
 
 struct StoppingParams {
   int32_t max_tokens = 16;              // generated tokens at most
+  int32_t min_tokens = 0;               // before this many, EOS and stop ids cannot be drawn and
+                                        // no stop condition is checked
   std::vector<int32_t> stop_token_ids;  // finish (reason "stop") when one is generated
-  std::vector<std::string> stop;        // finish when the text contains one; it is not emitted
-  bool ignore_eos = false;              // keep going past the model's EOS tokens
+  std::vector<std::string> stop;        // finish when the text contains one
+  bool include_stop_str_in_output = false;  // the matched stop string ends the text (else cut)
+  bool ignore_eos = false;                  // keep going past the model's EOS tokens
+  bool skip_special_tokens = true;          // special tokens add no text (else their content)
 };
 
 struct GenerationRequest {
@@ -39,7 +43,10 @@ const char* FinishReasonName(FinishReason r);
 
 class Sequence {
  public:
-  Sequence(int64_t id, GenerationRequest request, const Tokenizer* tokenizer, uint64_t seed);
+  // `eos_ids` are the model's end-of-sequence ids (suppressed, with the stop ids, until
+  // min_tokens are generated).
+  Sequence(int64_t id, GenerationRequest request, const Tokenizer* tokenizer, uint64_t seed,
+           const std::vector<int32_t>& eos_ids = {});
 
   int64_t id() const { return id_; }
   const GenerationRequest& request() const { return request_; }
@@ -59,7 +66,8 @@ class Sequence {
   KvSequence& kv() { return kv_; }
   const KvSequence& kv() const { return kv_; }
   std::mt19937_64* rng() { return &rng_; }
-  std::span<const int32_t> penalized() const { return penalized_; }
+  // What this sequence's history contributes to its next draw (penalties, min_tokens).
+  SamplingHistory history() const;
 
   // Appends a sampled token and updates text and finish status. Returns the text delta that
   // may be streamed now. `eos_ids` are the model's end-of-sequence ids; `max_len` the context
@@ -81,6 +89,8 @@ class Sequence {
   KvSequence kv_;
   std::mt19937_64 rng_;
   std::vector<int32_t> penalized_;  // sorted distinct ids seen (for repetition penalty)
+  std::vector<std::pair<int32_t, int32_t>> output_counts_;  // sorted (id, count) generated
+  std::vector<int32_t> min_tokens_suppressed_;              // EOS and stop ids
   IncrementalDetokenizer detok_;
   StopStringMatcher stops_;
   std::string text_;

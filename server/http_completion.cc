@@ -144,24 +144,30 @@ void HttpSession::OnToken(uint64_t job, size_t index, int32_t token, const std::
 }
 
 // One streamed chunk of a choice, in its API's shape. A chat choice's first chunk names the
-// assistant role, as OpenAI's do.
+// assistant role, as OpenAI's do. `prompt_logprobs` (vLLM's field) goes on a choice's last chunk.
 void HttpSession::QueueChunk(size_t index, const std::string& text, const nlohmann::json& logprobs,
-                             const char* finish_reason) {
+                             const char* finish_reason, nlohmann::json prompt_logprobs) {
   Job& j = *job_;
   const bool first = !j.started[index];
   j.started[index] = true;
-  if (j.request.api == openai::Api::kCompletions)
-    return QueueEvent(openai::ChunkJson(j.response_id, j.created, j.request.model, index, text,
-                                        logprobs, finish_reason, j.request.include_usage));
+  nlohmann::json chunk;
+  if (j.request.api == openai::Api::kCompletions) {
+    chunk = openai::ChunkJson(j.response_id, j.created, j.request.model, index, text, logprobs,
+                              finish_reason, j.request.include_usage);
+    if (!prompt_logprobs.is_null())
+      chunk["choices"][0]["prompt_logprobs"] = std::move(prompt_logprobs);
+    return QueueEvent(chunk);
+  }
   if (first)
     QueueEvent(openai::ChatChunkJson(j.response_id, j.created, j.request.model, index,
                                      {{"role", "assistant"}, {"content", ""}}, nullptr, nullptr,
                                      j.request.include_usage));
   nlohmann::json delta = nlohmann::json::object();
   if (!text.empty() || finish_reason == nullptr) delta["content"] = text;
-  QueueEvent(openai::ChatChunkJson(j.response_id, j.created, j.request.model, index,
-                                   std::move(delta), logprobs, finish_reason,
-                                   j.request.include_usage));
+  chunk = openai::ChatChunkJson(j.response_id, j.created, j.request.model, index, std::move(delta),
+                                logprobs, finish_reason, j.request.include_usage);
+  if (!prompt_logprobs.is_null()) chunk["prompt_logprobs"] = std::move(prompt_logprobs);
+  QueueEvent(chunk);
 }
 
 void HttpSession::OnDone(uint64_t job, size_t index, const absl::Status& status,
@@ -172,7 +178,11 @@ void HttpSession::OnDone(uint64_t job, size_t index, const absl::Status& status,
   j.choices[index].result = result;
   --j.remaining;
   if (j.request.stream) {
-    QueueChunk(index, "", nullptr, openai::OpenAiFinishReason(result.finish_reason));
+    QueueChunk(index, "", nullptr, openai::OpenAiFinishReason(result.finish_reason),
+               j.request.prompt_logprobs
+                   ? openai::PromptLogprobsJson(shared_->state->engine->model().tokenizer(),
+                                                result.prompt_logprobs)
+                   : nlohmann::json());
     if (j.remaining == 0) {
       if (j.request.include_usage) {
         int64_t prompt = 0, completion = 0;

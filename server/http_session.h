@@ -104,7 +104,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void CancelJob();
   void QueueEvent(const nlohmann::json& event);
   void QueueChunk(size_t index, const std::string& text, const nlohmann::json& logprobs,
-                  const char* finish_reason);
+                  const char* finish_reason, nlohmann::json prompt_logprobs = nullptr);
   void Flush();
   void OnStreamWritten(boost::beast::error_code ec);
   void Watch();

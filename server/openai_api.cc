@@ -66,7 +66,12 @@ const std::set<std::string>& KnownFields() {
                                                        "user",
                                                        "suffix",
                                                        "priority",
-                                                       "repetition_penalty"};
+                                                       "repetition_penalty",
+                                                       "min_p",
+                                                       "min_tokens",
+                                                       "include_stop_str_in_output",
+                                                       "skip_special_tokens",
+                                                       "prompt_logprobs"};
   return *known;
 }
 
@@ -77,11 +82,8 @@ absl::StatusOr<CompletionRequest> ParseCompletionRequest(const std::string& body
   absl::StatusOr<json> parsed = ParseBody(body_text, KnownFields());
   if (!parsed.ok()) return parsed.status();
   const json& body = *parsed;
-  for (absl::Status s :
-       {RequireNeutral(body, "n", IsOne), RequireNeutral(body, "best_of", IsOne),
-        RequireNeutral(body, "presence_penalty", IsZero),
-        RequireNeutral(body, "frequency_penalty", IsZero),
-        RequireNeutral(body, "logit_bias", IsEmpty), RequireNeutral(body, "suffix", IsEmpty)})
+  for (absl::Status s : {RequireNeutral(body, "n", IsOne), RequireNeutral(body, "best_of", IsOne),
+                         RequireNeutral(body, "suffix", IsEmpty)})
     if (!s.ok()) return s;
   CompletionRequest out;
   v1::GenerateRequest common;
@@ -94,12 +96,14 @@ absl::StatusOr<CompletionRequest> ParseCompletionRequest(const std::string& body
   out.model = options.model;
   out.stream = options.stream;
   out.include_usage = options.include_usage;
+  out.prompt_logprobs = options.prompt_logprobs;
   if (logprobs) {
     out.logprobs = static_cast<int32_t>(*logprobs);
     common.mutable_logprobs()->set_top_n(out.logprobs.value());
     if (out.echo) {
       if (out.stream) return Invalid("'echo' with 'logprobs' is not supported when streaming");
-      common.mutable_logprobs()->set_prompt_top_n(out.logprobs.value());
+      const int32_t n = std::max(out.logprobs.value(), out.prompt_logprobs.value_or(0));
+      common.mutable_logprobs()->set_prompt_top_n(n);
     }
   }
   absl::StatusOr<std::vector<v1::GenerateRequest>> prompts = Prompts(body);
@@ -158,12 +162,34 @@ nlohmann::json LogprobsJson(const Tokenizer* tok, const std::vector<LogprobEntry
 namespace {
 
 // Echo with logprobs: the prompt's tokens first (the first has no logprob), then the completion's.
+// Where each prompt token starts in the decoded prompt (bytes). A whole decode may drop what a
+// streamed first token adds (Metaspace's and sentencepiece's leading space), so the running sum of
+// token bytes is shifted back by that difference and clamped at 0: "Hello world" puts "▁Hello" at
+// 0 and "▁world" at 5.
+std::vector<size_t> PromptOffsets(const Tokenizer* tok, const std::vector<int32_t>& ids) {
+  std::vector<size_t> out;
+  out.reserve(ids.size());
+  if (tok == nullptr) return std::vector<size_t>(ids.size(), 0);
+  std::vector<size_t> sums;
+  size_t streamed = 0;
+  for (int32_t id : ids) {
+    sums.push_back(streamed);
+    streamed += tok->TokenBytes(id).size();
+  }
+  const size_t decoded = tok->Decode(ids).size();
+  const size_t shift = streamed > decoded ? streamed - decoded : 0;
+  for (size_t s : sums) out.push_back(s > shift ? s - shift : 0);
+  return out;
+}
+
 json EchoLogprobs(const Tokenizer* tok, const ChoiceResult& c) {
   json out = LogprobsJson(tok, c.result.prompt_logprobs, 0);
   if (!c.prompt_ids.empty()) {
+    const std::vector<size_t> offsets = PromptOffsets(tok, c.prompt_ids);
+    json& text_offset = out["text_offset"];  // entry i is prompt token i + 1
+    for (size_t i = 0; i < text_offset.size() && i + 1 < offsets.size(); ++i)
+      text_offset[i] = offsets[i + 1];
     const std::string first = TokenText(tok, c.prompt_ids[0]);
-    const size_t first_bytes = TokenByteCount(tok, c.prompt_ids[0]);
-    for (json& o : out["text_offset"]) o = o.get<size_t>() + first_bytes;
     out["tokens"].insert(out["tokens"].begin(), first);
     out["token_logprobs"].insert(out["token_logprobs"].begin(), nullptr);
     out["top_logprobs"].insert(out["top_logprobs"].begin(), nullptr);
@@ -178,6 +204,23 @@ json EchoLogprobs(const Tokenizer* tok, const ChoiceResult& c) {
 
 }  // namespace
 
+nlohmann::json PromptLogprobsJson(const Tokenizer* tok, const std::vector<LogprobEntry>& entries) {
+  json out = json::array({nullptr});
+  for (const LogprobEntry& e : entries) {
+    json tokens = json::object();
+    auto add = [&](int32_t id, float logprob, int32_t rank) {
+      tokens.emplace(
+          std::to_string(id),
+          json{{"logprob", logprob}, {"rank", rank}, {"decoded_token", TokenText(tok, id)}});
+    };
+    add(e.token, e.logprob, e.rank);
+    for (size_t i = 0; i < e.top.size(); ++i)
+      add(e.top[i].id, e.top[i].logprob, static_cast<int32_t>(i + 1));
+    out.push_back(std::move(tokens));
+  }
+  return out;
+}
+
 nlohmann::json CompletionJson(const Tokenizer* tok, const CompletionRequest& req,
                               const std::string& id, int64_t created,
                               const std::vector<ChoiceResult>& choices) {
@@ -188,10 +231,13 @@ nlohmann::json CompletionJson(const Tokenizer* tok, const CompletionRequest& req
     json logprobs = nullptr;
     if (req.logprobs)
       logprobs = req.echo ? EchoLogprobs(tok, c) : LogprobsJson(tok, c.result.logprobs, 0);
-    list.push_back(json{{"index", i},
-                        {"text", req.echo ? c.prompt_text + c.result.text : c.result.text},
-                        {"logprobs", std::move(logprobs)},
-                        {"finish_reason", OpenAiFinishReason(c.result.finish_reason)}});
+    json choice = {{"index", i},
+                   {"text", req.echo ? c.prompt_text + c.result.text : c.result.text},
+                   {"logprobs", std::move(logprobs)},
+                   {"finish_reason", OpenAiFinishReason(c.result.finish_reason)}};
+    if (req.prompt_logprobs)
+      choice["prompt_logprobs"] = PromptLogprobsJson(tok, c.result.prompt_logprobs);
+    list.push_back(std::move(choice));
     prompt_tokens += c.result.prompt_tokens;
     completion_tokens += static_cast<int64_t>(c.result.token_ids.size());
   }

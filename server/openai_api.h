@@ -26,7 +26,8 @@ struct CompletionRequest {
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
   bool echo = false;
-  std::optional<int32_t> logprobs;  // top-n per token (0..kMaxLogprobs); chat: top_logprobs
+  std::optional<int32_t> logprobs;         // top-n per token (0..kMaxLogprobs); chat: top_logprobs
+  std::optional<int32_t> prompt_logprobs;  // vLLM's prompt_logprobs: top-n per prompt token
 };
 
 inline constexpr int32_t kMaxLogprobs = 20;
@@ -57,6 +58,11 @@ size_t TokenByteCount(const Tokenizer* tok, int32_t id);
 // A choice's "logprobs" object for `entries`, offsets counted from `offset` bytes.
 nlohmann::json LogprobsJson(const Tokenizer* tok, const std::vector<LogprobEntry>& entries,
                             size_t offset);
+
+// vLLM's "prompt_logprobs": null for the first prompt token, then per token an object keyed by
+// token id (the prompt's own token and the top-n alternatives) of {logprob, rank,
+// decoded_token}.
+nlohmann::json PromptLogprobsJson(const Tokenizer* tok, const std::vector<LogprobEntry>& entries);
 
 // The whole non-streaming response.
 nlohmann::json CompletionJson(const Tokenizer* tok, const CompletionRequest& req,

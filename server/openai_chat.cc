@@ -166,12 +166,9 @@ absl::StatusOr<CompletionRequest> ParseChatRequest(const std::string& body_text,
   absl::StatusOr<json> parsed = ParseBody(body_text, KnownFields());
   if (!parsed.ok()) return parsed.status();
   const json& body = *parsed;
-  for (absl::Status s :
-       {RequireNeutral(body, "n", IsOne), RequireNeutral(body, "presence_penalty", IsZero),
-        RequireNeutral(body, "frequency_penalty", IsZero),
-        RequireNeutral(body, "logit_bias", IsEmpty), RequireNeutral(body, "tools", IsEmpty),
-        RequireNeutral(body, "tool_choice", IsNoToolChoice),
-        RequireNeutral(body, "response_format", IsTextFormat)})
+  for (absl::Status s : {RequireNeutral(body, "n", IsOne), RequireNeutral(body, "tools", IsEmpty),
+                         RequireNeutral(body, "tool_choice", IsNoToolChoice),
+                         RequireNeutral(body, "response_format", IsTextFormat)})
     if (!s.ok()) return s;
   if (auto p = body.find("parallel_tool_calls");
       p != body.end() && !p->is_null() && !p->is_boolean())
@@ -187,6 +184,7 @@ absl::StatusOr<CompletionRequest> ParseChatRequest(const std::string& body_text,
   out.model = options.model;
   out.stream = options.stream;
   out.include_usage = options.include_usage;
+  out.prompt_logprobs = options.prompt_logprobs;
   out.prompts.push_back(std::move(r));
   return out;
 }
@@ -217,12 +215,15 @@ nlohmann::json ChatCompletionJson(const Tokenizer* tok, const CompletionRequest&
     prompt_tokens += r.prompt_tokens;
     completion_tokens += static_cast<int64_t>(r.token_ids.size());
   }
-  return {{"id", id},
-          {"object", "chat.completion"},
-          {"created", created},
-          {"model", req.model},
-          {"choices", std::move(list)},
-          {"usage", UsageJson(prompt_tokens, completion_tokens)}};
+  json out = {{"id", id},
+              {"object", "chat.completion"},
+              {"created", created},
+              {"model", req.model},
+              {"choices", std::move(list)},
+              {"usage", UsageJson(prompt_tokens, completion_tokens)}};
+  if (req.prompt_logprobs && !choices.empty())  // vLLM: one list, on the response
+    out["prompt_logprobs"] = PromptLogprobsJson(tok, choices[0].result.prompt_logprobs);
+  return out;
 }
 
 nlohmann::json ChatChunkJson(const std::string& id, int64_t created, const std::string& model,

@@ -81,7 +81,6 @@ absl::Status RequireNeutral(const json& body, const char* field, NeutralTest is_
 }
 
 bool IsOne(const json& v) { return v.is_number_integer() && v.get<int64_t>() == 1; }
-bool IsZero(const json& v) { return v.is_number() && v.get<double>() == 0.0; }
 bool IsEmpty(const json& v) {
   return (v.is_object() || v.is_string() || v.is_array()) && v.empty();
 }
@@ -113,14 +112,39 @@ absl::Status Stops(const json& body, v1::StoppingCriteria* out) {
   return absl::OkStatus();
 }
 
+// {"token id": bias, ...}, as OpenAI's logit_bias is written.
+absl::Status LogitBias(const json& body, v1::SamplingParams* s) {
+  auto it = body.find("logit_bias");
+  if (it == body.end() || it->is_null()) return absl::OkStatus();
+  if (!it->is_object()) return NotA("logit_bias", "an object of token id -> bias");
+  for (const auto& [key, bias] : it->items()) {
+    int64_t id = -1;
+    const bool digits = !key.empty() && key.size() <= 10 &&
+                        key.find_first_not_of("0123456789") == std::string::npos;
+    if (digits) id = std::stoll(key);
+    if (!digits || id > INT32_MAX)
+      return Invalid(
+          absl::StrCat("'logit_bias' keys must be token ids, got '", key.substr(0, 32), "'"));
+    if (!bias.is_number()) return Invalid("'logit_bias' values must be numbers");
+    (*s->mutable_logit_bias())[static_cast<int32_t>(id)] = bias.get<float>();
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Sampling(const json& body, v1::SamplingParams* s) {
-  std::optional<double> temperature, top_p, repetition;
+  std::optional<double> temperature, top_p, repetition, presence, frequency, min_p;
   std::optional<int64_t> top_k, seed;
   for (absl::Status st :
        {GetNumber(body, "temperature", &temperature), GetNumber(body, "top_p", &top_p),
         GetNumber(body, "repetition_penalty", &repetition),
-        GetInt(body, "top_k", -1, INT32_MAX, &top_k), GetInt(body, "seed", 0, INT64_MAX, &seed)})
+        GetNumber(body, "presence_penalty", &presence),
+        GetNumber(body, "frequency_penalty", &frequency), GetNumber(body, "min_p", &min_p),
+        GetInt(body, "top_k", -1, INT32_MAX, &top_k), GetInt(body, "seed", 0, INT64_MAX, &seed),
+        LogitBias(body, s)})
     if (!st.ok()) return st;
+  if (presence) s->set_presence_penalty(static_cast<float>(*presence));
+  if (frequency) s->set_frequency_penalty(static_cast<float>(*frequency));
+  if (min_p) s->set_min_p(static_cast<float>(*min_p));
   if (temperature) s->set_temperature(static_cast<float>(*temperature));
   if (top_p) s->set_top_p(static_cast<float>(*top_p));
   if (repetition) s->set_repetition_penalty(static_cast<float>(*repetition));
@@ -153,19 +177,30 @@ absl::Status ParseCommonOptions(const json& body, const std::string& base_model,
   if (out->model != base_model) common->set_adapter(out->model);
   if (auto u = body.find("user"); u != body.end() && !u->is_null() && !u->is_string())
     return NotA("user", "a string");
-  std::optional<int64_t> max_tokens, priority;
-  bool ignore_eos = false;
+  std::optional<int64_t> max_tokens, priority, min_tokens, prompt_logprobs;
+  bool ignore_eos = false, include_stop = false, skip_special = true;
   for (absl::Status s :
        {GetInt(body, "max_tokens", 1, INT32_MAX, &max_tokens),
         max_tokens_alias ? GetInt(body, max_tokens_alias, 1, INT32_MAX, &max_tokens)
                          : absl::OkStatus(),
         GetInt(body, "priority", INT32_MIN, INT32_MAX, &priority),
+        GetInt(body, "min_tokens", 0, INT32_MAX, &min_tokens),
+        GetInt(body, "prompt_logprobs", 0, 20, &prompt_logprobs),
+        GetBool(body, "include_stop_str_in_output", &include_stop),
+        GetBool(body, "skip_special_tokens", &skip_special),
         GetBool(body, "ignore_eos", &ignore_eos), Streaming(body, out),
         Sampling(body, common->mutable_sampling()), Stops(body, common->mutable_stopping())})
     if (!s.ok()) return s;
   if (max_tokens) common->mutable_stopping()->set_max_tokens(static_cast<int32_t>(*max_tokens));
   common->mutable_stopping()->set_ignore_eos(ignore_eos);
+  if (min_tokens) common->mutable_stopping()->set_min_tokens(static_cast<int32_t>(*min_tokens));
+  common->mutable_stopping()->set_include_stop_str_in_output(include_stop);
+  if (!skip_special) common->mutable_stopping()->set_skip_special_tokens(false);
   if (priority) common->set_priority(static_cast<int32_t>(*priority));
+  if (prompt_logprobs) {
+    out->prompt_logprobs = static_cast<int32_t>(*prompt_logprobs);
+    common->mutable_logprobs()->set_prompt_top_n(*out->prompt_logprobs);
+  }
   return absl::OkStatus();
 }
 

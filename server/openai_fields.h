@@ -38,17 +38,18 @@ absl::StatusOr<nlohmann::json> ParseBody(const std::string& text,
 using NeutralTest = bool (*)(const nlohmann::json&);
 absl::Status RequireNeutral(const nlohmann::json& body, const char* field, NeutralTest is_neutral);
 bool IsOne(const nlohmann::json& v);
-bool IsZero(const nlohmann::json& v);
 bool IsEmpty(const nlohmann::json& v);
 
 // What both APIs share, read into `common` (adapter, sampling, stopping, priority) and the
-// outputs: model (required), user, max_tokens (from `max_tokens_field` or its alias), ignore_eos,
-// stop, stop_token_ids, temperature, top_p, top_k, seed, repetition_penalty, priority, stream
-// and stream_options.include_usage.
+// outputs: model (required), user, max_tokens (or its alias), min_tokens, ignore_eos, stop,
+// stop_token_ids, include_stop_str_in_output, skip_special_tokens, temperature, top_p, top_k,
+// min_p, seed, repetition_penalty, presence_penalty, frequency_penalty, logit_bias, priority,
+// stream and stream_options.include_usage.
 struct CommonOptions {
   std::string model;
   bool stream = false;
   bool include_usage = false;
+  std::optional<int32_t> prompt_logprobs;  // also set in common's LogprobsOptions
 };
 absl::Status ParseCommonOptions(const nlohmann::json& body, const std::string& base_model,
                                 const char* max_tokens_alias, CommonOptions* out,

@@ -1,5 +1,6 @@
 #include "server/request_convert.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -113,13 +114,18 @@ absl::Status CheckSampling(const v1::SamplingParams& s, const ModelConfig& c, Sa
   out->repetition_penalty =
       s.has_repetition_penalty() ? s.repetition_penalty() : g.repetition_penalty.value_or(1.0f);
   if (s.has_seed()) out->seed = s.seed();
+  if (s.has_presence_penalty()) out->presence_penalty = s.presence_penalty();
+  if (s.has_frequency_penalty()) out->frequency_penalty = s.frequency_penalty();
+  if (s.has_min_p()) out->min_p = s.min_p();
+  for (const auto& [id, bias] : s.logit_bias()) out->logit_bias.push_back({id, bias});
+  std::sort(out->logit_bias.begin(), out->logit_bias.end());  // map order is unspecified
   return absl::OkStatus();  // value ranges are checked by the engine's validation
 }
 
+// `default_max` is the model's generation_config max_new_tokens, else the server's default.
 absl::Status CheckStopping(const v1::StoppingCriteria& s, const RequestLimits& limits, int64_t room,
-                           StoppingParams* out) {
-  out->max_tokens =
-      s.has_max_tokens() ? s.max_tokens() : std::min<int64_t>(limits.default_max_tokens, room);
+                           int32_t default_max, StoppingParams* out) {
+  out->max_tokens = s.has_max_tokens() ? s.max_tokens() : std::min<int64_t>(default_max, room);
   if (s.has_max_tokens() && (s.max_tokens() < 1 || s.max_tokens() > room))
     return Invalid(absl::StrCat("max_tokens must be in [1, ", room,
                                 "] (the context left after the prompt), got ", s.max_tokens()));
@@ -135,6 +141,9 @@ absl::Status CheckStopping(const v1::StoppingCriteria& s, const RequestLimits& l
   }
   out->stop_token_ids.assign(s.stop_token_ids().begin(), s.stop_token_ids().end());
   out->ignore_eos = s.ignore_eos();
+  out->min_tokens = s.min_tokens();
+  out->include_stop_str_in_output = s.include_stop_str_in_output();
+  out->skip_special_tokens = !s.has_skip_special_tokens() || s.skip_special_tokens();
   return absl::OkStatus();
 }
 
@@ -194,7 +203,10 @@ absl::StatusOr<sched::Submission> ToSubmission(const v1::GenerateRequest& r, con
     return Invalid(absl::StrCat("prompt has ", g.prompt_ids.size(),
                                 " tokens; the context limit is ", engine.max_model_len()));
   if (absl::Status s = CheckSampling(r.sampling(), engine.config(), &g.sampling); !s.ok()) return s;
-  if (absl::Status s = CheckStopping(r.stopping(), limits, room, &g.stopping); !s.ok()) return s;
+  const int32_t default_max =
+      engine.config().generation.max_new_tokens.value_or(limits.default_max_tokens);
+  if (absl::Status s = CheckStopping(r.stopping(), limits, room, default_max, &g.stopping); !s.ok())
+    return s;
   if (r.has_chat() && !g.stopping.ignore_eos)  // a chat turn also ends at the template's eos
     for (int32_t id : engine.model().end_of_turn_ids()) g.stopping.stop_token_ids.push_back(id);
   if (r.logprobs().has_top_n()) g.sampling.logprobs = r.logprobs().top_n();

@@ -8,7 +8,9 @@
 #include <iostream>
 #include <map>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/status_macros.h"
 #include "scheduler/engine_loop.h"
 #include "tools/args.h"
@@ -28,6 +30,13 @@ constexpr const char* kUsage =
     "  --top-k K --top-p P     nucleus / top-k filtering (default off)\n"
     "  --seed S                per-request seed: same seed, same tokens, whatever else runs\n"
     "  --repetition-penalty R  HF-style penalty on prompt and generated tokens (default 1)\n"
+    "  --presence-penalty P --frequency-penalty F\n"
+    "                          OpenAI-style penalties on generated tokens, [-2, 2] (default 0)\n"
+    "  --min-p P               drop tokens below P x the top probability (default 0: off)\n"
+    "  --logit-bias ID=B,...   added to those tokens' logits, B in [-100, 100]\n"
+    "  --min-tokens N          no EOS, stop id or stop string before N tokens (default 0)\n"
+    "  --include-stop-str-in-output   keep the matched stop string in the text\n"
+    "  --no-skip-special-tokens       show special tokens' text (default: skipped)\n"
     "  --stop STR              stop string (repeatable); not included in the text\n"
     "  --stop-token-ids 1,2    stop token ids\n"
     "  --ignore-eos            do not stop at the model's EOS token\n"
@@ -55,6 +64,11 @@ const std::set<std::string> kValueFlags = {"prompt",
                                            "top-p",
                                            "seed",
                                            "repetition-penalty",
+                                           "presence-penalty",
+                                           "frequency-penalty",
+                                           "min-p",
+                                           "logit-bias",
+                                           "min-tokens",
                                            "stop",
                                            "stop-token-ids",
                                            "logprobs",
@@ -65,11 +79,27 @@ const std::set<std::string> kValueFlags = {"prompt",
                                            "tenant",
                                            "max-loras"};
 
+// "3=1.5,17=-100" -> {(3, 1.5), (17, -100)}.
+absl::StatusOr<std::vector<std::pair<int32_t, float>>> ParseLogitBias(const std::string& text) {
+  std::vector<std::pair<int32_t, float>> out;
+  for (absl::string_view item : absl::StrSplit(text, ',', absl::SkipEmpty())) {
+    const size_t eq = item.find('=');
+    int32_t id = 0;
+    float bias = 0;
+    if (eq == absl::string_view::npos || !absl::SimpleAtoi(item.substr(0, eq), &id) ||
+        !absl::SimpleAtof(item.substr(eq + 1), &bias))
+      return absl::InvalidArgumentError(
+          absl::StrCat("--logit-bias expects ID=BIAS[,ID=BIAS...], got '", text, "'"));
+    out.push_back({id, bias});
+  }
+  return out;
+}
+
 // Request defaults from the flags (and the model's generation_config for the temperature).
 absl::StatusOr<GenerationRequest> DefaultsFromArgs(const Args& a, const ModelConfig& c) {
   GenerationRequest r;
   const GenerationDefaults& g = c.generation;
-  ASSIGN_OR_RETURN(int64_t max_tokens, a.Int("max-tokens", 16));
+  ASSIGN_OR_RETURN(int64_t max_tokens, a.Int("max-tokens", g.max_new_tokens.value_or(16)));
   r.stopping.max_tokens = static_cast<int32_t>(max_tokens);
   ASSIGN_OR_RETURN(double t,
                    a.Double("temperature", g.do_sample ? g.temperature.value_or(1.0f) : 0.0));
@@ -80,6 +110,19 @@ absl::StatusOr<GenerationRequest> DefaultsFromArgs(const Args& a, const ModelCon
   r.sampling.top_p = static_cast<float>(top_p);
   ASSIGN_OR_RETURN(double rp, a.Double("repetition-penalty", g.repetition_penalty.value_or(1.0f)));
   r.sampling.repetition_penalty = static_cast<float>(rp);
+  ASSIGN_OR_RETURN(double presence, a.Double("presence-penalty", 0.0));
+  ASSIGN_OR_RETURN(double frequency, a.Double("frequency-penalty", 0.0));
+  ASSIGN_OR_RETURN(double min_p, a.Double("min-p", 0.0));
+  ASSIGN_OR_RETURN(int64_t min_tokens, a.Int("min-tokens", 0));
+  r.sampling.presence_penalty = static_cast<float>(presence);
+  r.sampling.frequency_penalty = static_cast<float>(frequency);
+  r.sampling.min_p = static_cast<float>(min_p);
+  r.stopping.min_tokens = static_cast<int32_t>(min_tokens);
+  if (auto bias = a.Get("logit-bias")) {
+    ASSIGN_OR_RETURN(r.sampling.logit_bias, ParseLogitBias(*bias));
+  }
+  r.stopping.include_stop_str_in_output = a.Has("include-stop-str-in-output");
+  r.stopping.skip_special_tokens = !a.Has("no-skip-special-tokens");
   if (a.Has("seed")) {
     ASSIGN_OR_RETURN(int64_t seed, a.Int("seed", 0));
     r.sampling.seed = static_cast<uint64_t>(seed);
@@ -150,8 +193,9 @@ absl::StatusOr<std::vector<absl::StatusOr<sched::Submission>>> CollectRequests(
 }
 
 absl::Status Generate(int argc, char** argv) {
-  ASSIGN_OR_RETURN(
-      Args a, Args::Parse(argc, argv, 2, Union(kEngineFlags, kValueFlags), {"ignore-eos", "json"}));
+  ASSIGN_OR_RETURN(Args a, Args::Parse(argc, argv, 2, Union(kEngineFlags, kValueFlags),
+                                       {"ignore-eos", "json", "include-stop-str-in-output",
+                                        "no-skip-special-tokens"}));
   if (!a.positional().empty())
     return absl::InvalidArgumentError(
         absl::StrCat("unexpected argument '", a.positional()[0], "'"));

@@ -2,6 +2,7 @@
 
 #include <set>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 namespace para::tools {
@@ -14,11 +15,31 @@ absl::Status Fill(const json& j, const Model& model, const AdapterResolver& adap
   GenerationRequest* r = &sub->request;
   if (j.contains("tenant")) sub->tenant = j["tenant"].get<std::string>();
   if (j.contains("priority")) sub->priority = j["priority"].get<int32_t>();
-  static const std::set<std::string> kKnown = {
-      "prompt",     "prompt_ids", "max_tokens",           "temperature", "top_k",
-      "top_p",      "seed",       "repetition_penalty",   "stop",        "stop_token_ids",
-      "ignore_eos", "logprobs",   "prompt_logprobs",      "adapter",     "tenant",
-      "priority",   "messages",   "add_generation_prompt"};
+  static const std::set<std::string> kKnown = {"prompt",
+                                               "prompt_ids",
+                                               "max_tokens",
+                                               "temperature",
+                                               "top_k",
+                                               "top_p",
+                                               "seed",
+                                               "repetition_penalty",
+                                               "stop",
+                                               "stop_token_ids",
+                                               "ignore_eos",
+                                               "logprobs",
+                                               "prompt_logprobs",
+                                               "adapter",
+                                               "tenant",
+                                               "priority",
+                                               "messages",
+                                               "add_generation_prompt",
+                                               "presence_penalty",
+                                               "frequency_penalty",
+                                               "min_p",
+                                               "logit_bias",
+                                               "min_tokens",
+                                               "include_stop_str_in_output",
+                                               "skip_special_tokens"};
   for (const auto& [k, _] : j.items())
     if (!kKnown.count(k))
       return absl::InvalidArgumentError(absl::StrCat("unknown request field '", k, "'"));
@@ -61,6 +82,24 @@ absl::Status Fill(const json& j, const Model& model, const AdapterResolver& adap
   if (j.contains("top_p")) s.top_p = j["top_p"].get<float>();
   if (j.contains("repetition_penalty")) s.repetition_penalty = j["repetition_penalty"].get<float>();
   if (j.contains("seed")) s.seed = j["seed"].get<uint64_t>();
+  if (j.contains("presence_penalty")) s.presence_penalty = j["presence_penalty"].get<float>();
+  if (j.contains("frequency_penalty")) s.frequency_penalty = j["frequency_penalty"].get<float>();
+  if (j.contains("min_p")) s.min_p = j["min_p"].get<float>();
+  if (j.contains("logit_bias")) {  // {"token id": bias}, as OpenAI writes it
+    s.logit_bias.clear();
+    for (const auto& [id, bias] : j["logit_bias"].items()) {
+      int32_t token = 0;
+      if (!absl::SimpleAtoi(id, &token))
+        return absl::InvalidArgumentError(
+            absl::StrCat("'logit_bias' keys must be token ids, got '", id, "'"));
+      s.logit_bias.push_back({token, bias.get<float>()});
+    }
+  }
+  if (j.contains("min_tokens")) st.min_tokens = j["min_tokens"].get<int32_t>();
+  if (j.contains("include_stop_str_in_output"))
+    st.include_stop_str_in_output = j["include_stop_str_in_output"].get<bool>();
+  if (j.contains("skip_special_tokens"))
+    st.skip_special_tokens = j["skip_special_tokens"].get<bool>();
   if (j.contains("logprobs") && !j["logprobs"].is_null()) s.logprobs = j["logprobs"].get<int32_t>();
   if (j.contains("prompt_logprobs") && !j["prompt_logprobs"].is_null())
     s.prompt_logprobs = j["prompt_logprobs"].get<int32_t>();

@@ -47,7 +47,8 @@ std::string TakeCompleteUtf8(std::string* bytes) {
 
 std::string IncrementalDetokenizer::Append(int32_t id) {
   if (tokenizer_ == nullptr) return "";
-  pending_ += tokenizer_->TokenBytes(id);
+  const std::string bytes = tokenizer_->TokenBytes(id);
+  pending_ += bytes.empty() && !skip_special_ ? tokenizer_->IdToPiece(id) : bytes;
   return TakeCompleteUtf8(&pending_);
 }
 
@@ -59,12 +60,19 @@ std::string IncrementalDetokenizer::Flush() {
   return out;
 }
 
-StopStringMatcher::StopStringMatcher(std::vector<std::string> stops) : stops_(std::move(stops)) {
+StopStringMatcher::StopStringMatcher(std::vector<std::string> stops, bool include_stop)
+    : stops_(std::move(stops)), include_stop_(include_stop) {
   stops_.erase(std::remove(stops_.begin(), stops_.end(), std::string()), stops_.end());
 }
 
-std::string StopStringMatcher::Feed(std::string_view text) {
+std::string StopStringMatcher::Feed(std::string_view text, bool may_match) {
   if (matched_) return "";
+  if (!may_match) {  // pass through; what came before min_tokens is never searched
+    std::string out = std::move(held_);
+    held_.clear();
+    out.append(text);
+    return out;
+  }
   held_.append(text);
   size_t best = std::string::npos;
   for (const auto& stop : stops_) {
@@ -76,7 +84,7 @@ std::string StopStringMatcher::Feed(std::string_view text) {
   }
   if (best != std::string::npos) {
     matched_ = true;
-    std::string out = held_.substr(0, best);
+    std::string out = held_.substr(0, best + (include_stop_ ? matched_stop_.size() : 0));
     held_.clear();
     return out;
   }

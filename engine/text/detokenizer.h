@@ -23,7 +23,10 @@ std::string TakeCompleteUtf8(std::string* bytes);
 
 class IncrementalDetokenizer {
  public:
-  explicit IncrementalDetokenizer(const Tokenizer* tokenizer) : tokenizer_(tokenizer) {}
+  // With `skip_special_tokens` false, a token that adds no bytes (a special or control token)
+  // adds its piece ("<|im_end|>") instead.
+  explicit IncrementalDetokenizer(const Tokenizer* tokenizer, bool skip_special_tokens = true)
+      : tokenizer_(tokenizer), skip_special_(skip_special_tokens) {}
   // Returns the text that token `id` completes (possibly empty).
   std::string Append(int32_t id);
   // End of stream: the held bytes of an incomplete character, each as U+FFFD.
@@ -31,15 +34,19 @@ class IncrementalDetokenizer {
 
  private:
   const Tokenizer* tokenizer_;
+  bool skip_special_;
   std::string pending_;
 };
 
 class StopStringMatcher {
  public:
-  explicit StopStringMatcher(std::vector<std::string> stops);
+  // With `include_stop`, the returned text of a match ends with the stop string itself.
+  explicit StopStringMatcher(std::vector<std::string> stops, bool include_stop = false);
   // Feeds newly decoded text. Returns the text that may be emitted now. After a stop string is
-  // found, matched() is true, the returned text ends just before it, and further input is ignored.
-  std::string Feed(std::string_view text);
+  // found, matched() is true, the returned text ends just before it (or just after it, with
+  // include_stop), and further input is ignored. With `may_match` false (before min_tokens) the
+  // text passes through unmatched, and only later text is searched.
+  std::string Feed(std::string_view text, bool may_match = true);
   // End of stream without a match: the held-back text.
   std::string Flush();
   bool matched() const { return matched_; }
@@ -47,6 +54,7 @@ class StopStringMatcher {
 
  private:
   std::vector<std::string> stops_;
+  bool include_stop_;
   std::string held_;
   bool matched_ = false;
   std::string matched_stop_;

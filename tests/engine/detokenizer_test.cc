@@ -113,5 +113,22 @@ TEST(StopStringMatcherTest, HeldTailIsFlushedAtEnd) {
   EXPECT_FALSE(m.matched());
 }
 
+TEST(StopStringMatcherTest, IncludeStopKeepsTheStopStringAndNothingAfter) {
+  StopStringMatcher m({"END"}, /*include_stop=*/true);
+  EXPECT_EQ(m.Feed("abc E"), "abc ");
+  EXPECT_EQ(m.Feed("NDxyz"), "END");
+  EXPECT_TRUE(m.matched());
+  EXPECT_EQ(m.Feed("more"), "");
+}
+
+TEST(StopStringMatcherTest, TextBeforeMinTokensIsNeverSearched) {
+  StopStringMatcher m({"ab"});
+  EXPECT_EQ(m.Feed("xab", /*may_match=*/false), "xab");  // passes through unmatched
+  EXPECT_FALSE(m.matched());
+  EXPECT_EQ(m.Feed("a", true), "");  // a later match still counts
+  EXPECT_EQ(m.Feed("b!", true), "");
+  EXPECT_TRUE(m.matched());
+}
+
 }  // namespace
 }  // namespace para

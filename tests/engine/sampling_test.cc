@@ -109,10 +109,81 @@ TEST(SamplingTest, RepetitionPenaltyDividesPositiveAndMultipliesNegative) {
   p.temperature = 0;
   p.repetition_penalty = 1.2f;
   const std::vector<int32_t> seen = {0};
-  EXPECT_EQ(SampleToken(std::vector<float>{2.0f, 1.9f}, p, seen, &rng, &s), 1);  // 2/1.2 < 1.9
-  EXPECT_EQ(SampleToken(std::vector<float>{2.0f, 1.5f}, p, seen, &rng, &s), 0);  // 2/1.2 > 1.5
+  SamplingHistory h;
+  h.penalized = seen;
+  EXPECT_EQ(SampleToken(std::vector<float>{2.0f, 1.9f}, p, h, &rng, &s), 1);  // 2/1.2 < 1.9
+  EXPECT_EQ(SampleToken(std::vector<float>{2.0f, 1.5f}, p, h, &rng, &s), 0);  // 2/1.2 > 1.5
   p.repetition_penalty = 2.0f;
-  EXPECT_EQ(SampleToken(std::vector<float>{-1.0f, -1.5f}, p, seen, &rng, &s), 1);  // -2 < -1.5
+  EXPECT_EQ(SampleToken(std::vector<float>{-1.0f, -1.5f}, p, h, &rng, &s), 1);  // -2 < -1.5
+}
+
+TEST(SamplingTest, PresenceAndFrequencyPenaltiesSubtractPerGeneratedToken) {
+  std::mt19937_64 rng(0);
+  SamplerScratch s;
+  SamplingParams p;
+  p.temperature = 0;
+  const std::vector<std::pair<int32_t, int32_t>> counts = {{0, 3}, {2, 1}};
+  SamplingHistory h;
+  h.output_counts = counts;
+  const std::vector<float> logits = {5.0f, 4.1f, 4.6f};
+  EXPECT_EQ(SampleToken(logits, p, h, &rng, &s), 0);  // no penalty: 5.0 wins
+  p.presence_penalty = 0.5f;                          // 4.5, 4.1, 4.1
+  EXPECT_EQ(SampleToken(logits, p, h, &rng, &s), 0);
+  p.presence_penalty = 0.0f;
+  p.frequency_penalty = 0.3f;  // 5 - 0.9 = 4.1, 4.1, 4.6 - 0.3 = 4.3
+  EXPECT_EQ(SampleToken(logits, p, h, &rng, &s), 2);
+  p.frequency_penalty = -0.5f;  // negative values encourage repetition: 5 + 1.5 = 6.5, 4.1, 5.1
+  EXPECT_EQ(SampleToken(logits, p, h, &rng, &s), 0);
+}
+
+TEST(SamplingTest, LogitBiasAndSuppressionShiftTheChoice) {
+  std::mt19937_64 rng(0);
+  SamplerScratch s;
+  SamplingParams p;
+  p.temperature = 0;
+  const std::vector<float> logits = {1.0f, 3.0f, 2.0f};
+  p.logit_bias = {{0, 2.5f}};  // 3.5 beats 3.0
+  EXPECT_EQ(SampleToken(logits, p, {}, &rng, &s), 0);
+  p.logit_bias = {{1, -100.0f}};
+  EXPECT_EQ(SampleToken(logits, p, {}, &rng, &s), 2);
+  p.logit_bias.clear();
+  const std::vector<int32_t> suppressed = {1, 2};
+  SamplingHistory h;
+  h.suppressed = suppressed;  // min_tokens: EOS and stop ids may not be drawn yet
+  EXPECT_EQ(SampleToken(logits, p, h, &rng, &s), 0);
+  p.temperature = 1.0f;  // also when sampling: never drawn
+  for (int i = 0; i < 200; ++i) EXPECT_EQ(SampleToken(logits, p, h, &rng, &s), 0);
+}
+
+TEST(SamplingTest, MinPDropsTokensBelowAFractionOfTheTopProbability) {
+  // Probabilities 0.6, 0.3, 0.1 (as logits log p): min_p 0.2 keeps those >= 0.12.
+  const std::vector<float> logits = {std::log(0.6f), std::log(0.3f), std::log(0.1f)};
+  SamplingParams p;
+  p.min_p = 0.2f;
+  auto freq = Frequencies(logits, p, 30000);
+  EXPECT_EQ(freq.count(2), 0u);
+  EXPECT_NEAR(freq[0], 2.0 / 3, 0.02);  // 0.6 / 0.9
+  EXPECT_NEAR(freq[1], 1.0 / 3, 0.02);
+  p.min_p = 0.0f;
+  freq = Frequencies(logits, p, 30000);
+  EXPECT_NEAR(freq[2], 0.1, 0.01);
+}
+
+TEST(SamplingTest, NewOptionsAreValidated) {
+  SamplingParams p;
+  p.presence_penalty = 2.5f;
+  EXPECT_FALSE(ValidateSamplingParams(p, 20).ok());
+  p = {};
+  p.frequency_penalty = NAN;
+  EXPECT_FALSE(ValidateSamplingParams(p, 20).ok());
+  p = {};
+  p.min_p = 1.5f;
+  EXPECT_FALSE(ValidateSamplingParams(p, 20).ok());
+  p = {};
+  p.logit_bias = {{3, 101.0f}};
+  EXPECT_FALSE(ValidateSamplingParams(p, 20).ok());
+  p.logit_bias = {{3, -100.0f}};
+  EXPECT_TRUE(ValidateSamplingParams(p, 20).ok());
 }
 
 TEST(SamplingTest, SameSeedSameDraws) {

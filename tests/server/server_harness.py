@@ -122,10 +122,12 @@ def write_config(path: pathlib.Path, tenants: dict, admin_keys: Sequence[str] = 
 
 
 def cli_generate(model: str, *, prompt: Optional[str] = None, prompt_ids: Optional[Sequence[int]] = None,
-                 adapter: Optional[str] = None, max_tokens: int = 16, ignore_eos: bool = True,
+                 adapter: Optional[str] = None, max_tokens: Optional[int] = 16, ignore_eos: bool = True,
                  extra: Sequence[str] = ()) -> dict:
     """The offline reference: para-cli's greedy result for one request."""
-    args = [CLI, "generate", "--model", model, "--max-tokens", max_tokens, "--json"]
+    args = [CLI, "generate", "--model", model, "--json"]
+    if max_tokens is not None:
+        args += ["--max-tokens", max_tokens]
     if prompt is not None:
         args += ["--prompt", prompt]
     if prompt_ids is not None:

@@ -47,6 +47,21 @@ TEST(OpenAiApiTest, MapsEveryFieldOntoTheGrpcRequest) {
   EXPECT_TRUE(r.echo);
   EXPECT_FALSE(r.stream);
   r = ParseOk(
+      R"({"model": "m", "prompt": "x", "presence_penalty": 0.5, "frequency_penalty": -1,
+          "min_p": 0.1, "logit_bias": {"7": -100, "42": 2.5}, "min_tokens": 3,
+          "include_stop_str_in_output": true, "skip_special_tokens": false, "prompt_logprobs": 4})");
+  const v1::GenerateRequest& o = r.prompts[0];
+  EXPECT_FLOAT_EQ(o.sampling().presence_penalty(), 0.5f);
+  EXPECT_FLOAT_EQ(o.sampling().frequency_penalty(), -1.0f);
+  EXPECT_FLOAT_EQ(o.sampling().min_p(), 0.1f);
+  EXPECT_EQ(o.sampling().logit_bias().size(), 2u);
+  EXPECT_FLOAT_EQ(o.sampling().logit_bias().at(7), -100.0f);
+  EXPECT_EQ(o.stopping().min_tokens(), 3);
+  EXPECT_TRUE(o.stopping().include_stop_str_in_output());
+  EXPECT_FALSE(o.stopping().skip_special_tokens());
+  EXPECT_EQ(o.logprobs().prompt_top_n(), 4);
+  EXPECT_EQ(r.prompt_logprobs, 4);
+  r = ParseOk(
       R"({"model": "m", "prompt": "x", "stream": true, "stream_options": {"include_usage": true}})");
   EXPECT_TRUE(r.stream && r.include_usage);
 }
@@ -89,8 +104,12 @@ TEST(OpenAiApiTest, RefusesWhatItCannotHonourByName) {
             std::string::npos);
   EXPECT_NE(ParseError(R"({"model": "m", "prompt": "x", "n": 3})").find("'n'"), std::string::npos);
   EXPECT_NE(
-      ParseError(R"({"model": "m", "prompt": "x", "logit_bias": {"1": 5}})").find("logit_bias"),
+      ParseError(R"({"model": "m", "prompt": "x", "logit_bias": {"one": 5}})").find("logit_bias"),
       std::string::npos);
+  EXPECT_NE(ParseError(R"({"model": "m", "prompt": "x", "logit_bias": [5]})").find("logit_bias"),
+            std::string::npos);
+  EXPECT_NE(ParseError(R"({"model": "m", "prompt": "x", "min_tokens": -1})").find("min_tokens"),
+            std::string::npos);
   EXPECT_NE(ParseError(R"({"model": "m", "prompt": "x", "logprobs": 21})").find("logprobs"),
             std::string::npos);
   EXPECT_NE(ParseError(R"({"model": "m", "prompt": "x", "stream_options": {}})").find("stream"),

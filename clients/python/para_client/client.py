@@ -57,6 +57,9 @@ class Client:
                 stop_token_ids: Sequence[int] = (), ignore_eos: bool = False, logprobs: Optional[int] = None,
                 prompt_logprobs: Optional[int] = None, request_id: str = "",
                 priority: int = 0, messages: Optional[Sequence[dict]] = None,
+                presence_penalty: Optional[float] = None, frequency_penalty: Optional[float] = None,
+                min_p: Optional[float] = None, logit_bias: Optional[dict] = None, min_tokens: int = 0,
+                include_stop_str_in_output: bool = False, skip_special_tokens: Optional[bool] = None,
                 add_generation_prompt: Optional[bool] = None, continue_final_message: bool = False,
                 template_kwargs: Optional[dict] = None) -> generation_pb2.GenerateRequest:
         """Builds a GenerateRequest; unset options keep the server's defaults. The prompt is `prompt`
@@ -76,9 +79,16 @@ class Client:
             if template_kwargs:
                 r.chat.template_kwargs_json = json.dumps(template_kwargs)
         for field, value in (("temperature", temperature), ("top_k", top_k), ("top_p", top_p), ("seed", seed),
-                             ("repetition_penalty", repetition_penalty)):
+                             ("repetition_penalty", repetition_penalty), ("presence_penalty", presence_penalty),
+                             ("frequency_penalty", frequency_penalty), ("min_p", min_p)):
             if value is not None:
                 setattr(r.sampling, field, value)
+        for token, bias in (logit_bias or {}).items():
+            r.sampling.logit_bias[int(token)] = bias
+        r.stopping.min_tokens = min_tokens
+        r.stopping.include_stop_str_in_output = include_stop_str_in_output
+        if skip_special_tokens is not None:
+            r.stopping.skip_special_tokens = skip_special_tokens
         if max_tokens is not None:
             r.stopping.max_tokens = max_tokens
         r.stopping.stop.extend(stop)
