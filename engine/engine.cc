@@ -1,6 +1,7 @@
 #include "engine/engine.h"
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <sstream>
 
@@ -85,6 +86,7 @@ absl::Status Engine::ValidateRequest(const GenerationRequest& r) const {
     if (id < 0 || id >= vocab)
       return absl::InvalidArgumentError(
           absl::StrCat("logit_bias names token ", id, ", outside the vocabulary [0, ", vocab, ")"));
+  RETURN_IF_ERROR(ValidateGroupParams(r));
   if (r.para != nullptr && r.lora != nullptr)
     return absl::InvalidArgumentError("a request takes one adapter, PARA or LoRA, not both");
   if (r.para != nullptr) RETURN_IF_ERROR(CheckParaAdapter(*r.para));
@@ -98,6 +100,45 @@ absl::Status Engine::ValidateRequest(const GenerationRequest& r) const {
   return ValidateSamplingParams(r.sampling, max_logprobs_);
 }
 
+absl::StatusOr<std::unique_ptr<Sequence>> Engine::ForkSequence(const Sequence& parent,
+                                                               int32_t branch,
+                                                               const std::mt19937_64& rng) {
+  ASSIGN_OR_RETURN(KvSequence kv, ForkKv(parent.kv()));
+  return parent.Fork(next_id_++, branch, std::move(kv), rng);
+}
+
+absl::Status ValidateGroupParams(const GenerationRequest& r) {
+  const GroupParams& g = r.group;
+  const SamplingParams& s = r.sampling;
+  auto bad = [](const std::string& what) { return absl::InvalidArgumentError(what); };
+  if (g.n < 1 || g.n > kMaxGroupWidth)
+    return bad(absl::StrCat("n must be in [1, ", kMaxGroupWidth, "], got ", g.n));
+  if (g.beam_width < 0 || g.beam_width > kMaxGroupWidth)
+    return bad(absl::StrCat("beam_width must be in [0, ", kMaxGroupWidth, "], got ", g.beam_width));
+  if (!std::isfinite(g.length_penalty)) return bad("length_penalty must be finite");
+  if (g.beam_width > 0) {
+    if (g.best_of != 1) return bad("best_of does not apply to beam search (use beam_width)");
+    if (g.n > g.beam_width)
+      return bad(absl::StrCat("n (", g.n, ") cannot exceed beam_width (", g.beam_width, ")"));
+    if (s.temperature != 0.0f)
+      return bad("beam search is deterministic: temperature must be 0 (or unset)");
+    if (s.repetition_penalty != 1.0f || s.presence_penalty != 0.0f || s.frequency_penalty != 0.0f ||
+        !s.logit_bias.empty())
+      return bad("beam search does not take penalties or logit_bias");
+    if (r.stopping.min_tokens > 0) return bad("beam search does not take min_tokens");
+    if (!r.stopping.stop.empty())
+      return bad("beam search does not take stop strings (stop token ids work)");
+    if (s.logprobs) return bad("beam search returns no per-token logprobs");
+    return absl::OkStatus();
+  }
+  if (g.best_of < g.n || g.best_of > kMaxGroupWidth)
+    return bad(
+        absl::StrCat("best_of must be in [n = ", g.n, ", ", kMaxGroupWidth, "], got ", g.best_of));
+  if (g.best_of > 1 && s.temperature == 0.0f)
+    return bad("n and best_of above 1 need sampling (temperature > 0): greedy draws are identical");
+  return absl::OkStatus();
+}
+
 std::unique_ptr<Sequence> Engine::NewSequence(GenerationRequest request) {
   uint64_t seed = request.sampling.seed ? *request.sampling.seed
                                         : std::random_device{}() * 0x9E3779B97F4A7C15ull;
@@ -106,9 +147,12 @@ std::unique_ptr<Sequence> Engine::NewSequence(GenerationRequest request) {
 }
 
 int32_t Engine::MaxBlocksFor(const GenerationRequest& r) const {
-  const int64_t total = std::min<int64_t>(
-      static_cast<int64_t>(r.prompt_ids.size()) + r.stopping.max_tokens, max_model_len_);
-  return cache_->BlocksFor(total) + (r.para != nullptr ? cache_->para_pages() : 0);
+  const int64_t prompt = static_cast<int64_t>(r.prompt_ids.size());
+  const int64_t total = std::min<int64_t>(prompt + r.stopping.max_tokens, max_model_len_);
+  // The prompt's full blocks are shared by the group's sequences; each has the rest of its own.
+  const int32_t shared = static_cast<int32_t>(prompt / cache_->block_size());
+  const int32_t own = cache_->BlocksFor(total) - shared;
+  return shared + r.group.width() * own + (r.para != nullptr ? cache_->para_pages() : 0);
 }
 
 absl::StatusOr<std::shared_ptr<const ParaAdapter>> Engine::LoadParaAdapter(
@@ -260,10 +304,40 @@ void Engine::SampleAll(std::span<Sequence* const> seqs, const std::vector<int64_
         s->MarkPromptLogprobsDone();
         last = first_row[i] + static_cast<int64_t>(s->tokens().size()) - 1 - cached;
       }
-      const int32_t token = SampleToken(row(last), p, s->history(), s->rng(), scratch);
-      if (p.logprobs) s->AddLogprobs(ComputeLogprobs(row(last), token, *p.logprobs, scratch));
-      std::string delta = s->AppendToken(token, config().eos_token_ids, max_model_len_);
-      (*updates)[base + i] = {s, token, std::move(delta), s->finished()};
+      SequenceUpdate& u = (*updates)[base + i];
+      u = SequenceUpdate{};
+      u.seq = s;
+      const std::span<const float> logits = row(last);
+      if (s->beam_candidates > 0) {  // beam search: the group chooses and appends
+        u.candidates = TopLogprobs(logits, s->beam_candidates, scratch);
+        continue;
+      }
+      if (s->fanout > 1) {  // a sampling group's first step: the group forks and appends
+        for (int32_t d = 0; d < s->fanout; ++d) {
+          SequenceUpdate::Draw draw;
+          std::mt19937_64* rng = s->rng();
+          if (d > 0) {
+            draw.rng.seed(s->ForkSeed(d));
+            rng = &draw.rng;
+          }
+          draw.token = SampleToken(logits, p, s->history(), rng, scratch);
+          LogprobEntry e = ComputeLogprobs(logits, draw.token, p.logprobs.value_or(0), scratch);
+          draw.logprob = e.logprob;
+          if (p.logprobs) draw.logprobs = std::move(e);
+          u.fanout.push_back(std::move(draw));
+        }
+        continue;
+      }
+      const int32_t token = SampleToken(logits, p, s->history(), s->rng(), scratch);
+      const bool ranked = s->track_cumulative_logprob;
+      std::optional<LogprobEntry> entry;
+      if (p.logprobs || ranked)
+        entry = ComputeLogprobs(logits, token, p.logprobs.value_or(0), scratch);
+      if (ranked) s->AddCumulativeLogprob(entry->logprob);
+      if (p.logprobs) s->AddLogprobs(*std::move(entry));
+      u.token = token;
+      u.text_delta = s->AppendToken(token, config().eos_token_ids, max_model_len_);
+      u.finished = s->finished();
     }
   });
 }

@@ -39,6 +39,11 @@ struct EngineOptions {
   int64_t max_lora_rank = 64;  // LoRA adapters with a larger rank are refused
 };
 
+// The most sequences one request's group may run (n, best_of, beam_width).
+inline constexpr int32_t kMaxGroupWidth = 16;
+// INVALID_ARGUMENT naming the problem with a request's n / best_of / beam search options.
+absl::Status ValidateGroupParams(const GenerationRequest& request);
+
 // "auto" → nullopt; "f32", "f16", "bf16" → that type; anything else INVALID_ARGUMENT naming
 // `what` (a flag's name).
 absl::StatusOr<std::optional<DType>> ParseDTypeChoice(std::string_view text, const char* what);
@@ -52,9 +57,20 @@ struct AdapterRef {
 // What one Step did to one sequence.
 struct SequenceUpdate {
   Sequence* seq;
-  int32_t token;           // the sampled token
+  int32_t token = -1;      // the sampled token (-1 for a beam search step: see candidates)
   std::string text_delta;  // text that may be streamed now
-  bool finished;
+  bool finished = false;
+  // A sampling group's first step (seq->fanout > 1): draws 1 .. fanout-1 from the same logits,
+  // each with its branch's RNG, for the group to fork siblings with.
+  struct Draw {
+    int32_t token;
+    float logprob;                         // of the token (raw distribution)
+    std::optional<LogprobEntry> logprobs;  // when the request asks for logprobs
+    std::mt19937_64 rng;                   // the branch's RNG after the draw
+  };
+  std::vector<Draw> fanout;
+  // A beam search step (seq->beam_candidates > 0): the most likely next tokens, best first.
+  std::vector<TokenLogprob> candidates;
 };
 
 // One sequence's part of a teacher-forced Forward().
@@ -77,6 +93,7 @@ class Engine {
   const Model& model() const { return *model_; }
   const ModelConfig& config() const { return model_->config(); }
   KvCache& kv_cache() { return *cache_; }
+  const KvCache& kv_cache() const { return *cache_; }
   int64_t max_model_len() const { return max_model_len_; }
   ThreadPool& thread_pool() { return *pool_; }
 
@@ -86,7 +103,8 @@ class Engine {
   // seed, or from a random device when it has none.
   std::unique_ptr<Sequence> NewSequence(GenerationRequest request);
   // Pool blocks a request can need over its whole life: KV for prompt + max_tokens (capped by the
-  // context) plus its PARA vector pages.
+  // context) for each sequence of its group, the prompt's full blocks counted once, plus its
+  // PARA vector pages.
   int32_t MaxBlocksFor(const GenerationRequest& request) const;
   // Loads and validates a PARA adapter against this engine's model.
   absl::StatusOr<std::shared_ptr<const ParaAdapter>> LoadParaAdapter(const std::string& dir) const;
@@ -107,6 +125,11 @@ class Engine {
   absl::Status Forward(std::span<const ForwardItem> items, std::vector<float>* logits);
   // Returns a sequence's blocks to the pool.
   void Release(Sequence* seq) { cache_->Release(&seq->kv()); }
+  // A sibling of `parent` for branch `branch` of its group: the parent's state, its paged KV
+  // shared (the partly filled last block copied), its PARA vectors shared, and the RNG seed
+  // `rng`. RESOURCE_EXHAUSTED when no block is free for the copy.
+  absl::StatusOr<std::unique_ptr<Sequence>> ForkSequence(const Sequence& parent, int32_t branch,
+                                                         const std::mt19937_64& rng);
   // A forked continuation of `parent`'s paged state (KvCache::Fork, with the partial last block
   // copied by the backend).
   absl::StatusOr<KvSequence> ForkKv(const KvSequence& parent) {

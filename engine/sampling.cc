@@ -154,6 +154,24 @@ int32_t SampleToken(std::span<const float> logits, const SamplingParams& params,
   return Draw(v, ids, keep, max_value, rng);
 }
 
+std::vector<TokenLogprob> TopLogprobs(std::span<const float> logits, int32_t k,
+                                      SamplerScratch* scratch) {
+  const int64_t vocab = static_cast<int64_t>(logits.size());
+  const float max_value = *std::max_element(logits.begin(), logits.end());
+  double total = 0;
+  for (float x : logits) total += std::exp(static_cast<double>(x - max_value));
+  const double log_z = max_value + std::log(total);
+  std::vector<int32_t>& ids = scratch->ids;
+  ids.resize(vocab);
+  std::iota(ids.begin(), ids.end(), 0);
+  scratch->values.assign(logits.begin(), logits.end());
+  TopKSorted(scratch->values, &ids, std::min<int64_t>(k, vocab));
+  std::vector<TokenLogprob> out;
+  out.reserve(ids.size());
+  for (int32_t id : ids) out.push_back({id, static_cast<float>(logits[id] - log_z)});
+  return out;
+}
+
 LogprobEntry ComputeLogprobs(std::span<const float> logits, int32_t token, int32_t top_n,
                              SamplerScratch* scratch) {
   const int64_t vocab = static_cast<int64_t>(logits.size());

@@ -65,6 +65,11 @@ struct SamplingHistory {
 int32_t SampleToken(std::span<const float> logits, const SamplingParams& params,
                     const SamplingHistory& history, std::mt19937_64* rng, SamplerScratch* scratch);
 
+// The `k` most likely tokens with their log-probabilities (raw logits), highest first; equal
+// log-probabilities in id order.
+std::vector<TokenLogprob> TopLogprobs(std::span<const float> logits, int32_t k,
+                                      SamplerScratch* scratch);
+
 // log-softmax entry for `token` with the top `top_n` alternatives, from raw logits.
 LogprobEntry ComputeLogprobs(std::span<const float> logits, int32_t token, int32_t top_n,
                              SamplerScratch* scratch);

@@ -34,12 +34,24 @@ Sequence::Sequence(int64_t id, GenerationRequest request, const Tokenizer* token
     std::sort(penalized_.begin(), penalized_.end());
     penalized_.erase(std::unique(penalized_.begin(), penalized_.end()), penalized_.end());
   }
+  seed_ = seed;
   const StoppingParams& stop = request_.stopping;
   if (stop.min_tokens > 0) {
     min_tokens_suppressed_ = stop.stop_token_ids;
     if (!stop.ignore_eos)
       min_tokens_suppressed_.insert(min_tokens_suppressed_.end(), eos_ids.begin(), eos_ids.end());
   }
+}
+
+std::unique_ptr<Sequence> Sequence::Fork(int64_t id, int32_t branch, KvSequence kv,
+                                         const std::mt19937_64& rng) const {
+  auto child = std::make_unique<Sequence>(*this);
+  child->id_ = id;
+  child->branch_ = branch;
+  child->kv_ = std::move(kv);
+  child->rng_ = rng;
+  child->fanout = 1;
+  return child;
 }
 
 SamplingHistory Sequence::history() const {

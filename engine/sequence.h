@@ -30,10 +30,24 @@ struct StoppingParams {
   bool skip_special_tokens = true;          // special tokens add no text (else their content)
 };
 
+// How many sequences a request runs and returns (a sequence group).
+struct GroupParams {
+  enum class EarlyStopping { kHeuristic, kTrue, kNever };  // transformers' False / True / "never"
+  int32_t n = 1;                                           // results returned
+  int32_t best_of = 1;     // independent samples drawn; the n with the highest cumulative log-prob
+                           // are returned (best_of >= n)
+  int32_t beam_width = 0;  // > 0: beam search with this many beams; the n best hypotheses
+  float length_penalty = 1.0f;  // beam search: a hypothesis scores sum(logprob) / len^penalty
+  EarlyStopping early_stopping = EarlyStopping::kHeuristic;
+  // Sequences the group runs at once at most.
+  int32_t width() const { return beam_width > 0 ? beam_width : best_of; }
+};
+
 struct GenerationRequest {
   std::vector<int32_t> prompt_ids;
   SamplingParams sampling;
   StoppingParams stopping;
+  GroupParams group;
   std::shared_ptr<const ParaAdapter> para;  // the tenant's PARA adapter; null = none
   std::shared_ptr<const LoraAdapter> lora;  // or its LoRA adapter; both null = base model
 };
@@ -79,6 +93,28 @@ class Sequence {
   // Ends the sequence early (cancel); text held back so far is dropped.
   void Cancel() { finish_ = FinishReason::kCancelled; }
 
+  // Sequence groups. The sum of the log-probabilities of the generated tokens (kept when the
+  // group ranks its sequences: best_of, beam search).
+  double cumulative_logprob() const { return cumulative_logprob_; }
+  void AddCumulativeLogprob(double lp) { cumulative_logprob_ += lp; }
+  // Which of its group's sequences this is (0 for a request that runs one).
+  int32_t branch() const { return branch_; }
+  // What the next Step does for this sequence besides appending one sampled token:
+  //  - fanout > 1 (a sampling group's first step): draws `fanout` tokens from the same logits, the
+  //    first with this sequence's RNG and draw i with ForkSeed(i)'s; the extra draws come back
+  //    in SequenceUpdate::fanout for the group to fork its siblings with.
+  //  - beam_candidates > 0 (beam search): appends nothing; the `beam_candidates` most likely
+  //    next tokens come back in SequenceUpdate::candidates.
+  int32_t fanout = 1;
+  int32_t beam_candidates = 0;
+  bool track_cumulative_logprob = false;
+  // The RNG seed of the group's draw i (i >= 1); deterministic given the request's seed.
+  uint64_t ForkSeed(int32_t i) const { return seed_ ^ (0x9E3779B97F4A7C15ull * (i + 1)); }
+  // A copy of this sequence's state (tokens, text, stop matching, logprobs, sampler history)
+  // for branch `branch`, with `kv` (a fork of this sequence's paged state) and its own RNG.
+  std::unique_ptr<Sequence> Fork(int64_t id, int32_t branch, KvSequence kv,
+                                 const std::mt19937_64& rng) const;
+
  private:
   std::string Finish(FinishReason reason);
 
@@ -98,6 +134,9 @@ class Sequence {
   std::vector<LogprobEntry> logprobs_;
   std::vector<LogprobEntry> prompt_logprobs_;
   bool prompt_logprobs_done_ = false;
+  uint64_t seed_ = 0;
+  int32_t branch_ = 0;
+  double cumulative_logprob_ = 0;
 };
 
 }  // namespace para

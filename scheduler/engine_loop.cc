@@ -24,7 +24,21 @@ RequestResult ResultOf(const Sequence& s) {
   r.prompt_tokens = s.num_prompt();
   r.logprobs = s.logprobs();
   r.prompt_logprobs = s.prompt_logprobs();
+  r.index = s.branch();
+  r.cumulative_logprob = s.cumulative_logprob();
   return r;
+}
+
+GroupProgress ProgressOf(const SequenceGroup& g) {
+  GroupProgress p;
+  const GroupUsage u = g.Usage();
+  p.total_tokens = g.total_tokens();
+  p.generated = g.generated_tokens();
+  p.finished = g.finished();
+  p.kv_blocks = u.kv_blocks;
+  p.step_need = u.step_need;
+  p.readmit_need = u.readmit_need;
+  return p;
 }
 
 }  // namespace
@@ -81,6 +95,7 @@ void EngineLoop::DrainInbox() {
         std::min<int64_t>(static_cast<int64_t>(req.prompt_ids.size()) + req.stopping.max_tokens,
                           engine_->max_model_len()));
     spec.deadline = p.submission.deadline;
+    spec.width = req.group.width();
     if (req.para) {
       spec.adapter_kind = AdapterKind::kPara;
       spec.adapter_id = reinterpret_cast<uintptr_t>(req.para.get());
@@ -110,7 +125,7 @@ void EngineLoop::DrainInbox() {
     }
     Entry& e = entries_[*id];
     e.handle = p.handle;
-    e.seq = engine_->NewSequence(std::move(req));
+    e.group = std::make_unique<SequenceGroup>(engine_, engine_->NewSequence(std::move(req)));
     e.observer = std::move(p.submission.observer);
     e.keepalive = std::move(p.submission.keepalive);
     e.submitted = p.submitted;
@@ -132,7 +147,7 @@ FinishedRequest EngineLoop::Record(const Entry& e, const DoneEvent& done) const 
   FinishedRequest f;
   f.tenant = e.tenant;
   f.adapter = e.adapter_name;
-  const GenerationRequest& req = e.seq->request();
+  const GenerationRequest& req = e.group->request();
   f.adapter_kind = req.para   ? AdapterKind::kPara
                    : req.lora ? AdapterKind::kLora
                               : AdapterKind::kNone;
@@ -150,8 +165,17 @@ void EngineLoop::Finish(SeqId id, absl::Status status) {
   auto it = entries_.find(id);
   if (it == entries_.end()) return;
   Entry& e = it->second;
-  engine_->Release(e.seq.get());
-  DoneEvent done{e.handle, std::move(status), ResultOf(*e.seq)};
+  e.group->Release();
+  DoneEvent done{e.handle, std::move(status), {}};
+  done.streamed = e.group->streams();
+  const std::vector<const Sequence*> results = e.group->Results();
+  if (!results.empty()) done.result = ResultOf(*results[0]);
+  if (e.group->request().group.n > 1)
+    for (size_t i = 0; i < results.size(); ++i) {
+      done.choices.push_back(ResultOf(*results[i]));
+      done.choices.back().index = static_cast<int32_t>(i);
+    }
+  if (!done.choices.empty()) done.result = done.choices[0];
   done.result.queue_time_us = e.admitted ? *e.admitted - e.submitted : 0;
   done.result.time_to_first_token_us = e.first_token ? *e.first_token - e.submitted : 0;
   done.result.preemptions = e.preemptions;
@@ -173,7 +197,7 @@ void EngineLoop::RunStep(const StepPlan& plan) {
     auto it = entries_.find(id);
     if (it == entries_.end()) continue;
     if (reason == EndReason::kCancelled) {
-      it->second.seq->Cancel();
+      it->second.group->Cancel();
       Finish(id, absl::OkStatus());
     } else {
       Finish(id, absl::DeadlineExceededError("the request's deadline passed before it finished"));
@@ -181,7 +205,7 @@ void EngineLoop::RunStep(const StepPlan& plan) {
   }
   for (SeqId id : plan.preempted) {
     Entry& e = entries_.at(id);
-    engine_->ReleaseKv(e.seq.get());
+    e.group->ReleaseKv();
     ++e.preemptions;
   }
   // Which entries are in this step's batch (no allocation: flags on the entries).
@@ -196,11 +220,14 @@ void EngineLoop::RunStep(const StepPlan& plan) {
   std::vector<SeqId> ids(plan.prefill);
   ids.insert(ids.end(), plan.decode.begin(), plan.decode.end());
   std::vector<Sequence*> seqs;
+  std::vector<size_t> first_seq;  // each id's first sequence in `seqs`
   for (SeqId id : ids) {
     Entry& e = entries_.at(id);
     if (!e.admitted) e.admitted = now;
-    seqs.push_back(e.seq.get());
+    first_seq.push_back(seqs.size());
+    for (Sequence* s : e.group->Live()) seqs.push_back(s);
   }
+  first_seq.push_back(seqs.size());
   std::vector<SequenceUpdate> updates;
   absl::Status s = engine_->Step(seqs, &updates);
   ++stats_.steps;
@@ -217,17 +244,28 @@ void EngineLoop::RunStep(const StepPlan& plan) {
   const TimeUs done_at = clock_->Now();
   for (size_t i = 0; i < ids.size(); ++i) {
     Entry& e = entries_.at(ids[i]);
-    const SequenceUpdate& u = updates[i];
+    SequenceGroup& g = *e.group;
+    absl::StatusOr<std::vector<BranchToken>> tokens = g.Apply(std::span<const SequenceUpdate>(
+        updates.data() + first_seq[i], first_seq[i + 1] - first_seq[i]));
+    if (!tokens.ok()) {  // a fork found no block: the request ends, the others go on
+      scheduler_.Cancel(ids[i]);
+      Finish(ids[i], absl::InternalError(
+                         absl::StrCat("sequence group step failed: ", tokens.status().message())));
+      continue;
+    }
     if (!e.first_token) e.first_token = done_at;
     if (e.last_token && listener_ != nullptr)
       listener_->OnInterTokenLatency(done_at - *e.last_token);
     e.last_token = done_at;
-    const bool wants_logprobs = e.seq->request().sampling.logprobs.has_value();
-    TokenEvent ev{e.handle, u.token, u.text_delta,
-                  wants_logprobs ? &e.seq->logprobs().back() : nullptr};
-    e.observer->OnToken(ev);
-    scheduler_.Completed(ids[i], static_cast<int32_t>(e.seq->tokens().size()), u.finished);
-    if (u.finished) Finish(ids[i], absl::OkStatus());
+    if (g.streams())
+      for (const BranchToken& t : *tokens)
+        e.observer->OnToken(TokenEvent{e.handle, t.branch, t.token, t.text_delta, t.logprobs});
+    if (g.request().group.width() > 1) {
+      scheduler_.CompletedGroup(ids[i], ProgressOf(g));
+    } else {
+      scheduler_.Completed(ids[i], g.total_tokens(), g.finished());
+    }
+    if (g.finished()) Finish(ids[i], absl::OkStatus());
   }
 }
 
@@ -272,7 +310,7 @@ void EngineLoop::CollectAdapterNames(LoopSnapshot* s) {
   std::set<std::string> running_lora, waiting_lora, running_para, waiting_para;
   for (const auto& [id, e] : entries_) {
     if (e.adapter_name.empty()) continue;
-    const GenerationRequest& req = e.seq->request();
+    const GenerationRequest& req = e.group->request();
     if (req.lora) (e.running ? running_lora : waiting_lora).insert(e.adapter_name);
     if (req.para) (e.running ? running_para : waiting_para).insert(e.adapter_name);
   }
@@ -324,7 +362,7 @@ void EngineLoop::ThreadMain() {
   for (const auto& [id, e] : entries_) ids.push_back(id);
   for (SeqId id : ids) {
     scheduler_.Cancel(id);
-    entries_.at(id).seq->Cancel();
+    entries_.at(id).group->Cancel();
     Finish(id, absl::OkStatus());
   }
   scheduler_.Schedule();  // frees the cancelled sequences' accounting
@@ -362,7 +400,9 @@ class Collector : public RequestObserver {
   }
   void OnDone(const DoneEvent& e) override {
     if (e.status.ok()) {
-      *out_ = e.result;
+      RequestResult r = e.result;
+      r.choices = e.choices;
+      *out_ = std::move(r);
     } else {
       *out_ = e.status;
     }

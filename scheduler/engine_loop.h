@@ -22,6 +22,7 @@
 
 #include "absl/status/statusor.h"
 #include "engine/engine.h"
+#include "engine/sequence_group.h"
 #include "scheduler/clock.h"
 #include "scheduler/scheduler.h"
 
@@ -38,10 +39,15 @@ struct RequestResult {
   TimeUs queue_time_us = 0;           // submission -> first admission
   TimeUs time_to_first_token_us = 0;  // submission -> first token
   int32_t preemptions = 0;
+  int32_t index = 0;              // which of the request's n results this is
+  double cumulative_logprob = 0;  // best_of / beam search: its score's log-prob sum
+  // RunOffline, with n > 1: every result, best first (this one repeats choices[0]).
+  std::vector<RequestResult> choices;
 };
 
 struct TokenEvent {
   uint64_t handle;
+  int32_t index = 0;  // which of the request's sequences (n > 1)
   int32_t token;
   std::string text_delta;                  // text that may be shown now (possibly empty)
   const LogprobEntry* logprobs = nullptr;  // when asked, else null
@@ -53,6 +59,10 @@ struct DoneEvent {
   // DEADLINE_EXCEEDED when it expired; another error when it was refused or failed.
   absl::Status status;
   RequestResult result;
+  // With n > 1: every returned sequence, best first (result is choices[0]).
+  std::vector<RequestResult> choices;
+  // Whether the text came through OnToken (false for beam search: only here).
+  bool streamed = true;
 };
 
 class RequestObserver {
@@ -152,7 +162,7 @@ class EngineLoop {
  private:
   struct Entry {
     uint64_t handle;
-    std::unique_ptr<Sequence> seq;
+    std::unique_ptr<SequenceGroup> group;
     std::shared_ptr<RequestObserver> observer;
     std::shared_ptr<void> keepalive;
     TimeUs submitted = 0;

@@ -32,7 +32,9 @@ absl::StatusOr<SeqId> Scheduler::Add(const SeqSpec& spec) {
     return absl::InvalidArgumentError(
         "a sequence needs a prompt and room for at least one generated token");
   const int32_t pages = spec.adapter_kind == AdapterKind::kPara ? pool_.para_pages : 0;
-  const int32_t need = BlocksFor(spec.max_total_tokens) + pages;
+  // A group's prompt blocks are shared; each of its sequences has the rest of its own.
+  const int32_t shared = spec.width > 1 ? spec.prompt_len / pool_.block_size : 0;
+  const int32_t need = shared + spec.width * (BlocksFor(spec.max_total_tokens) - shared) + pages;
   if (need > pool_.total_blocks) {
     ++stats_.refused;
     return absl::InvalidArgumentError(absl::StrCat("request needs up to ", need,
@@ -67,6 +69,8 @@ absl::StatusOr<SeqId> Scheduler::Add(const SeqSpec& spec) {
   s.spec = spec;
   s.arrival = clock_->Now();
   s.total_tokens = spec.prompt_len;
+  if (spec.width > 1)  // the prompt once, and a copy of its last block for each fork after it
+    s.admit_need = BlocksFor(spec.prompt_len) + (spec.width - 1);
   Enqueue(s);
   return id;
 }
@@ -151,6 +155,7 @@ void Scheduler::EndExpiredAndCancelled(StepPlan* plan) {
 void Scheduler::Preempt(Seq& s, StepPlan* plan) {
   blocks_used_ -= s.kv_blocks;  // PARA pages stay: the vectors belong to the original prompt
   s.kv_blocks = 0;
+  s.step_need = 0;
   running_.erase(std::find(running_.begin(), running_.end(), s.id));
   Tenant& t = TenantFor(s.spec.tenant);
   --t.running;
@@ -161,7 +166,9 @@ void Scheduler::Preempt(Seq& s, StepPlan* plan) {
 }
 
 void Scheduler::ReserveDecode(StepPlan* plan) {
-  auto need = [&](const Seq& s) { return BlocksFor(s.total_tokens) - s.kv_blocks; };
+  auto need = [&](const Seq& s) {
+    return s.spec.width > 1 ? s.step_need : BlocksFor(s.total_tokens) - s.kv_blocks;
+  };
   int64_t total_need = 0;
   for (SeqId id : running_) total_need += need(seqs_.at(id));
   while (total_need > free_blocks() && !running_.empty()) {
@@ -181,8 +188,9 @@ void Scheduler::ReserveDecode(StepPlan* plan) {
   for (SeqId id : running_) {
     Seq& s = seqs_.at(id);
     const int32_t n = need(s);
-    s.kv_blocks += n;
+    s.kv_blocks += n;  // a group's reservation; its report after the step makes it exact
     blocks_used_ += n;
+    s.step_need = 0;
     plan->decode.push_back(id);
   }
   plan->num_tokens = static_cast<int64_t>(plan->decode.size());
@@ -259,12 +267,13 @@ void Scheduler::Admit(StepPlan* plan) {
     if (plan->num_tokens + n > config_.max_batched_tokens && !plan->prefill.empty()) break;
     const int32_t pages =
         s.spec.adapter_kind == AdapterKind::kPara && s.pages == 0 ? pool_.para_pages : 0;
-    const int32_t need = BlocksFor(n) + pages;
+    const int32_t kv = s.spec.width > 1 ? s.admit_need : BlocksFor(n);
+    const int32_t need = kv + pages;
     if (need > free_blocks() - (running_.empty() ? 0 : watermark)) break;  // wait for blocks
     t.queue.pop_front();
     --num_waiting_;
     s.state = State::kRunning;
-    s.kv_blocks = BlocksFor(n);
+    s.kv_blocks = kv;
     s.pages += pages;
     blocks_used_ += need;
     s.admit_order = next_admit_++;
@@ -287,6 +296,27 @@ StepPlan Scheduler::Schedule() {
   ReserveDecode(&plan);
   Admit(&plan);
   return plan;
+}
+
+void Scheduler::CompletedGroup(SeqId id, const GroupProgress& p) {
+  auto it = seqs_.find(id);
+  if (it == seqs_.end()) return;
+  Seq& s = it->second;
+  if (p.generated > s.charged_output) {
+    Charge(s, static_cast<double>(p.generated - s.charged_output), config_.vtc_output_weight);
+    s.charged_output = p.generated;
+  }
+  s.total_tokens = p.total_tokens;
+  if (p.finished) {
+    ++stats_.finished;
+    Free(s);
+    Remove(id);
+    return;
+  }
+  blocks_used_ += p.kv_blocks - s.kv_blocks;  // the engine's count replaces the reservation
+  s.kv_blocks = p.kv_blocks;
+  s.step_need = p.step_need;
+  s.admit_need = p.readmit_need;
 }
 
 void Scheduler::Completed(SeqId id, int32_t total_tokens, bool finished) {

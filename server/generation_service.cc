@@ -1,5 +1,6 @@
 #include "server/generation_service.h"
 
+#include <map>
 #include <mutex>
 
 #include "grpcpp/support/proto_buffer_reader.h"
@@ -44,7 +45,7 @@ class UnaryCall final : public grpc::ServerUnaryReactor {
       return;
     }
     v1::GenerateResponse response;
-    FillResponse(e.result, request_id_, &response);
+    FillResponse(e, request_id_, &response);
     SerializeTo(response, response_);
     Finish(grpc::Status::OK);
   }
@@ -92,19 +93,22 @@ class StreamCall final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   }
   const std::shared_ptr<CancelLink>& link() { return link_; }
 
-  // Engine thread.
+  // Engine thread. Tokens coalesce per sequence index until the next write.
   void AddToken(const sched::TokenEvent& e) {
     Action a;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      pending_.mutable_text_delta()->append(e.text_delta);
-      pending_.add_token_ids(e.token);
-      if (e.logprobs != nullptr) FillTokenInfo(*e.logprobs, pending_.add_logprobs());
-      has_pending_ = true;
+      v1::GenerateStreamResponse& m = pending_[e.index];
+      m.set_index(e.index);
+      m.mutable_text_delta()->append(e.text_delta);
+      m.add_token_ids(e.token);
+      if (e.logprobs != nullptr) FillTokenInfo(*e.logprobs, m.add_logprobs());
       a = Next();
     }
     Run(a);
   }
+  // The end: one last message per returned sequence (each with its finish reason; beam search's,
+  // which stream nothing before, with all their text), usage and prompt logprobs on the last.
   void Complete(const sched::DoneEvent& e) {
     Action a;
     {
@@ -113,11 +117,25 @@ class StreamCall final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
       status_ = ToGrpc(e.status);
       RecordGrpcError(state_, e.status);
       if (e.status.ok()) {
-        pending_.set_finish_reason(ToProto(e.result.finish_reason));
-        FillUsage(e.result, pending_.mutable_usage());
+        const std::vector<sched::RequestResult> one = {e.result};
+        const auto& choices = e.choices.empty() ? one : e.choices;
+        int32_t completion = 0;
+        for (const auto& c : choices) {
+          v1::GenerateStreamResponse& m = pending_[c.index];
+          m.set_index(c.index);
+          if (!e.streamed) {
+            m.set_text_delta(c.text);
+            for (int32_t id : c.token_ids) m.add_token_ids(id);
+          }
+          m.set_finish_reason(ToProto(c.finish_reason));
+          completion += static_cast<int32_t>(c.token_ids.size());
+        }
+        v1::GenerateStreamResponse& last = pending_[choices.back().index];
+        FillUsage(e.result, last.mutable_usage());
+        last.mutable_usage()->set_completion_tokens(completion);
         for (const auto& lp : e.result.prompt_logprobs)
-          FillTokenInfo(lp, pending_.add_prompt_logprobs());
-        has_pending_ = true;
+          FillTokenInfo(lp, last.add_prompt_logprobs());
+        final_index_ = choices.back().index;
       }
       a = Next();
     }
@@ -140,12 +158,14 @@ class StreamCall final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
       finished_ = true;
       return {Kind::kFinish, status_.ok() ? grpc::Status::CANCELLED : status_};
     }
-    if (has_pending_) {
-      pending_.set_request_id(request_id_);
-      SerializeTo(pending_, &out_);
-      pending_.Clear();
-      has_pending_ = false;
-      if (done_ && status_.ok()) {
+    if (!pending_.empty()) {
+      // In index order; at the end the last sequence's message (with usage) goes last.
+      auto it = pending_.begin();
+      if (done_ && it->first == final_index_ && pending_.size() > 1) ++it;
+      it->second.set_request_id(request_id_);
+      SerializeTo(it->second, &out_);
+      pending_.erase(it);
+      if (done_ && status_.ok() && pending_.empty()) {
         finished_ = true;
         return {Kind::kWriteAndFinish, grpc::Status::OK};
       }
@@ -179,10 +199,10 @@ class StreamCall final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   std::string request_id_;
   std::shared_ptr<CancelLink> link_ = std::make_shared<CancelLink>();
   std::mutex mu_;
-  v1::GenerateStreamResponse pending_;
-  grpc::ByteBuffer out_;  // the message being written; untouched while writing_
-  bool has_pending_ = false, writing_ = false, done_ = false, finished_ = false,
-       client_gone_ = false;
+  std::map<int32_t, v1::GenerateStreamResponse> pending_;  // per sequence index
+  int32_t final_index_ = 0;  // the message that carries usage goes last
+  grpc::ByteBuffer out_;     // the message being written; untouched while writing_
+  bool writing_ = false, done_ = false, finished_ = false, client_gone_ = false;
   grpc::Status status_;
 };
 

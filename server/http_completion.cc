@@ -49,16 +49,15 @@ int64_t UnixSeconds() {
 void HttpSession::PostToken(uint64_t job, size_t index, const sched::TokenEvent& e) {
   std::optional<LogprobEntry> lp;
   if (e.logprobs != nullptr) lp = *e.logprobs;
-  net::post(stream_.get_executor(),
-            [self = shared_from_this(), job, index, token = e.token, text = e.text_delta,
-             lp = std::move(lp)] { self->OnToken(job, index, token, text, lp); });
+  net::post(stream_.get_executor(), [self = shared_from_this(), job, index, branch = e.index,
+                                     token = e.token, text = e.text_delta, lp = std::move(lp)] {
+    self->OnToken(job, index, branch, token, text, lp);
+  });
 }
 
 void HttpSession::PostDone(uint64_t job, size_t index, const sched::DoneEvent& e) {
   net::post(stream_.get_executor(),
-            [self = shared_from_this(), job, index, status = e.status, result = e.result] {
-              self->OnDone(job, index, status, result);
-            });
+            [self = shared_from_this(), job, index, done = e] { self->OnDone(job, index, done); });
 }
 
 void HttpSession::StartCompletion(const Request& req, openai::Api api) {
@@ -86,15 +85,16 @@ void HttpSession::StartCompletion(const Request& req, openai::Api api) {
   job->created = UnixSeconds();
   job->request = *std::move(parsed);
   const size_t n = job->request.prompts.size();
-  job->choices.resize(n);
-  job->started.assign(n, false);
-  job->offsets.assign(n, 0);
+  const size_t per = static_cast<size_t>(job->request.n);  // choices per prompt
+  job->choices.resize(n * per);
+  job->started.assign(n * per, false);
+  job->offsets.assign(n * per, 0);
   job->remaining = n;
   for (size_t i = 0; i < n; ++i) {
     v1::GenerateRequest& r = job->request.prompts[i];
     r.set_request_id(n == 1 ? request_id : absl::StrCat(request_id, "-", i));
-    openai::ChoiceResult& c = job->choices[i];
     if (job->request.echo) {
+      openai::ChoiceResult c;
       if (r.has_token_ids()) {
         c.prompt_ids.assign(r.token_ids().ids().begin(), r.token_ids().ids().end());
         c.prompt_text = model.tokenizer()->Decode(c.prompt_ids);
@@ -102,7 +102,10 @@ void HttpSession::StartCompletion(const Request& req, openai::Api api) {
         c.prompt_text = r.text();
         if (auto ids = model.EncodePrompt(r.text()); ids.ok()) c.prompt_ids = *std::move(ids);
       }
-      job->offsets[i] = c.prompt_text.size();
+      for (size_t k = 0; k < per; ++k) {
+        job->choices[i * per + k] = c;
+        job->offsets[i * per + k] = c.prompt_text.size();
+      }
     }
     job->links.push_back(std::make_shared<CancelLink>());
   }
@@ -116,16 +119,18 @@ void HttpSession::StartCompletion(const Request& req, openai::Api api) {
     StartGeneration(&st, *who, job_->request.prompts[i], std::nullopt,
                     std::make_shared<ChoiceObserver>(self, id, i, stream), job_->links[i],
                     [self, id, i](const absl::Status& s) {
-                      net::post(self->stream_.get_executor(),
-                                [self, id, i, s] { self->OnDone(id, i, s, {}); });
+                      net::post(self->stream_.get_executor(), [self, id, i, s] {
+                        self->OnDone(id, i, sched::DoneEvent{0, s, {}});
+                      });
                     });
   }
 }
 
-void HttpSession::OnToken(uint64_t job, size_t index, int32_t token, const std::string& text,
-                          const std::optional<LogprobEntry>& lp) {
+void HttpSession::OnToken(uint64_t job, size_t prompt, int32_t branch, int32_t token,
+                          const std::string& text, const std::optional<LogprobEntry>& lp) {
   if (!job_ || job_->id != job || job_->finished || closed_) return;
   Job& j = *job_;
+  const size_t index = prompt * static_cast<size_t>(j.request.n) + static_cast<size_t>(branch);
   const Tokenizer* tok = shared_->state->engine->model().tokenizer();
   std::string out = text;
   if (!j.started[index] && j.request.echo) out = j.choices[index].prompt_text + text;
@@ -170,29 +175,36 @@ void HttpSession::QueueChunk(size_t index, const std::string& text, const nlohma
   QueueEvent(chunk);
 }
 
-void HttpSession::OnDone(uint64_t job, size_t index, const absl::Status& status,
-                         const sched::RequestResult& result) {
+void HttpSession::OnDone(uint64_t job, size_t prompt, const sched::DoneEvent& done) {
   if (!job_ || job_->id != job || job_->finished || closed_) return;
-  if (!status.ok()) return FailJob(status);
+  if (!done.status.ok()) return FailJob(done.status);
   Job& j = *job_;
-  j.choices[index].result = result;
+  const size_t per = static_cast<size_t>(j.request.n);
+  for (size_t k = 0; k < per; ++k)
+    j.choices[prompt * per + k].result = done.choices.empty() ? done.result : done.choices[k];
   --j.remaining;
   if (j.request.stream) {
-    QueueChunk(index, "", nullptr, openai::OpenAiFinishReason(result.finish_reason),
-               j.request.prompt_logprobs
-                   ? openai::PromptLogprobsJson(shared_->state->engine->model().tokenizer(),
-                                                result.prompt_logprobs)
-                   : nlohmann::json());
+    const Tokenizer* tok = shared_->state->engine->model().tokenizer();
+    for (size_t k = 0; k < per; ++k) {
+      const size_t index = prompt * per + k;
+      const sched::RequestResult& result = j.choices[index].result;
+      if (!done.streamed)  // beam search: the text comes with the end
+        QueueChunk(index, result.text, nullptr, nullptr);
+      QueueChunk(index, "", nullptr, openai::OpenAiFinishReason(result.finish_reason),
+                 j.request.prompt_logprobs && k + 1 == per
+                     ? openai::PromptLogprobsJson(tok, result.prompt_logprobs)
+                     : nlohmann::json());
+    }
     if (j.remaining == 0) {
       if (j.request.include_usage) {
-        int64_t prompt = 0, completion = 0;
-        for (const auto& c : j.choices) {
-          prompt += c.result.prompt_tokens;
-          completion += static_cast<int64_t>(c.result.token_ids.size());
+        int64_t prompt_tokens = 0, completion = 0;
+        for (size_t c = 0; c < j.choices.size(); ++c) {
+          if (c % per == 0) prompt_tokens += j.choices[c].result.prompt_tokens;
+          completion += static_cast<int64_t>(j.choices[c].result.token_ids.size());
         }
         const auto usage = j.request.api == openai::Api::kChat ? openai::ChatUsageChunkJson
                                                                : openai::UsageChunkJson;
-        QueueEvent(usage(j.response_id, j.created, j.request.model, prompt, completion));
+        QueueEvent(usage(j.response_id, j.created, j.request.model, prompt_tokens, completion));
       }
       j.pending += "data: [DONE]\n\n";
       j.finished = true;

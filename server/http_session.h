@@ -95,10 +95,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
   // Completions and chat completions (http_completion.cc).
   void StartCompletion(const Request& req, openai::Api api);
-  void OnToken(uint64_t job, size_t index, int32_t token, const std::string& text,
+  void OnToken(uint64_t job, size_t prompt, int32_t branch, int32_t token, const std::string& text,
                const std::optional<LogprobEntry>& logprobs);
-  void OnDone(uint64_t job, size_t index, const absl::Status& status,
-              const sched::RequestResult& result);
+  void OnDone(uint64_t job, size_t prompt, const sched::DoneEvent& done);
   void FailJob(const absl::Status& status);
   void EndJob();
   void CancelJob();

@@ -71,7 +71,11 @@ const std::set<std::string>& KnownFields() {
                                                        "min_tokens",
                                                        "include_stop_str_in_output",
                                                        "skip_special_tokens",
-                                                       "prompt_logprobs"};
+                                                       "prompt_logprobs",
+                                                       "use_beam_search",
+                                                       "beam_width",
+                                                       "length_penalty",
+                                                       "early_stopping"};
   return *known;
 }
 
@@ -97,6 +101,19 @@ absl::StatusOr<CompletionRequest> ParseCompletionRequest(const std::string& body
   out.stream = options.stream;
   out.include_usage = options.include_usage;
   out.prompt_logprobs = options.prompt_logprobs;
+  out.n = options.n;
+  std::optional<int64_t> best_of;
+  if (absl::Status s = GetInt(body, "best_of", 1, kMaxChoices, &best_of); !s.ok()) return s;
+  if (best_of) {
+    if (common.has_beam()) {  // vLLM's use_beam_search takes best_of as the beam width
+      common.mutable_beam()->set_beam_width(static_cast<int32_t>(*best_of));
+    } else {
+      if (*best_of < out.n) return Invalid("'best_of' must be >= 'n'");
+      if (out.stream && *best_of > out.n)
+        return Invalid("'best_of' above 'n' cannot stream: the best are known only at the end");
+      common.set_best_of(static_cast<int32_t>(*best_of));
+    }
+  }
   if (logprobs) {
     out.logprobs = static_cast<int32_t>(*logprobs);
     common.mutable_logprobs()->set_top_n(out.logprobs.value());
@@ -238,7 +255,7 @@ nlohmann::json CompletionJson(const Tokenizer* tok, const CompletionRequest& req
     if (req.prompt_logprobs)
       choice["prompt_logprobs"] = PromptLogprobsJson(tok, c.result.prompt_logprobs);
     list.push_back(std::move(choice));
-    prompt_tokens += c.result.prompt_tokens;
+    if (i % static_cast<size_t>(req.n) == 0) prompt_tokens += c.result.prompt_tokens;
     completion_tokens += static_cast<int64_t>(c.result.token_ids.size());
   }
   return {{"id", id},

@@ -28,9 +28,11 @@ struct CompletionRequest {
   bool echo = false;
   std::optional<int32_t> logprobs;         // top-n per token (0..kMaxLogprobs); chat: top_logprobs
   std::optional<int32_t> prompt_logprobs;  // vLLM's prompt_logprobs: top-n per prompt token
+  int32_t n = 1;  // choices per prompt (choice index = prompt index × n + k)
 };
 
 inline constexpr int32_t kMaxLogprobs = 20;
+inline constexpr int32_t kMaxChoices = 16;  // n, best_of and beam widths
 inline constexpr size_t kMaxPrompts = 64;
 
 // INVALID_ARGUMENT naming the field for anything malformed, unknown or unsupported.

@@ -185,6 +185,7 @@ absl::StatusOr<CompletionRequest> ParseChatRequest(const std::string& body_text,
   out.stream = options.stream;
   out.include_usage = options.include_usage;
   out.prompt_logprobs = options.prompt_logprobs;
+  out.n = options.n;
   out.prompts.push_back(std::move(r));
   return out;
 }
@@ -212,7 +213,7 @@ nlohmann::json ChatCompletionJson(const Tokenizer* tok, const CompletionRequest&
                         {"message", {{"role", "assistant"}, {"content", r.text}}},
                         {"logprobs", req.logprobs ? ChatLogprobsJson(tok, r.logprobs) : json()},
                         {"finish_reason", OpenAiFinishReason(r.finish_reason)}});
-    prompt_tokens += r.prompt_tokens;
+    if (i % static_cast<size_t>(req.n) == 0) prompt_tokens += r.prompt_tokens;
     completion_tokens += static_cast<int64_t>(r.token_ids.size());
   }
   json out = {{"id", id},

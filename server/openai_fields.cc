@@ -153,6 +153,38 @@ absl::Status Sampling(const json& body, v1::SamplingParams* s) {
   return absl::OkStatus();
 }
 
+// Beam search: "beam_width" (this server's), or vLLM's "use_beam_search" (its width from best_of
+// or n); "length_penalty"; "early_stopping" (true, false, or "never").
+absl::Status Beam(const json& body, v1::GenerateRequest* r) {
+  bool use = false;
+  std::optional<int64_t> width;
+  std::optional<double> length_penalty;
+  for (absl::Status s :
+       {GetBool(body, "use_beam_search", &use), GetInt(body, "beam_width", 1, 16, &width),
+        GetNumber(body, "length_penalty", &length_penalty)})
+    if (!s.ok()) return s;
+  auto es = body.find("early_stopping");
+  const bool has_es = es != body.end() && !es->is_null();
+  if (!use && !width) {
+    if (length_penalty || has_es)
+      return Invalid("'length_penalty' and 'early_stopping' need beam search ('beam_width')");
+    return absl::OkStatus();
+  }
+  v1::BeamSearch* b = r->mutable_beam();
+  if (width) b->set_beam_width(static_cast<int32_t>(*width));
+  if (length_penalty) b->set_length_penalty(static_cast<float>(*length_penalty));
+  if (has_es) {
+    if (es->is_boolean()) {
+      b->set_early_stopping(es->get<bool>() ? "true" : "heuristic");
+    } else if (*es == "never") {
+      b->set_early_stopping("never");
+    } else {
+      return NotA("early_stopping", "true, false or \"never\"");
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Streaming(const json& body, CommonOptions* out) {
   if (absl::Status s = GetBool(body, "stream", &out->stream); !s.ok()) return s;
   auto it = body.find("stream_options");
@@ -177,7 +209,7 @@ absl::Status ParseCommonOptions(const json& body, const std::string& base_model,
   if (out->model != base_model) common->set_adapter(out->model);
   if (auto u = body.find("user"); u != body.end() && !u->is_null() && !u->is_string())
     return NotA("user", "a string");
-  std::optional<int64_t> max_tokens, priority, min_tokens, prompt_logprobs;
+  std::optional<int64_t> max_tokens, priority, min_tokens, prompt_logprobs, n;
   bool ignore_eos = false, include_stop = false, skip_special = true;
   for (absl::Status s :
        {GetInt(body, "max_tokens", 1, INT32_MAX, &max_tokens),
@@ -185,8 +217,8 @@ absl::Status ParseCommonOptions(const json& body, const std::string& base_model,
                          : absl::OkStatus(),
         GetInt(body, "priority", INT32_MIN, INT32_MAX, &priority),
         GetInt(body, "min_tokens", 0, INT32_MAX, &min_tokens),
-        GetInt(body, "prompt_logprobs", 0, 20, &prompt_logprobs),
-        GetBool(body, "include_stop_str_in_output", &include_stop),
+        GetInt(body, "prompt_logprobs", 0, 20, &prompt_logprobs), GetInt(body, "n", 1, 16, &n),
+        Beam(body, common), GetBool(body, "include_stop_str_in_output", &include_stop),
         GetBool(body, "skip_special_tokens", &skip_special),
         GetBool(body, "ignore_eos", &ignore_eos), Streaming(body, out),
         Sampling(body, common->mutable_sampling()), Stops(body, common->mutable_stopping())})
@@ -197,6 +229,12 @@ absl::Status ParseCommonOptions(const json& body, const std::string& base_model,
   common->mutable_stopping()->set_include_stop_str_in_output(include_stop);
   if (!skip_special) common->mutable_stopping()->set_skip_special_tokens(false);
   if (priority) common->set_priority(static_cast<int32_t>(*priority));
+  if (n) {
+    out->n = static_cast<int32_t>(*n);
+    common->set_n(out->n);
+  }
+  if (common->has_beam() && common->beam().beam_width() == 0)  // use_beam_search: width n
+    common->mutable_beam()->set_beam_width(out->n);
   if (prompt_logprobs) {
     out->prompt_logprobs = static_cast<int32_t>(*prompt_logprobs);
     common->mutable_logprobs()->set_prompt_top_n(*out->prompt_logprobs);

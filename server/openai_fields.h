@@ -44,12 +44,14 @@ bool IsEmpty(const nlohmann::json& v);
 // outputs: model (required), user, max_tokens (or its alias), min_tokens, ignore_eos, stop,
 // stop_token_ids, include_stop_str_in_output, skip_special_tokens, temperature, top_p, top_k,
 // min_p, seed, repetition_penalty, presence_penalty, frequency_penalty, logit_bias, priority,
-// stream and stream_options.include_usage.
+// stream and stream_options.include_usage; n, and beam search: beam_width (or vLLM's
+// use_beam_search, whose width is best_of or n), length_penalty, early_stopping.
 struct CommonOptions {
   std::string model;
   bool stream = false;
   bool include_usage = false;
   std::optional<int32_t> prompt_logprobs;  // also set in common's LogprobsOptions
+  int32_t n = 1;                           // choices per prompt (also set in common)
 };
 absl::Status ParseCommonOptions(const nlohmann::json& body, const std::string& base_model,
                                 const char* max_tokens_alias, CommonOptions* out,

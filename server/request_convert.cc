@@ -147,6 +147,45 @@ absl::Status CheckStopping(const v1::StoppingCriteria& s, const RequestLimits& l
   return absl::OkStatus();
 }
 
+// n / best_of / beam search. Beam search is deterministic: unless the request set a temperature,
+// the model's sampling defaults do not apply to it.
+absl::Status CheckGroup(const v1::GenerateRequest& r, GenerationRequest* g) {
+  GroupParams& p = g->group;
+  p.n = r.n() == 0 ? 1 : r.n();
+  p.best_of = r.best_of() == 0 ? p.n : r.best_of();
+  if (!r.has_beam() || r.beam().beam_width() == 0) return absl::OkStatus();
+  const v1::BeamSearch& b = r.beam();
+  p.beam_width = b.beam_width();
+  if (r.best_of() == 0) p.best_of = 1;
+  p.length_penalty = b.has_length_penalty() ? b.length_penalty() : 1.0f;
+  const std::string& es = b.early_stopping();
+  if (es.empty() || es == "heuristic" || es == "false") {
+    p.early_stopping = GroupParams::EarlyStopping::kHeuristic;
+  } else if (es == "true") {
+    p.early_stopping = GroupParams::EarlyStopping::kTrue;
+  } else if (es == "never") {
+    p.early_stopping = GroupParams::EarlyStopping::kNever;
+  } else {
+    return Invalid(
+        absl::StrCat("beam.early_stopping must be \"heuristic\", \"true\" or \"never\", got \"",
+                     es.substr(0, 32), "\""));
+  }
+  if (!r.sampling().has_temperature()) {  // no sampling defaults: beam search is greedy
+    SamplingParams plain;
+    plain.temperature = 0.0f;
+    plain.seed = g->sampling.seed;
+    plain.logprobs = g->sampling.logprobs;
+    plain.prompt_logprobs = g->sampling.prompt_logprobs;
+    plain.logit_bias = g->sampling.logit_bias;
+    plain.presence_penalty = g->sampling.presence_penalty;
+    plain.frequency_penalty = g->sampling.frequency_penalty;
+    plain.repetition_penalty =
+        r.sampling().has_repetition_penalty() ? g->sampling.repetition_penalty : 1.0f;
+    g->sampling = plain;
+  }
+  return absl::OkStatus();
+}
+
 void CollectUnknown(const google::protobuf::Message& m, const std::string& path,
                     std::vector<std::string>* out) {
   const auto* refl = m.GetReflection();
@@ -209,6 +248,7 @@ absl::StatusOr<sched::Submission> ToSubmission(const v1::GenerateRequest& r, con
     return s;
   if (r.has_chat() && !g.stopping.ignore_eos)  // a chat turn also ends at the template's eos
     for (int32_t id : engine.model().end_of_turn_ids()) g.stopping.stop_token_ids.push_back(id);
+  if (absl::Status s = CheckGroup(r, &g); !s.ok()) return s;
   if (r.logprobs().has_top_n()) g.sampling.logprobs = r.logprobs().top_n();
   if (r.logprobs().has_prompt_top_n()) g.sampling.prompt_logprobs = r.logprobs().prompt_top_n();
   if (absl::Status s = engine.ValidateRequest(g); !s.ok()) return s;
@@ -247,6 +287,26 @@ void FillUsage(const sched::RequestResult& r, v1::Usage* out) {
   out->set_time_to_first_token_seconds(r.time_to_first_token_us / 1e6);
   out->set_queue_seconds(r.queue_time_us / 1e6);
   out->set_preemptions(r.preemptions);
+}
+
+void FillChoice(const sched::RequestResult& r, v1::GenerateChoice* out) {
+  out->set_index(r.index);
+  out->set_text(r.text);
+  for (int32_t id : r.token_ids) out->add_token_ids(id);
+  for (const auto& e : r.logprobs) FillTokenInfo(e, out->add_logprobs());
+  out->set_finish_reason(ToProto(r.finish_reason));
+  out->set_cumulative_logprob(r.cumulative_logprob);
+}
+
+void FillResponse(const sched::DoneEvent& done, const std::string& request_id,
+                  v1::GenerateResponse* out) {
+  FillResponse(done.result, request_id, out);
+  int32_t completion = 0;
+  for (const auto& c : done.choices) {
+    FillChoice(c, out->add_choices());
+    completion += static_cast<int32_t>(c.token_ids.size());
+  }
+  if (!done.choices.empty()) out->mutable_usage()->set_completion_tokens(completion);
 }
 
 void FillResponse(const sched::RequestResult& r, const std::string& request_id,

@@ -39,5 +39,9 @@ void FillTokenInfo(const LogprobEntry& e, v1::TokenInfo* out);
 void FillUsage(const sched::RequestResult& r, v1::Usage* out);
 void FillResponse(const sched::RequestResult& r, const std::string& request_id,
                   v1::GenerateResponse* out);
+// With the request's n results (choices) when it has several; usage counts all of them.
+void FillResponse(const sched::DoneEvent& done, const std::string& request_id,
+                  v1::GenerateResponse* out);
+void FillChoice(const sched::RequestResult& r, v1::GenerateChoice* out);
 
 }  // namespace para::server

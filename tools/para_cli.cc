@@ -37,6 +37,9 @@ constexpr const char* kUsage =
     "  --min-tokens N          no EOS, stop id or stop string before N tokens (default 0)\n"
     "  --include-stop-str-in-output   keep the matched stop string in the text\n"
     "  --no-skip-special-tokens       show special tokens' text (default: skipped)\n"
+    "  --n N --best-of B       N results of B samples (the N most likely; sampling only)\n"
+    "  --beam-width W          beam search (deterministic); --length-penalty L (default 1),\n"
+    "                          --early-stopping heuristic|true|never\n"
     "  --stop STR              stop string (repeatable); not included in the text\n"
     "  --stop-token-ids 1,2    stop token ids\n"
     "  --ignore-eos            do not stop at the model's EOS token\n"
@@ -69,6 +72,11 @@ const std::set<std::string> kValueFlags = {"prompt",
                                            "min-p",
                                            "logit-bias",
                                            "min-tokens",
+                                           "n",
+                                           "best-of",
+                                           "beam-width",
+                                           "length-penalty",
+                                           "early-stopping",
                                            "stop",
                                            "stop-token-ids",
                                            "logprobs",
@@ -121,6 +129,23 @@ absl::StatusOr<GenerationRequest> DefaultsFromArgs(const Args& a, const ModelCon
   if (auto bias = a.Get("logit-bias")) {
     ASSIGN_OR_RETURN(r.sampling.logit_bias, ParseLogitBias(*bias));
   }
+  ASSIGN_OR_RETURN(int64_t n, a.Int("n", 1));
+  ASSIGN_OR_RETURN(int64_t best_of, a.Int("best-of", n));
+  ASSIGN_OR_RETURN(int64_t beam, a.Int("beam-width", 0));
+  ASSIGN_OR_RETURN(double lp, a.Double("length-penalty", 1.0));
+  r.group.n = static_cast<int32_t>(n);
+  r.group.best_of = static_cast<int32_t>(beam > 0 && !a.Has("best-of") ? 1 : best_of);
+  r.group.beam_width = static_cast<int32_t>(beam);
+  r.group.length_penalty = static_cast<float>(lp);
+  const std::string es = a.GetOr("early-stopping", "heuristic");
+  if (es == "true") {
+    r.group.early_stopping = GroupParams::EarlyStopping::kTrue;
+  } else if (es == "never") {
+    r.group.early_stopping = GroupParams::EarlyStopping::kNever;
+  } else if (es != "heuristic" && es != "false") {
+    return absl::InvalidArgumentError("--early-stopping must be heuristic, true or never");
+  }
+  if (beam > 0 && !a.Has("temperature")) r.sampling.temperature = 0.0f;
   r.stopping.include_stop_str_in_output = a.Has("include-stop-str-in-output");
   r.stopping.skip_special_tokens = !a.Has("no-skip-special-tokens");
   if (a.Has("seed")) {

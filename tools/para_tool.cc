@@ -9,8 +9,8 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "engine/engine.h"
 #include "common/status_macros.h"
+#include "engine/engine.h"
 #include "tools/args.h"
 #include "tools/engine_flags.h"
 #include "tools/npy.h"

@@ -39,7 +39,12 @@ absl::Status Fill(const json& j, const Model& model, const AdapterResolver& adap
                                                "logit_bias",
                                                "min_tokens",
                                                "include_stop_str_in_output",
-                                               "skip_special_tokens"};
+                                               "skip_special_tokens",
+                                               "n",
+                                               "best_of",
+                                               "beam_width",
+                                               "length_penalty",
+                                               "early_stopping"};
   for (const auto& [k, _] : j.items())
     if (!kKnown.count(k))
       return absl::InvalidArgumentError(absl::StrCat("unknown request field '", k, "'"));
@@ -110,6 +115,26 @@ absl::Status Fill(const json& j, const Model& model, const AdapterResolver& adap
   if (j.contains("stop_token_ids"))
     st.stop_token_ids = j["stop_token_ids"].get<std::vector<int32_t>>();
   if (j.contains("ignore_eos")) st.ignore_eos = j["ignore_eos"].get<bool>();
+  GroupParams& g = r->group;
+  if (j.contains("n")) g.n = j["n"].get<int32_t>();
+  g.best_of = j.contains("best_of") ? j["best_of"].get<int32_t>() : g.n;
+  if (j.contains("beam_width")) {
+    g.beam_width = j["beam_width"].get<int32_t>();
+    if (!j.contains("best_of")) g.best_of = 1;
+    if (!j.contains("temperature")) s.temperature = 0.0f;  // beam search is deterministic
+  }
+  if (j.contains("length_penalty")) g.length_penalty = j["length_penalty"].get<float>();
+  if (j.contains("early_stopping")) {
+    const json& es = j["early_stopping"];
+    if (es.is_boolean()) {
+      g.early_stopping = es.get<bool>() ? GroupParams::EarlyStopping::kTrue
+                                        : GroupParams::EarlyStopping::kHeuristic;
+    } else if (es == "never") {
+      g.early_stopping = GroupParams::EarlyStopping::kNever;
+    } else {
+      return absl::InvalidArgumentError("'early_stopping' must be true, false or \"never\"");
+    }
+  }
   if (has_chat && !st.ignore_eos)  // a chat turn also ends at the template's end-of-turn token
     for (int32_t id : model.end_of_turn_ids()) st.stop_token_ids.push_back(id);
   return absl::OkStatus();
@@ -148,6 +173,19 @@ json ResultToJson(const sched::RequestResult& r) {
             {"finish_reason", FinishReasonName(r.finish_reason)}};
   if (!r.logprobs.empty()) j["logprobs"] = LogprobsToJson(r.logprobs);
   if (!r.prompt_logprobs.empty()) j["prompt_logprobs"] = LogprobsToJson(r.prompt_logprobs);
+  if (!r.choices.empty()) {  // n > 1: every result, best first
+    json choices = json::array();
+    for (const sched::RequestResult& c : r.choices) {
+      json cj = {{"index", c.index},
+                 {"token_ids", c.token_ids},
+                 {"text", c.text},
+                 {"finish_reason", FinishReasonName(c.finish_reason)},
+                 {"cumulative_logprob", c.cumulative_logprob}};
+      if (!c.logprobs.empty()) cj["logprobs"] = LogprobsToJson(c.logprobs);
+      choices.push_back(std::move(cj));
+    }
+    j["choices"] = std::move(choices);
+  }
   return j;
 }
 

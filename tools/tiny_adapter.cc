@@ -6,8 +6,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
-#include "engine/model_config.h"
 #include "common/status_macros.h"
+#include "engine/model_config.h"
 #include "nlohmann/json.hpp"
 #include "tools/safetensors_writer.h"
 #include "tools/tiny_model.h"

@@ -9,8 +9,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
-#include "engine/model_config.h"
 #include "common/status_macros.h"
+#include "engine/model_config.h"
 #include "engine/tokenizer.h"
 #include "tools/safetensors_writer.h"
 

@@ -60,6 +60,8 @@ class Client:
                 presence_penalty: Optional[float] = None, frequency_penalty: Optional[float] = None,
                 min_p: Optional[float] = None, logit_bias: Optional[dict] = None, min_tokens: int = 0,
                 include_stop_str_in_output: bool = False, skip_special_tokens: Optional[bool] = None,
+                n: int = 0, best_of: int = 0, beam_width: int = 0, length_penalty: Optional[float] = None,
+                early_stopping: str = "",
                 add_generation_prompt: Optional[bool] = None, continue_final_message: bool = False,
                 template_kwargs: Optional[dict] = None) -> generation_pb2.GenerateRequest:
         """Builds a GenerateRequest; unset options keep the server's defaults. The prompt is `prompt`
@@ -86,6 +88,12 @@ class Client:
         for token, bias in (logit_bias or {}).items():
             r.sampling.logit_bias[int(token)] = bias
         r.stopping.min_tokens = min_tokens
+        r.n, r.best_of = n, best_of
+        if beam_width:
+            r.beam.beam_width = beam_width
+            r.beam.early_stopping = early_stopping
+            if length_penalty is not None:
+                r.beam.length_penalty = length_penalty
         r.stopping.include_stop_str_in_output = include_stop_str_in_output
         if skip_special_tokens is not None:
             r.stopping.skip_special_tokens = skip_special_tokens
