@@ -266,6 +266,7 @@ absl::Status Engine::Step(std::span<Sequence* const> seqs, std::vector<SequenceU
   std::vector<int32_t> cached_before;
   int64_t rows = 0;
   for (Sequence* s : seqs) {
+    if (s->kv().num_cached == 0 && s->kv().blocks.empty()) ReusePrefix(s);
     const auto& toks = s->tokens();
     const int32_t cached = s->kv().num_cached;
     const bool want_prompt_lp = s->request().sampling.prompt_logprobs && !s->prompt_logprobs_done();
@@ -276,8 +277,45 @@ absl::Status Engine::Step(std::span<Sequence* const> seqs, std::vector<SequenceU
     rows += want_prompt_lp ? static_cast<int64_t>(toks.size()) - cached : 1;
   }
   RETURN_IF_ERROR(Forward(items, &logits_));
+  if (PrefixCache* cache = cache_->prefix_cache())  // the prompts computed in full this step
+    for (size_t i = 0; i < seqs.size(); ++i) {
+      const Sequence& s = *seqs[i];
+      if (cached_before[i] < s.num_prompt() && s.kv().num_cached >= s.num_prompt())
+        cache->Insert(std::span<const int32_t>(s.tokens()).first(s.num_prompt()), PrefixSalt(s),
+                      s.kv().blocks,
+                      s.request().para ? std::span<const int32_t>(s.kv().vector_pages)
+                                       : std::span<const int32_t>());
+    }
   SampleAll(seqs, first_row, cached_before, updates);
   return absl::OkStatus();
+}
+
+uint64_t Engine::PrefixSalt(const Sequence& s) {
+  const GenerationRequest& r = s.request();
+  return r.para ? r.para->uid() : r.lora ? r.lora->uid() : 0;
+}
+
+// A sequence about to be prefilled from scratch (new, or preempted) takes what the prefix cache
+// holds of its prompt: those blocks are not computed again. Not for requests that want prompt
+// logprobs (every prompt position must then be computed).
+void Engine::ReusePrefix(Sequence* s) {
+  PrefixCache* cache = cache_->prefix_cache();
+  if (cache == nullptr || s->request().sampling.prompt_logprobs) return;
+  KvSequence& kv = s->kv();
+  const bool para = s->request().para != nullptr;
+  PrefixCache::Hit hit = cache->Lookup(std::span<const int32_t>(s->tokens()).first(s->num_prompt()),
+                                       PrefixSalt(*s), para ? cache_->para_pages() : 0);
+  if (hit.blocks.empty()) return;
+  kv.blocks = std::move(hit.blocks);
+  kv.num_cached = hit.num_tokens;
+  if (para) {
+    if (kv.vectors_ready) {  // preempted: it still has its own vectors
+      cache_->pool().Release(hit.vector_pages);
+    } else {
+      kv.vector_pages = std::move(hit.vector_pages);
+      kv.vectors_ready = true;
+    }
+  }
 }
 
 void Engine::SampleAll(std::span<Sequence* const> seqs, const std::vector<int64_t>& first_row,

@@ -145,6 +145,8 @@ class Engine {
   absl::Status CheckParaAdapter(const ParaAdapter& adapter) const;
   absl::Status CheckLoraAdapter(const LoraAdapter& adapter) const;
   absl::Status Reserve(std::span<const ForwardItem> items);
+  static uint64_t PrefixSalt(const Sequence& s);
+  void ReusePrefix(Sequence* s);
   void SampleAll(std::span<Sequence* const> seqs, const std::vector<int64_t>& first_row,
                  const std::vector<int32_t>& cached_before, std::vector<SequenceUpdate>* updates);
 

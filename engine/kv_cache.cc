@@ -56,20 +56,27 @@ absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(const ModelConfig& conf
   if (num_blocks > (1 << 30)) return absl::InvalidArgumentError("too many KV blocks");
   auto cache = std::unique_ptr<KvCache>(new KvCache(static_cast<int32_t>(num_blocks)));
   cache->layout_ = layout;
+  if (options.prefix_caching)
+    cache->prefix_ = std::make_unique<PrefixCache>(&cache->pool_, layout.block_size);
   cache->para_layout_ = ParaVectorLayout::Create(config, layout.block_bytes() / sizeof(float));
   return cache;
+}
+
+absl::Status KvCache::Allocate(int32_t n, std::vector<int32_t>* out) {
+  if (prefix_ && n > pool_.num_free()) prefix_->Evict(n - pool_.num_free());
+  return pool_.Allocate(n, out);
 }
 
 absl::Status KvCache::Reserve(KvSequence* seq, int64_t num_tokens) {
   const int32_t need = BlocksFor(num_tokens) - static_cast<int32_t>(seq->blocks.size());
   if (need <= 0) return absl::OkStatus();
-  return pool_.Allocate(need, &seq->blocks);
+  return Allocate(need, &seq->blocks);
 }
 
 absl::Status KvCache::ReserveVectorPages(KvSequence* seq, int32_t pages) {
   const int32_t need = pages - static_cast<int32_t>(seq->vector_pages.size());
   if (need <= 0) return absl::OkStatus();
-  return pool_.Allocate(need, &seq->vector_pages);
+  return Allocate(need, &seq->vector_pages);
 }
 
 void KvCache::Release(KvSequence* seq) {
@@ -96,7 +103,7 @@ absl::StatusOr<KvSequence> KvCache::Fork(const KvSequence& parent,
   const bool partial = parent.num_cached % block_size() != 0;
   if (partial) {
     std::vector<int32_t> copy;
-    absl::Status s = pool_.Allocate(1, &copy);
+    absl::Status s = Allocate(1, &copy);
     if (!s.ok()) return s;
     copy_block(parent.blocks[full], copy[0]);
     child.blocks.assign(parent.blocks.begin(), parent.blocks.begin() + full);

@@ -19,30 +19,13 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "engine/block_pool.h"
 #include "engine/dtype.h"
 #include "engine/model_config.h"
 #include "engine/para_vectors.h"
+#include "engine/prefix_cache.h"
 
 namespace para {
-
-class BlockPool {
- public:
-  explicit BlockPool(int32_t num_blocks);
-  int32_t num_blocks() const { return static_cast<int32_t>(refcount_.size()); }
-  int32_t num_free() const { return static_cast<int32_t>(free_.size()); }
-  int32_t num_used() const { return num_blocks() - num_free(); }
-  // Takes `n` blocks (all or nothing). RESOURCE_EXHAUSTED when fewer are free.
-  absl::Status Allocate(int32_t n, std::vector<int32_t>* out);
-  // Adds a reference to an allocated block (sharing).
-  void Retain(int32_t block);
-  // Drops one reference to each block; blocks whose count reaches zero become free.
-  void Release(std::span<const int32_t> blocks);
-  int32_t refcount(int32_t block) const { return refcount_[block]; }
-
- private:
-  std::vector<int32_t> free_;      // stack of free block ids
-  std::vector<int32_t> refcount_;  // per block
-};
 
 // The paged state of one sequence: its KV blocks and, with a PARA adapter, its vector pages.
 struct KvSequence {
@@ -53,10 +36,11 @@ struct KvSequence {
 };
 
 struct KvCacheOptions {
-  int32_t block_size = 16;    // token positions per block
-  int32_t num_blocks = 0;     // explicit block count; 0 = derive from `bytes`
-  int64_t bytes = 1ll << 30;  // memory budget when num_blocks == 0
-  DType dtype = DType::kF32;  // element type of keys and values: F32, F16 or BF16
+  int32_t block_size = 16;      // token positions per block
+  int32_t num_blocks = 0;       // explicit block count; 0 = derive from `bytes`
+  int64_t bytes = 1ll << 30;    // memory budget when num_blocks == 0
+  DType dtype = DType::kF32;    // element type of keys and values: F32, F16 or BF16
+  bool prefix_caching = false;  // keep full prompt blocks for reuse (prefix_cache.h)
 };
 
 // Where a block's keys and values live inside the block (what every backend's storage follows):
@@ -87,6 +71,11 @@ class KvCache {
 
   BlockPool& pool() { return pool_; }
   const BlockPool& pool() const { return pool_; }
+  // Null when prefix caching is off.
+  PrefixCache* prefix_cache() { return prefix_.get(); }
+  const PrefixCache* prefix_cache() const { return prefix_.get(); }
+  // Blocks a request could get now: free ones and idle cached ones (evicted on demand).
+  int32_t available() const { return pool_.num_free() + (prefix_ ? prefix_->idle() : 0); }
   const KvLayout& layout() const { return layout_; }
   int32_t block_size() const { return layout_.block_size; }
   int64_t block_bytes() const { return layout_.block_bytes(); }
@@ -121,7 +110,10 @@ class KvCache {
 
  private:
   explicit KvCache(int32_t num_blocks) : pool_(num_blocks) {}
+  // Takes n blocks, evicting idle cached blocks first when too few are free.
+  absl::Status Allocate(int32_t n, std::vector<int32_t>* out);
   BlockPool pool_;
+  std::unique_ptr<PrefixCache> prefix_;
   KvLayout layout_;
   absl::StatusOr<ParaVectorLayout> para_layout_ = absl::UnknownError("unset");
 };

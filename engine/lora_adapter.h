@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "engine/adapter_uid.h"
 #include "engine/aligned_buffer.h"
 #include "engine/model_config.h"
 
@@ -73,6 +74,8 @@ class LoraAdapter {
                                                                  int64_t max_rank);
 
   const std::string& dir() const { return dir_; }
+  // This loaded object's identity (adapter_uid.h); never shared with another adapter.
+  uint64_t uid() const { return uid_; }
   const LoraConfig& config() const { return config_; }
   const LoraLayer& layer(int64_t i) const { return layers_[i]; }
   int64_t num_layers() const { return static_cast<int64_t>(layers_.size()); }
@@ -83,6 +86,7 @@ class LoraAdapter {
   std::vector<LoraTarget> targets() const;
 
  private:
+  uint64_t uid_ = NextAdapterUid();
   std::string dir_;
   LoraConfig config_;
   std::vector<LoraLayer> layers_;

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "engine/adapter_uid.h"
 #include "engine/aligned_buffer.h"
 #include "engine/model_config.h"
 
@@ -47,6 +48,8 @@ class ParaAdapter {
                                                                  const ModelConfig& model);
 
   const std::string& dir() const { return dir_; }
+  // This loaded object's identity (adapter_uid.h); never shared with another adapter.
+  uint64_t uid() const { return uid_; }
   const ParaConfig& config() const { return config_; }
   const ParaLayerWeights& layer(int64_t i) const { return layers_[i]; }
   int64_t num_layers() const { return static_cast<int64_t>(layers_.size()); }
@@ -55,6 +58,7 @@ class ParaAdapter {
   int64_t bytes() const { return num_parameters() * static_cast<int64_t>(sizeof(float)); }
 
  private:
+  uint64_t uid_ = NextAdapterUid();
   std::string dir_;
   ParaConfig config_;
   int64_t hidden_ = 0;

@@ -249,17 +249,28 @@ void SequenceGroup::Cancel() {
 
 GroupUsage SequenceGroup::Usage() const {
   GroupUsage u;
-  std::vector<int32_t> blocks;
+  std::vector<int32_t> blocks, pages;
   const KvCache& cache = static_cast<const Engine*>(engine_)->kv_cache();
   for (const auto& s : live_) {
     if (s->finished()) continue;
     blocks.insert(blocks.end(), s->kv().blocks.begin(), s->kv().blocks.end());
+    pages.insert(pages.end(), s->kv().vector_pages.begin(), s->kv().vector_pages.end());
     const int32_t own = cache.BlocksFor(static_cast<int64_t>(s->tokens().size()));
     u.step_need += std::max<int32_t>(0, own - static_cast<int32_t>(s->kv().blocks.size()));
     u.readmit_need += own;
   }
-  std::sort(blocks.begin(), blocks.end());
-  u.kv_blocks = static_cast<int32_t>(std::unique(blocks.begin(), blocks.end()) - blocks.begin());
+  // Distinct, and not in the prefix cache (those are the cache's to count).
+  const PrefixCache* prefix = cache.prefix_cache();
+  auto exclusive = [&](std::vector<int32_t>& v) {
+    std::sort(v.begin(), v.end());
+    v.erase(std::unique(v.begin(), v.end()), v.end());
+    if (prefix != nullptr)
+      v.erase(std::remove_if(v.begin(), v.end(), [&](int32_t b) { return prefix->Contains(b); }),
+              v.end());
+    return static_cast<int32_t>(v.size());
+  };
+  u.kv_blocks = exclusive(blocks);
+  u.pages = exclusive(pages);
   // Forks after the next step each copy a partly filled last block.
   const int32_t forks = is_beam() ? params_.beam_width - 1 : !forked_ ? params_.best_of - 1 : 0;
   u.step_need += forks;

@@ -34,7 +34,10 @@ struct BranchToken {
 
 // What the group holds of the block pool and what it may take, for the scheduler's mirror.
 struct GroupUsage {
-  int32_t kv_blocks = 0;     // distinct KV blocks its live sequences hold
+  // Distinct KV blocks and PARA vector pages its live sequences hold that the prefix cache does
+  // not (cached ones are counted once for all requests: PrefixCache::pinned()).
+  int32_t kv_blocks = 0;
+  int32_t pages = 0;
   int32_t step_need = 0;     // the most new blocks its next step (and the forks after it) takes
   int32_t readmit_need = 0;  // blocks a recompute of all its live sequences needs
 };

@@ -12,6 +12,11 @@
 namespace para::sched {
 namespace {
 
+SchedulerConfig WithReports(SchedulerConfig c, const Engine& e) {
+  c.engine_reports_blocks = c.engine_reports_blocks || e.kv_cache().prefix_cache() != nullptr;
+  return c;
+}
+
 PoolShape ShapeOf(Engine& e) {
   return {e.kv_cache().pool().num_blocks(), e.kv_cache().block_size(), e.kv_cache().para_pages()};
 }
@@ -36,6 +41,7 @@ GroupProgress ProgressOf(const SequenceGroup& g) {
   p.generated = g.generated_tokens();
   p.finished = g.finished();
   p.kv_blocks = u.kv_blocks;
+  p.pages = u.pages;
   p.step_need = u.step_need;
   p.readmit_need = u.readmit_need;
   return p;
@@ -47,7 +53,7 @@ EngineLoop::EngineLoop(Engine* engine, SchedulerConfig config, const Clock* cloc
                        AdapterResidency* residency)
     : engine_(engine),
       clock_(clock),
-      scheduler_(std::move(config), ShapeOf(*engine), clock, residency) {
+      scheduler_(WithReports(std::move(config), *engine), ShapeOf(*engine), clock, residency) {
   PublishSnapshot();
 }
 
@@ -260,7 +266,7 @@ void EngineLoop::RunStep(const StepPlan& plan) {
     if (g.streams())
       for (const BranchToken& t : *tokens)
         e.observer->OnToken(TokenEvent{e.handle, t.branch, t.token, t.text_delta, t.logprobs});
-    if (g.request().group.width() > 1) {
+    if (g.request().group.width() > 1 || engine_->kv_cache().prefix_cache() != nullptr) {
       scheduler_.CompletedGroup(ids[i], ProgressOf(g));
     } else {
       scheduler_.Completed(ids[i], g.total_tokens(), g.finished());
@@ -276,6 +282,8 @@ bool EngineLoop::RunOnce() {
     return false;
   }
   RunStep(scheduler_.Schedule());
+  if (const PrefixCache* cache = engine_->kv_cache().prefix_cache())
+    scheduler_.SyncPinned(cache->pinned());  // cached blocks in use, counted once
   PublishSnapshot();
   return true;
 }
@@ -284,7 +292,12 @@ void EngineLoop::PublishSnapshot() {
   LoopSnapshot s;
   const BlockPool& pool = engine_->kv_cache().pool();
   s.kv_blocks_total = pool.num_blocks();
-  s.kv_blocks_free = pool.num_free();
+  s.kv_blocks_free = engine_->kv_cache().available();  // idle cached blocks are free to take
+  if (const PrefixCache* cache = engine_->kv_cache().prefix_cache()) {
+    s.prefix_query_tokens = cache->stats().query_tokens;
+    s.prefix_hit_tokens = cache->stats().hit_tokens;
+    s.prefix_cached_blocks = cache->members();
+  }
   s.block_size = engine_->kv_cache().block_size();
   s.running = scheduler_.num_running();
   s.waiting = scheduler_.num_waiting();

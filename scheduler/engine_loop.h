@@ -115,7 +115,12 @@ struct EngineLoopStats {
 // A consistent view of the loop's state for other threads (metrics, admin calls).
 struct LoopSnapshot {
   int32_t kv_blocks_total = 0;
-  int32_t kv_blocks_free = 0;
+  int32_t kv_blocks_free = 0;  // free, or cached and idle (evicted on demand)
+  // Prefix caching (zero when off): prompt tokens looked up, tokens whose KV was reused, and the
+  // blocks the cache holds.
+  int64_t prefix_query_tokens = 0;
+  int64_t prefix_hit_tokens = 0;
+  int32_t prefix_cached_blocks = 0;
   int32_t block_size = 0;
   int32_t running = 0;
   int32_t waiting = 0;

@@ -69,7 +69,8 @@ absl::StatusOr<SeqId> Scheduler::Add(const SeqSpec& spec) {
   s.spec = spec;
   s.arrival = clock_->Now();
   s.total_tokens = spec.prompt_len;
-  if (spec.width > 1)  // the prompt once, and a copy of its last block for each fork after it
+  s.reported = spec.width > 1 || config_.engine_reports_blocks;
+  if (s.reported)  // the prompt once, and a copy of its last block for each fork after it
     s.admit_need = BlocksFor(spec.prompt_len) + (spec.width - 1);
   Enqueue(s);
   return id;
@@ -167,7 +168,7 @@ void Scheduler::Preempt(Seq& s, StepPlan* plan) {
 
 void Scheduler::ReserveDecode(StepPlan* plan) {
   auto need = [&](const Seq& s) {
-    return s.spec.width > 1 ? s.step_need : BlocksFor(s.total_tokens) - s.kv_blocks;
+    return s.reported ? s.step_need : BlocksFor(s.total_tokens) - s.kv_blocks;
   };
   int64_t total_need = 0;
   for (SeqId id : running_) total_need += need(seqs_.at(id));
@@ -267,7 +268,7 @@ void Scheduler::Admit(StepPlan* plan) {
     if (plan->num_tokens + n > config_.max_batched_tokens && !plan->prefill.empty()) break;
     const int32_t pages =
         s.spec.adapter_kind == AdapterKind::kPara && s.pages == 0 ? pool_.para_pages : 0;
-    const int32_t kv = s.spec.width > 1 ? s.admit_need : BlocksFor(n);
+    const int32_t kv = s.reported ? s.admit_need : BlocksFor(n);
     const int32_t need = kv + pages;
     if (need > free_blocks() - (running_.empty() ? 0 : watermark)) break;  // wait for blocks
     t.queue.pop_front();
@@ -313,10 +314,17 @@ void Scheduler::CompletedGroup(SeqId id, const GroupProgress& p) {
     Remove(id);
     return;
   }
-  blocks_used_ += p.kv_blocks - s.kv_blocks;  // the engine's count replaces the reservation
+  // The engine's counts replace the reservation.
+  blocks_used_ += (p.kv_blocks + p.pages) - (s.kv_blocks + s.pages);
   s.kv_blocks = p.kv_blocks;
+  s.pages = p.pages;
   s.step_need = p.step_need;
   s.admit_need = p.readmit_need;
+}
+
+void Scheduler::SyncPinned(int32_t pinned) {
+  blocks_used_ += pinned - pinned_;
+  pinned_ = pinned;
 }
 
 void Scheduler::Completed(SeqId id, int32_t total_tokens, bool finished) {

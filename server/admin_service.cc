@@ -70,6 +70,9 @@ grpc::ServerUnaryReactor* AdminService::GetServerStats(grpc::CallbackServerConte
   v1::ServerStats response;
   response.set_kv_blocks_total(snap.kv_blocks_total);
   response.set_kv_blocks_free(snap.kv_blocks_free);
+  response.set_prefix_cache_query_tokens(snap.prefix_query_tokens);
+  response.set_prefix_cache_hit_tokens(snap.prefix_hit_tokens);
+  response.set_prefix_cache_blocks(snap.prefix_cached_blocks);
   response.set_block_size(snap.block_size);
   response.set_requests_running(snap.running);
   response.set_requests_waiting(snap.waiting);

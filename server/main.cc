@@ -47,6 +47,9 @@ ABSL_FLAG(std::string, device, "auto", "compute device: auto, cpu or cuda");
 ABSL_FLAG(
     std::string, dtype, "auto",
     "weights in memory: auto (as stored, memory-mapped), f32, bf16 or f16 (converted at load)");
+ABSL_FLAG(bool, enable_prefix_caching, true,
+          "keep full prompt blocks after requests end and reuse them for later requests with the "
+          "same prefix and adapter version (PARA: identical whole prompts)");
 ABSL_FLAG(std::string, kv_cache_dtype, "auto",
           "KV cache elements: auto (f16 for 16-bit weights, else f32), f32, f16 or bf16");
 ABSL_FLAG(int64_t, max_model_len, 0, "context limit (0 = max_position_embeddings)");
@@ -139,6 +142,7 @@ absl::StatusOr<EngineOptions> EngineOptionsFromFlags() {
   o.kv_cache.block_size = absl::GetFlag(FLAGS_block_size);
   o.kv_cache.num_blocks = absl::GetFlag(FLAGS_kv_cache_blocks);
   o.kv_cache.bytes = absl::GetFlag(FLAGS_kv_cache_bytes);
+  o.kv_cache.prefix_caching = absl::GetFlag(FLAGS_enable_prefix_caching);
   o.num_threads = absl::GetFlag(FLAGS_threads);
   o.max_model_len = absl::GetFlag(FLAGS_max_model_len);
   o.max_lora_rank = absl::GetFlag(FLAGS_max_lora_rank);

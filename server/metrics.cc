@@ -111,6 +111,12 @@ ServerMetrics::ServerMetrics(MetricsConfig config)
       preemptions_(Counter(*registry_, "para_num_preemptions_total",
                            "Sequences preempted (recomputed later) to free KV cache blocks")
                        .Add({})),
+      prefix_queries_(Counter(*registry_, "para_prefix_cache_queries_total",
+                              "Prompt tokens looked up in the prefix cache")
+                          .Add({})),
+      prefix_hits_(Counter(*registry_, "para_prefix_cache_hits_total",
+                           "Prompt tokens whose KV came from the prefix cache")
+                       .Add({})),
       adapter_loads_(Counter(*registry_, "para_adapter_loads_total",
                              "Adapter loads that succeeded (including reloads from disk)")
                          .Add({})),
@@ -204,6 +210,10 @@ void ServerMetrics::UpdateFromLoop(const sched::LoopSnapshot& s) {
                     : 0.0);
   preemptions_.Increment(static_cast<double>(s.scheduler.preemptions - seen_preemptions_));
   seen_preemptions_ = s.scheduler.preemptions;
+  prefix_queries_.Increment(static_cast<double>(s.prefix_query_tokens - seen_prefix_queries_));
+  seen_prefix_queries_ = s.prefix_query_tokens;
+  prefix_hits_.Increment(static_cast<double>(s.prefix_hit_tokens - seen_prefix_hits_));
+  seen_prefix_hits_ = s.prefix_hit_tokens;
 
   const double now = UnixNow();
   const int32_t max_lora = config_.max_loras > 0 ? config_.max_loras : config_.max_num_seqs;

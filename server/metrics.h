@@ -58,6 +58,8 @@ class ServerMetrics final : public sched::LoopListener {
   prometheus::Family<prometheus::Counter>& prompt_tokens_;
   prometheus::Family<prometheus::Counter>& generation_tokens_;
   prometheus::Counter& preemptions_;
+  prometheus::Counter& prefix_queries_;
+  prometheus::Counter& prefix_hits_;
   prometheus::Counter& adapter_loads_;
   prometheus::Counter& adapter_load_failures_;
   prometheus::Counter& adapter_evictions_;
@@ -83,6 +85,7 @@ class ServerMetrics final : public sched::LoopListener {
 
   std::mutex scrape_mu_;  // one scrape at a time: mirrored counters and info series
   int64_t seen_preemptions_ = 0, seen_loads_ = 0, seen_load_failures_ = 0, seen_evictions_ = 0;
+  int64_t seen_prefix_queries_ = 0, seen_prefix_hits_ = 0;
   prometheus::Gauge* lora_info_series_ = nullptr;
   prometheus::Gauge* adapter_info_series_ = nullptr;
 };

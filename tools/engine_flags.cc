@@ -10,6 +10,10 @@ absl::StatusOr<EngineOptions> EngineOptionsFromArgs(const Args& args) {
   if (!model) return absl::InvalidArgumentError("--model DIR is required");
   o.model_dir = *model;
   o.device = args.GetOr("device", "auto");
+  const std::string prefix = args.GetOr("prefix-caching", "off");
+  if (prefix != "on" && prefix != "off")
+    return absl::InvalidArgumentError("--prefix-caching must be on or off");
+  o.kv_cache.prefix_caching = prefix == "on";
   ASSIGN_OR_RETURN(o.dtype, ParseDTypeChoice(args.GetOr("dtype", "auto"), "--dtype"));
   ASSIGN_OR_RETURN(o.kv_cache_dtype,
                    ParseDTypeChoice(args.GetOr("kv-cache-dtype", "auto"), "--kv-cache-dtype"));

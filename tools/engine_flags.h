@@ -12,8 +12,9 @@
 namespace para::tools {
 
 inline const std::set<std::string> kEngineFlags = {
-    "model",   "block-size",    "kv-cache-blocks", "kv-cache-bytes", "kv-cache-dtype",
-    "threads", "max-model-len", "max-lora-rank",   "device",         "dtype"};
+    "model",          "block-size", "kv-cache-blocks", "kv-cache-bytes",
+    "kv-cache-dtype", "threads",    "max-model-len",   "max-lora-rank",
+    "device",         "dtype",      "prefix-caching"};
 inline constexpr const char* kEngineFlagsHelp =
     "  --model DIR             Hugging Face LLaMA model directory (required)\n"
     "  --block-size N          KV cache positions per block (default 16)\n"
@@ -22,6 +23,7 @@ inline constexpr const char* kEngineFlagsHelp =
     "  --kv-cache-dtype T      auto|f32|f16|bf16 (default auto: f16 for 16-bit weights)\n"
     "  --dtype T               weights in memory: auto (as stored, memory-mapped)|f32|bf16|f16\n"
     "  --device D              auto|cpu|cuda (default auto)\n"
+    "  --prefix-caching on|off reuse cached prompt blocks across requests (default off)\n"
     "  --threads N             compute threads (default: all cores)\n"
     "  --max-model-len N       context limit (default: max_position_embeddings)\n"
     "  --max-lora-rank N       largest LoRA rank accepted (default 64)\n";

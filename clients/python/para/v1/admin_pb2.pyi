@@ -120,7 +120,7 @@ class GetServerStatsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ServerStats(_message.Message):
-    __slots__ = ("kv_blocks_total", "kv_blocks_free", "block_size", "requests_running", "requests_waiting", "requests_in_flight", "preemptions", "engine_steps", "draining")
+    __slots__ = ("kv_blocks_total", "kv_blocks_free", "block_size", "requests_running", "requests_waiting", "requests_in_flight", "preemptions", "engine_steps", "draining", "prefix_cache_query_tokens", "prefix_cache_hit_tokens", "prefix_cache_blocks")
     KV_BLOCKS_TOTAL_FIELD_NUMBER: _ClassVar[int]
     KV_BLOCKS_FREE_FIELD_NUMBER: _ClassVar[int]
     BLOCK_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -130,6 +130,9 @@ class ServerStats(_message.Message):
     PREEMPTIONS_FIELD_NUMBER: _ClassVar[int]
     ENGINE_STEPS_FIELD_NUMBER: _ClassVar[int]
     DRAINING_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_CACHE_QUERY_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_CACHE_HIT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_CACHE_BLOCKS_FIELD_NUMBER: _ClassVar[int]
     kv_blocks_total: int
     kv_blocks_free: int
     block_size: int
@@ -139,4 +142,7 @@ class ServerStats(_message.Message):
     preemptions: int
     engine_steps: int
     draining: bool
-    def __init__(self, kv_blocks_total: _Optional[int] = ..., kv_blocks_free: _Optional[int] = ..., block_size: _Optional[int] = ..., requests_running: _Optional[int] = ..., requests_waiting: _Optional[int] = ..., requests_in_flight: _Optional[int] = ..., preemptions: _Optional[int] = ..., engine_steps: _Optional[int] = ..., draining: bool = ...) -> None: ...
+    prefix_cache_query_tokens: int
+    prefix_cache_hit_tokens: int
+    prefix_cache_blocks: int
+    def __init__(self, kv_blocks_total: _Optional[int] = ..., kv_blocks_free: _Optional[int] = ..., block_size: _Optional[int] = ..., requests_running: _Optional[int] = ..., requests_waiting: _Optional[int] = ..., requests_in_flight: _Optional[int] = ..., preemptions: _Optional[int] = ..., engine_steps: _Optional[int] = ..., draining: bool = ..., prefix_cache_query_tokens: _Optional[int] = ..., prefix_cache_hit_tokens: _Optional[int] = ..., prefix_cache_blocks: _Optional[int] = ...) -> None: ...
