@@ -9,11 +9,21 @@
 //                           (default: a 4-layer model of TinyLlama's width written to a temp dir)
 //   BM_Attention/b/ctx      attention's share of a decode step: step(ctx) - step(16), per the KV
 //                           bytes read (differential; the rest of the step is the same)
+//   BM_Linear16Layer/isa/type/m
+//                           one layer's projections (QKV, O, gate+up, down) with gemm16's
+//                           LinearParts on weights in their stored dtype (type 0 F32, 1 F16,
+//                           2 BF16; isa 0 AVX2, 1 AVX-512), rotating through >= 1 GiB of copies
+//   BM_Linear16LmHead/isa/type/m  the LM head [32000 x 2048] the same way
+//   BM_LinearF32Layer/m     the same layer with today's F32 path (cpu::Linear, OpenBLAS)
 //
-// Counters: GFLOP/s and GB/s (as rates), and pct_gemm_peak / pct_bw_peak. Run with
+// Counters: GFLOP/s and GB/s (as rates), and pct_gemm_peak / pct_bw_peak; the gemm16 cases add
+// pct_fma_peak, against an FMA loop of their ISA on all the pool's threads. Run with
 // --benchmark_filter=... as usual; --model DIR picks the decode model.
+#include <immintrin.h>
+
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -25,8 +35,10 @@
 #include "benchmark/benchmark.h"
 #include "engine/aligned_buffer.h"
 #include "engine/cpu/blas.h"
+#include "engine/cpu/gemm16.h"
 #include "engine/cpu/kernels.h"
 #include "engine/cpu/lora_kernels.h"
+#include "engine/dtype.h"
 #include "engine/engine.h"
 #include "engine/lora_adapter.h"
 #include "engine/model_config.h"
@@ -37,8 +49,9 @@
 namespace para::bench {
 namespace {
 
-double g_gemm_peak = 0;  // GFLOP/s
-double g_bw_peak = 0;    // GB/s
+double g_gemm_peak = 0;     // GFLOP/s
+double g_bw_peak = 0;       // GB/s
+double g_fma_peak[2] = {};  // GFLOP/s of an FMA loop on all threads: [0] AVX2, [1] AVX-512
 std::string g_model_dir;
 std::string g_tmp;
 
@@ -61,6 +74,48 @@ void SetRates(benchmark::State& state, double flops, double bytes) {
 
 // ---- Peaks ------------------------------------------------------------------------------------
 
+// FMA loops of 12 independent chains (enough to cover the latency): one core's FMA throughput.
+__attribute__((target("avx512f"))) float FmaLoopAvx512(int64_t iters) {
+  __m512 acc[12];
+  for (int i = 0; i < 12; ++i) acc[i] = _mm512_set1_ps(static_cast<float>(i));
+  const __m512 a = _mm512_set1_ps(0.9999f), b = _mm512_set1_ps(1e-7f);
+  for (int64_t it = 0; it < iters; ++it)
+    for (int i = 0; i < 12; ++i) acc[i] = _mm512_fmadd_ps(acc[i], a, b);
+  for (int i = 1; i < 12; ++i) acc[0] = _mm512_add_ps(acc[0], acc[i]);
+  return _mm512_reduce_add_ps(acc[0]);
+}
+
+__attribute__((target("avx2,fma"))) float FmaLoopAvx2(int64_t iters) {
+  __m256 acc[12];
+  for (int i = 0; i < 12; ++i) acc[i] = _mm256_set1_ps(static_cast<float>(i));
+  const __m256 a = _mm256_set1_ps(0.9999f), b = _mm256_set1_ps(1e-7f);
+  for (int64_t it = 0; it < iters; ++it)
+    for (int i = 0; i < 12; ++i) acc[i] = _mm256_fmadd_ps(acc[i], a, b);
+  for (int i = 1; i < 12; ++i) acc[0] = _mm256_add_ps(acc[0], acc[i]);
+  float out[8];
+  _mm256_storeu_ps(out, acc[0]);
+  return out[0];
+}
+
+// GFLOP/s of the FMA loop of `isa` on all the pool's threads at once, best of several runs of
+// ~30 ms (the machine is shared; the best run is the one nobody else disturbed).
+double MeasureFmaPeak(cpu::CpuIsa isa) {
+  if (!cpu::CpuIsaSupported(isa)) return 0;
+  const bool wide = isa == cpu::CpuIsa::kAvx512;
+  const int64_t iters = 4'000'000;
+  const double flops_per_thread = 2.0 * 12 * (wide ? 16 : 8) * iters;
+  std::vector<float> sink(Pool().num_threads());
+  double best = 0;
+  for (int rep = 0; rep < 7; ++rep) {
+    const auto t0 = std::chrono::steady_clock::now();
+    Pool().RunOnAll([&](int t) { sink[t] = wide ? FmaLoopAvx512(iters) : FmaLoopAvx2(iters); });
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    best = std::max(best, flops_per_thread * Pool().num_threads() / secs / 1e9);
+  }
+  return best;
+}
+
 void MeasurePeaks() {
   const int64_t n = 1024;
   AlignedBuffer a(n * n), b(n * n), c(n * n);
@@ -75,8 +130,12 @@ void MeasurePeaks() {
   }
   g_gemm_peak = 2.0 * n * n * n / best / 1e9;
   g_bw_peak = MeasureReadBandwidth(Pool(), size_t{1} << 30);
-  std::fprintf(stderr, "peaks: SGEMM %.1f GFLOP/s (1024^3, %d threads), read bandwidth %.1f GB/s\n",
-               g_gemm_peak, Pool().num_threads(), g_bw_peak);
+  g_fma_peak[0] = MeasureFmaPeak(cpu::CpuIsa::kAvx2);
+  g_fma_peak[1] = MeasureFmaPeak(cpu::CpuIsa::kAvx512);
+  std::fprintf(stderr,
+               "peaks: SGEMM %.1f GFLOP/s (1024^3, %d threads), read bandwidth %.1f GB/s, FMA "
+               "loop %.1f GFLOP/s AVX2, %.1f GFLOP/s AVX-512\n",
+               g_gemm_peak, Pool().num_threads(), g_bw_peak, g_fma_peak[0], g_fma_peak[1]);
 }
 
 // ---- Projection with PARA's per-row scaling ---------------------------------------------------
@@ -171,6 +230,136 @@ void BM_LoraShrinkExpand(benchmark::State& state) {
 BENCHMARK(BM_LoraShrinkExpand)
     ->ArgsProduct({{1, 8, 32}, {8, 16, 64}})
     ->ArgNames({"m", "rank"})
+    ->UseRealTime();
+
+// ---- 16-bit weights: gemm16 against the F32 OpenBLAS path ---------------------------------
+
+// The four projections of a TinyLlama layer: [rows, cols] and beta (O and down add the residual).
+struct Proj {
+  int64_t rows, cols;
+  float beta;
+};
+constexpr Proj kLayer[] = {
+    {kQkv, kHidden, 0.f}, {kHidden, kHidden, 1.f}, {2 * kFfn, kHidden, 0.f}, {kHidden, kFfn, 1.f}};
+constexpr int64_t kVocab = 32000;
+
+int64_t LayerWeights() {
+  int64_t n = 0;
+  for (const Proj& p : kLayer) n += p.rows * p.cols;
+  return n;
+}
+
+// Weights of `per_copy` elements of `type`, enough copies to make >= 1 GiB so that they stream
+// from memory, with random finite values. Kept between cases of the same shape and type.
+struct WeightCopies {
+  cpu::WType type;
+  int64_t per_copy = 0;
+  std::vector<AlignedBuffer> copies;
+};
+
+WeightCopies& Copies(cpu::WType type, int64_t per_copy) {
+  static WeightCopies cache;
+  if (cache.type == type && cache.per_copy == per_copy && !cache.copies.empty()) return cache;
+  cache.copies.clear();
+  cache.type = type;
+  cache.per_copy = per_copy;
+  const size_t bytes = per_copy * cpu::WTypeSize(type);
+  const int n = static_cast<int>(((size_t{1} << 30) + bytes - 1) / bytes);
+  uint32_t state = 11;  // xorshift: a GiB of values in a second
+  for (int c = 0; c < n; ++c) {
+    cache.copies.emplace_back((bytes + 3) / 4);
+    auto* w16 = reinterpret_cast<uint16_t*>(cache.copies.back().data());
+    float* w32 = cache.copies.back().data();
+    for (int64_t i = 0; i < per_copy; ++i) {
+      state ^= state << 13;
+      state ^= state >> 17;
+      state ^= state << 5;
+      const float v = (static_cast<int>(state % 2001) - 1000) * 2e-5f;
+      if (type == cpu::WType::kF32) {
+        w32[i] = v;
+      } else {
+        w16[i] = type == cpu::WType::kBF16 ? F32ToBf16(v) : F32ToF16(v);
+      }
+    }
+  }
+  return cache;
+}
+
+void SetWeightRates(benchmark::State& state, double flops, double bytes, cpu::CpuIsa isa) {
+  SetRates(state, flops, bytes);
+  state.counters["fma_peak"] = g_fma_peak[isa == cpu::CpuIsa::kAvx512 ? 1 : 0];
+}
+
+// One layer (lm_head = false) or the LM head, m rows, on gemm16.
+void RunLinear16(benchmark::State& state, bool lm_head) {
+  const auto isa = state.range(0) ? cpu::CpuIsa::kAvx512 : cpu::CpuIsa::kAvx2;
+  const auto type = static_cast<cpu::WType>(state.range(1));
+  const int64_t m = state.range(2);
+  if (!cpu::SetGemm16Isa(isa)) return state.SkipWithError("this CPU lacks the ISA");
+  const Proj head[] = {{kVocab, kHidden, 0.f}};
+  const std::span<const Proj> projs = lm_head ? std::span<const Proj>(head) : kLayer;
+  int64_t per_copy = 0, max_rows = 0, max_cols = 0;
+  for (const Proj& p : projs) {
+    per_copy += p.rows * p.cols;
+    max_rows = std::max(max_rows, p.rows);
+    max_cols = std::max(max_cols, p.cols);
+  }
+  WeightCopies& w = Copies(type, per_copy);
+  AlignedBuffer x(m * max_cols), y(m * max_rows);
+  Fill(x, 1.0f, 4);
+  Fill(y, 1.0f, 5);
+  cpu::LinearScratch scratch;
+  const size_t es = cpu::WTypeSize(type);
+  size_t next = 0;
+  for (auto _ : state) {
+    const auto* base = reinterpret_cast<const uint8_t*>(w.copies[next++ % w.copies.size()].data());
+    for (const Proj& p : projs) {
+      const cpu::WeightView v{base, type, p.rows, p.cols};
+      cpu::LinearParts(&Pool(), m, {&v, 1}, x.data(), p.cols, p.beta, y.data(), p.rows, &scratch);
+      base += p.rows * p.cols * es;
+    }
+    benchmark::ClobberMemory();
+  }
+  SetWeightRates(state, 2.0 * m * per_copy, static_cast<double>(per_copy * es), isa);
+  cpu::SetGemm16Isa(cpu::CpuIsaSupported(cpu::CpuIsa::kAvx512) ? cpu::CpuIsa::kAvx512
+                                                               : cpu::CpuIsa::kAvx2);
+}
+
+void BM_Linear16Layer(benchmark::State& state) { RunLinear16(state, false); }
+void BM_Linear16LmHead(benchmark::State& state) { RunLinear16(state, true); }
+BENCHMARK(BM_Linear16Layer)
+    ->ArgsProduct({{1, 0}, {2, 1, 0}, {1, 8, 32, 512}})
+    ->ArgNames({"isa", "type", "m"})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_Linear16LmHead)
+    ->ArgsProduct({{1, 0}, {2, 1}, {1, 8, 32}})
+    ->ArgNames({"isa", "type", "m"})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+void BM_LinearF32Layer(benchmark::State& state) {
+  const int64_t m = state.range(0);
+  const int64_t per_copy = LayerWeights();
+  WeightCopies& w = Copies(cpu::WType::kF32, per_copy);
+  AlignedBuffer x(m * kFfn), y(m * 2 * kFfn);
+  Fill(x, 1.0f, 4);
+  Fill(y, 1.0f, 5);
+  size_t next = 0;
+  for (auto _ : state) {
+    const float* base = w.copies[next++ % w.copies.size()].data();
+    for (const Proj& p : kLayer) {
+      cpu::Linear(&Pool(), m, p.rows, p.cols, x.data(), p.cols, base, p.beta, y.data(), p.rows);
+      base += p.rows * p.cols;
+    }
+    benchmark::ClobberMemory();
+  }
+  SetRates(state, 2.0 * m * per_copy, 4.0 * per_copy);
+}
+BENCHMARK(BM_LinearF32Layer)
+    ->ArgsProduct({{1, 8, 32, 512}})
+    ->ArgNames({"m"})
+    ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
 // ---- Whole decode steps, and attention by difference ------------------------------------------
@@ -306,6 +495,11 @@ class PeakReporter : public benchmark::ConsoleReporter {
       // Rates are final here (per second); the fractions are of the peaks measured at start.
       r.counters["pct_gemm_peak"] = 100.0 * g->second.value / g_gemm_peak;
       r.counters["pct_bw_peak"] = 100.0 * b->second.value / g_bw_peak;
+      auto f = r.counters.find("fma_peak");
+      if (f != r.counters.end() && f->second.value > 0) {
+        r.counters["pct_fma_peak"] = 100.0 * g->second.value / f->second.value;
+        r.counters.erase(f);
+      }
     }
     ConsoleReporter::ReportRuns(out);
   }
