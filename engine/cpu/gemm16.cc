@@ -118,11 +118,16 @@ void LinearParts(ThreadPool* pool, int64_t m, std::span<const WeightView> parts,
   const int threads = pool->num_threads();
   scratch->Reserve(threads);
 
-  // Chunks of whole panels: about 8 per thread for balance, each at most 512 KiB of weights so a
-  // chunk stays in L2 while blocks of x pass over it.
-  int64_t chunk = n / (8 * threads);
-  chunk = std::min<int64_t>(chunk, (int64_t{512} << 10) / (k * static_cast<int64_t>(max_es)));
-  chunk = std::max(unit, chunk / unit * unit);
+  // Chunks of whole panels, taken in turn by the threads. Decode (m <= 8) streams the weights:
+  // the smallest chunks, so that the threads finish together. Larger m: about 8 chunks per
+  // thread, each at most 512 KiB of weights so that a chunk stays in L2 while blocks of x pass
+  // over it.
+  int64_t chunk = unit;
+  if (m > 8) {
+    chunk = std::min<int64_t>(n / (8 * threads),
+                              (int64_t{512} << 10) / (k * static_cast<int64_t>(max_es)));
+    chunk = std::max(unit, chunk / unit * unit);
+  }
   // Rows of x per pass over a chunk: about 1 MiB of x, so that it stays in L2.
   const int64_t mc = std::clamp<int64_t>((int64_t{1} << 20) / (4 * k) / 8 * 8, 8, gemm16::kMcMax);
   int64_t total = 0;
