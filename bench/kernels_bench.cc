@@ -82,7 +82,9 @@ __attribute__((target("avx512f"))) float FmaLoopAvx512(int64_t iters) {
   for (int64_t it = 0; it < iters; ++it)
     for (int i = 0; i < 12; ++i) acc[i] = _mm512_fmadd_ps(acc[i], a, b);
   for (int i = 1; i < 12; ++i) acc[0] = _mm512_add_ps(acc[0], acc[i]);
-  return _mm512_reduce_add_ps(acc[0]);
+  float out[16];
+  _mm512_storeu_ps(out, acc[0]);
+  return out[0];
 }
 
 __attribute__((target("avx2,fma"))) float FmaLoopAvx2(int64_t iters) {
