@@ -124,12 +124,11 @@ void LinearParts(ThreadPool* pool, int64_t m, std::span<const WeightView> parts,
   // over it.
   int64_t chunk = unit;
   if (m > 8) {
-    chunk = std::min<int64_t>(n / (8 * threads),
-                              (int64_t{512} << 10) / (k * static_cast<int64_t>(max_es)));
+    chunk = std::min({n / (8 * threads), gemm16::kRowsMax,
+                      (int64_t{512} << 10) / (k * static_cast<int64_t>(max_es))});
     chunk = std::max(unit, chunk / unit * unit);
   }
-  // Rows of x per pass over a chunk: about 1 MiB of x, so that it stays in L2.
-  const int64_t mc = std::clamp<int64_t>((int64_t{1} << 20) / (4 * k) / 8 * 8, 8, gemm16::kMcMax);
+  const int64_t mc = gemm16::kMcMax;
   int64_t total = 0;
   for (const WeightView& p : parts) total += (p.rows + chunk - 1) / chunk;
 

@@ -303,22 +303,27 @@ void BlockT(const Block& b) {
     kDecode[b.m - 1](w, l, b.rows, b);
     return;
   }
-  // Rows of x in blocks of mc (x[mc, k] stays in L2 while the panels pass), panels of 12 weight
-  // rows, k in blocks of kKc (the panel block and x[8, kKc] stay in L1; partial sums wait in
-  // b.part between blocks).
+  // Rows of x in blocks of mc; k in outer blocks of kKx (x[mc, kKx] stays in L2 while the
+  // panels pass), panels of 12 weight rows, k in inner blocks of kKc (the panel
+  // block and x[tile, kKc] stay in L1). Partial sums wait in b.part, one slot per panel and row
+  // of x, between blocks of k.
   for (int64_t m0 = 0; m0 < b.m; m0 += b.mc) {
     const int64_t m1 = Min(b.m, m0 + b.mc);
-    for (int64_t p0 = 0; p0 < b.rows; p0 += kPanelRows) {
-      const int64_t nr = Min(kPanelRows, b.rows - p0);
-      const int nv = static_cast<int>((nr + 3) / 4);
-      for (int64_t k0 = 0; k0 < b.k; k0 += kKc) {
-        const int64_t kc = Min(kKc, b.k - k0);
-        PackPanel<T>(w + p0 * l + k0 * kEs<T>, l, nr, kc, b.panel);
-        for (int64_t i0 = m0; i0 < m1; i0 += kMr) {
-          const int mr = static_cast<int>(Min(kMr, m1 - i0));
-          kMicro[mr - 1][nv - 1](b.panel, kc, b.x + i0 * b.ldx + k0, b.ldx,
-                                 b.part + (i0 - m0) * kPartFloatsPerRow, k0 == 0, k0 + kc == b.k,
-                                 b.y + i0 * b.ldy + p0, b.ldy, nr, b.init, b.beta);
+    for (int64_t kx = 0; kx < b.k; kx += kKx) {
+      const int64_t kx1 = Min(b.k, kx + kKx);
+      for (int64_t p0 = 0; p0 < b.rows; p0 += kPanelRows) {
+        const int64_t nr = Min(kPanelRows, b.rows - p0);
+        const int nv = static_cast<int>((nr + 3) / 4);
+        float* part = b.part + (p0 / kPanelRows) * kMcMax * kPartFloatsPerRow;
+        for (int64_t k0 = kx; k0 < kx1; k0 += kKc) {
+          const int64_t kc = Min(kKc, kx1 - k0);
+          PackPanel<T>(w + p0 * l + k0 * kEs<T>, l, nr, kc, b.panel);
+          for (int64_t i0 = m0; i0 < m1; i0 += kMr) {
+            const int mr = static_cast<int>(Min(kMr, m1 - i0));
+            kMicro[mr - 1][nv - 1](b.panel, kc, b.x + i0 * b.ldx + k0, b.ldx,
+                                   part + (i0 - m0) * kPartFloatsPerRow, k0 == 0, k0 + kc == b.k,
+                                   b.y + i0 * b.ldy + p0, b.ldy, nr, b.init, b.beta);
+          }
         }
       }
     }

@@ -27,7 +27,7 @@ struct Block {
   const void* w;   // first weight row of the block (any alignment)
   int type;        // kF32 / kF16 / kBF16
   int64_t ldw;     // elements between consecutive weight rows (= k for contiguous rows)
-  int64_t rows;    // weight rows (= output columns) in the block
+  int64_t rows;    // weight rows (= output columns) in the block; <= kRowsMax when m > 8
   int64_t k;       // inner dimension
   int64_t m;       // activation rows
   const float* x;  // x[m, k], row stride ldx
@@ -38,17 +38,22 @@ struct Block {
   int64_t ldy;
   int64_t mc;    // activation rows per pass over the block (<= kMcMax)
   float* panel;  // per-thread scratch: kPanelFloats floats, 64-byte aligned
-  float* part;   // per-thread scratch: mc * kPartFloatsPerRow floats, 64-byte aligned
+  float* part;   // per-thread scratch: kPartFloats floats, 64-byte aligned
 };
 
-// Blocking of the larger-m path: k in blocks of kKc, rows of x in blocks of at most kMcMax.
+// Blocking of the larger-m path: rows of x in blocks of at most kMcMax; k in outer blocks of
+// kKx (x[kMcMax, kKx] fits in L2) and inner blocks of kKc (a packed panel of 12 rows x kKc fits
+// in L1); blocks of at most kRowsMax weight rows.
 inline constexpr int64_t kKc = 256;
-inline constexpr int64_t kMcMax = 512;
-// Per-thread scratch: a packed panel (12 rows x kKc) and the partial sums of a block of rows of x
-// (48 floats per row).
+inline constexpr int64_t kKx = 2048;
+inline constexpr int64_t kMcMax = 128;
+inline constexpr int64_t kRowsMax = 96;
+// Per-thread scratch: the packed panel, and the partial sums of every panel of a block for a
+// block of rows of x (kPartFloatsPerRow per row of x and panel), kept between outer blocks of k.
 inline constexpr int64_t kPanelFloats = 12 * kKc;
 inline constexpr int64_t kPartFloatsPerRow = 48;
-inline constexpr int64_t kScratchFloats = kPanelFloats + kMcMax * kPartFloatsPerRow;
+inline constexpr int64_t kPartFloats = (kRowsMax + 5) / 6 * kMcMax * kPartFloatsPerRow;
+inline constexpr int64_t kScratchFloats = kPanelFloats + kPartFloats;
 
 void BlockAvx512(const Block& b);
 void BlockAvx2(const Block& b);
