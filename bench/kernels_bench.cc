@@ -17,7 +17,8 @@
 //   BM_LinearF32Layer/m     the same layer with today's F32 path (cpu::Linear, OpenBLAS)
 //
 // Counters: GFLOP/s and GB/s (as rates), and pct_gemm_peak / pct_bw_peak; the gemm16 cases add
-// pct_fma_peak, against an FMA loop of their ISA on all the pool's threads. Run with
+// pct_fma_peak, against an FMA loop of their ISA on all the pool's threads, and pct_stream_bw,
+// against MeasureStreamBandwidth (bench/bandwidth.h). Run with
 // --benchmark_filter=... as usual; --model DIR picks the decode model.
 #include <immintrin.h>
 
@@ -51,6 +52,7 @@ namespace {
 
 double g_gemm_peak = 0;     // GFLOP/s
 double g_bw_peak = 0;       // GB/s
+double g_stream_bw = 0;     // GB/s, MeasureStreamBandwidth
 double g_fma_peak[2] = {};  // GFLOP/s of an FMA loop on all threads: [0] AVX2, [1] AVX-512
 std::string g_model_dir;
 std::string g_tmp;
@@ -132,12 +134,15 @@ void MeasurePeaks() {
   }
   g_gemm_peak = 2.0 * n * n * n / best / 1e9;
   g_bw_peak = MeasureReadBandwidth(Pool(), size_t{1} << 30);
+  g_stream_bw = MeasureStreamBandwidth(Pool(), size_t{1} << 30);
   g_fma_peak[0] = MeasureFmaPeak(cpu::CpuIsa::kAvx2);
   g_fma_peak[1] = MeasureFmaPeak(cpu::CpuIsa::kAvx512);
   std::fprintf(stderr,
-               "peaks: SGEMM %.1f GFLOP/s (1024^3, %d threads), read bandwidth %.1f GB/s, FMA "
-               "loop %.1f GFLOP/s AVX2, %.1f GFLOP/s AVX-512\n",
-               g_gemm_peak, Pool().num_threads(), g_bw_peak, g_fma_peak[0], g_fma_peak[1]);
+               "peaks: SGEMM %.1f GFLOP/s (1024^3, %d threads), read bandwidth %.1f GB/s (8 "
+               "row streams per thread: %.1f GB/s), FMA loop %.1f GFLOP/s AVX2, %.1f GFLOP/s "
+               "AVX-512\n",
+               g_gemm_peak, Pool().num_threads(), g_bw_peak, g_stream_bw, g_fma_peak[0],
+               g_fma_peak[1]);
 }
 
 // ---- Projection with PARA's per-row scaling ---------------------------------------------------
@@ -500,6 +505,7 @@ class PeakReporter : public benchmark::ConsoleReporter {
       auto f = r.counters.find("fma_peak");
       if (f != r.counters.end() && f->second.value > 0) {
         r.counters["pct_fma_peak"] = 100.0 * g->second.value / f->second.value;
+        r.counters["pct_stream_bw"] = 100.0 * b->second.value / g_stream_bw;
         r.counters.erase(f);
       }
     }
