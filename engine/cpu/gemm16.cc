@@ -120,8 +120,8 @@ void LinearParts(ThreadPool* pool, int64_t m, std::span<const WeightView> parts,
 
   // Chunks of whole panels, taken in turn by the threads. Decode (m <= 8) streams the weights:
   // the smallest chunks, so that the threads finish together. Larger m: about 8 chunks per
-  // thread, each at most 512 KiB of weights so that a chunk stays in L2 while blocks of x pass
-  // over it.
+  // thread, each at most kRowsMax rows (the scratch keeps partial sums for that many) and 512 KiB
+  // of weights, so that a chunk stays in L2 while the blocks of x pass over it.
   int64_t chunk = unit;
   if (m > 8) {
     chunk = std::min({n / (8 * threads), gemm16::kRowsMax,

@@ -275,7 +275,9 @@ void BlockT(const Block& b) {
       for (int64_t p0 = 0; p0 < b.rows; p0 += kPanelRows) {
         const int64_t nr = Min(kPanelRows, b.rows - p0);
         const int nv = static_cast<int>((nr + 1) / 2);
-        float* part = b.part + (p0 / kPanelRows) * kMcMax * kPartFloatsPerRow;
+        // One slot per panel when k has several outer blocks (rows <= kRowsMax then), else the
+        // panel is done before the next one starts and slot 0 serves all.
+        float* part = b.part + (b.k > kKx ? p0 / kPanelRows : 0) * kMcMax * kPartFloatsPerRow;
         for (int64_t k0 = kx; k0 < kx1; k0 += kKc) {
           const int64_t kc = Min(kKc, kx1 - k0);
           PackPanel<T>(w + p0 * l + k0 * kEs<T>, l, nr, kc, b.panel);

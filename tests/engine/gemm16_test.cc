@@ -264,6 +264,23 @@ TEST_F(Gemm16Test, ARowsResultDoesNotDependOnItsBatch) {
   }
 }
 
+// Blocks of many weight rows (larger m cuts few, large chunks when k fits one outer block, and
+// chunks of the most rows the scratch holds otherwise).
+TEST_F(Gemm16Test, LargeBlocksOfRows) {
+  ThreadPool pool(2);
+  LinearScratch scratch;
+  std::mt19937 rng(6);
+  for (CpuIsa isa : Paths()) {
+    ASSERT_TRUE(SetGemm16Isa(isa));
+    for (const auto& [n, k] : {std::pair<int64_t, int64_t>{4000, 40}, {1700, 2100}}) {
+      Problem pr(11, k, {{WType::kBF16, n - 100}, {WType::kF16, 100}}, 1.f, rng);
+      const std::vector<float> got = pr.Run(&pool, &scratch), want = Documented(pr);
+      EXPECT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * 4))
+          << CpuIsaName(isa) << " n=" << n << " k=" << k;
+    }
+  }
+}
+
 // The last weight row ends right before an unmapped page: no path reads past it (k tails, row
 // tails, every m regime).
 TEST_F(Gemm16Test, NeverReadsPastTheWeights) {
