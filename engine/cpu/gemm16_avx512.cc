@@ -137,9 +137,13 @@ void Direct(const uint8_t* w, int64_t l, int64_t nrows, int64_t k, const float* 
     for (int i = 0; i < MR; ++i) acc[g][i] = _mm512_setzero_ps();
   }
   int64_t rows_bytes[G][4];  // valid bytes per row for masked loads (partial quads, k tail)
-  const int64_t kb = kBlockK<T>;
+  const int64_t kb = kBlockK<T>, row_bytes = k * kEs<T>;
   int64_t kk = 0;
   for (; kk + kb <= k; kk += kb) {
+    // The last kAhead bytes of each row prefetch the start of the same row of the next G quads
+    // (the next call's), so that the stream does not restart cold at every group.
+    const int64_t ahead =
+        kk * kEs<T> + kAhead < row_bytes ? kAhead : 4 * G * l + kAhead - row_bytes;
 #pragma GCC unroll 8
     for (int g = 0; g < G; ++g) {
       const uint8_t* p = w + 4 * g * l + kk * kEs<T>;
@@ -151,7 +155,7 @@ void Direct(const uint8_t* w, int64_t l, int64_t nrows, int64_t k, const float* 
       } else {
 #pragma GCC unroll 4
         for (int j = 0; j < 4; ++j)
-          _mm_prefetch(reinterpret_cast<const char*>(p + j * l + kAhead), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(p + j * l + ahead), _MM_HINT_T0);
         LoadQuad<T, false>(p, l, nullptr, v);
       }
 #pragma GCC unroll 8
@@ -320,6 +324,18 @@ void BlockT(const Block& b) {
         for (int64_t k0 = kx; k0 < kx1; k0 += kKc) {
           const int64_t kc = Min(kKc, kx1 - k0);
           PackPanel<T>(w + p0 * l + k0 * kEs<T>, l, nr, kc, b.panel);
+          // Ask for the next block's weights (same panel, next k; else the next panel) while
+          // the tiles run, so that its packing does not wait for memory.
+          const bool same = k0 + kKc < kx1;
+          const int64_t np0 = same ? p0 : p0 + kPanelRows, nk0 = same ? k0 + kKc : kx;
+          if (np0 < b.rows) {
+            const uint8_t* q = w + np0 * l + nk0 * kEs<T>;
+            const int64_t bytes = Min(kKc, kx1 - nk0) * kEs<T>,
+                          rows = Min(kPanelRows, b.rows - np0);
+            for (int64_t r = 0; r < rows; ++r)
+              for (int64_t c = 0; c < bytes; c += 64)
+                _mm_prefetch(reinterpret_cast<const char*>(q + r * l + c), _MM_HINT_T1);
+          }
           for (int64_t i0 = m0; i0 < m1; i0 += kMr) {
             const int mr = static_cast<int>(Min(kMr, m1 - i0));
             kMicro[mr - 1][nv - 1](b.panel, kc, b.x + i0 * b.ldx + k0, b.ldx,
