@@ -104,9 +104,12 @@ void Direct(const uint8_t* w, int64_t l, int64_t nrows, int64_t k, const float* 
     for (int i = 0; i < MR; ++i) acc[g][i] = _mm256_setzero_ps();
   }
   int64_t bytes[2];
-  const int64_t kb = kBlockK<T>;
+  const int64_t kb = kBlockK<T>, row_bytes = k * kEs<T>;
   int64_t kk = 0;
   for (; kk + kb <= k; kk += kb) {
+    // Near the end of the rows, prefetch the start of the same rows of the next G pairs.
+    const int64_t ahead =
+        kk * kEs<T> + kAhead < row_bytes ? kAhead : 2 * G * l + kAhead - row_bytes;
 #pragma GCC unroll 8
     for (int g = 0; g < G; ++g) {
       const uint8_t* p = w + 2 * g * l + kk * kEs<T>;
@@ -117,8 +120,8 @@ void Direct(const uint8_t* w, int64_t l, int64_t nrows, int64_t k, const float* 
         LoadPair<T, true>(p, l, bytes, v);
       } else {
         if ((kk & 31) == 0) {
-          _mm_prefetch(reinterpret_cast<const char*>(p + kAhead), _MM_HINT_T0);
-          _mm_prefetch(reinterpret_cast<const char*>(p + l + kAhead), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(p + ahead), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(p + l + ahead), _MM_HINT_T0);
         }
         LoadPair<T, false>(p, l, nullptr, v);
       }
