@@ -77,18 +77,20 @@ bool SetGemm16Isa(CpuIsa isa);
 class LinearScratch {
  public:
   LinearScratch() = default;
-  // Allocates for `num_threads` threads (about 110 KiB each) if it has fewer; LinearParts calls
+  // Allocates for `num_threads` threads (about 400 KiB each) if it has fewer; LinearParts calls
   // it, so the first call allocates and later ones on the same pool do not.
   void Reserve(int num_threads);
-  float* thread_buffer(int thread);
+  float* thread_buffer(int thread);  // for LinearParts
 
  private:
   AlignedBuffer buf_;
   int threads_ = 0;
 };
 
-// See the top of this file. All parts must have cols == k (the length of x's rows) and at least
-// one row in total; x[m, k] with row stride ldx >= k, y[m, n] with ldy >= n. m == 0 does nothing.
+// See the top of this file. Preconditions (not checked: the backend validates shapes at load):
+// every part has cols == parts[0].cols == k, the length of x's rows; x is [m, k] with row stride
+// ldx >= k, y is [m, n] with ldy >= n, n = sum of the parts' rows; x and y do not overlap the
+// weights. m == 0 or n == 0 does nothing; k == 0 sets y = beta * y.
 void LinearParts(ThreadPool* pool, int64_t m, std::span<const WeightView> parts, const float* x,
                  int64_t ldx, float beta, float* y, int64_t ldy, LinearScratch* scratch);
 

@@ -8,9 +8,9 @@
 //   S = (p[0] + p[1]) + (p[2] + p[3])
 //   y[i, j] = S (beta 0), y[i, j] + S (beta 1), fma(beta, y[i, j], S) (otherwise).
 // The four partial sums are the lanes of one 128-bit chunk: a vector holds 4 rows x 4 k (AVX-512)
-// or 2 rows x 4 k (AVX2). Each ISA lives in its own translation unit,
-// compiled for that ISA only; this header is plain C++ so it is safe to include from all of them.
-// Pure functions: a call touches only its block's rows of y and its own panel buffer.
+// or 2 rows x 4 k (AVX2). Each ISA lives in its own translation unit, compiled for that ISA only;
+// this header is plain C++ so that all of them can include it. Pure functions: a call touches
+// only its block's rows of y and its own scratch.
 #pragma once
 
 #include <cstdint>
