@@ -8,6 +8,10 @@
 namespace para::cpu {
 namespace {
 
+WType WTypeOf(DType t) {
+  return t == DType::kBF16 ? WType::kBF16 : t == DType::kF16 ? WType::kF16 : WType::kF32;
+}
+
 absl::StatusOr<AlignedBuffer> NormF32(const TensorView& t) {
   AlignedBuffer out(t.numel());
   ConvertToF32(t.dtype, t.data, t.numel(), out.data());
@@ -19,7 +23,7 @@ absl::StatusOr<AlignedBuffer> NormF32(const TensorView& t) {
 absl::StatusOr<WeightView> CpuWeights::Matrix(const TensorView& t, std::optional<DType> dtype,
                                               ThreadPool* pool) {
   const DType want = dtype.value_or(t.dtype);
-  WeightView w{t.data, want, t.shape[0], t.shape[1]};
+  WeightView w{t.data, WTypeOf(want), t.shape[0], t.shape[1]};
   const size_t esize = DTypeSize(want);
   const bool aligned = reinterpret_cast<uintptr_t>(t.data) % DTypeSize(t.dtype) == 0;
   if (want == t.dtype && aligned) return w;  // the mapped checkpoint bytes, as they are
@@ -71,8 +75,11 @@ absl::StatusOr<std::unique_ptr<CpuWeights>> CpuWeights::Build(const Model& model
 }
 
 void ReadRowF32(const WeightView& w, int64_t row, float* out) {
-  const size_t esize = DTypeSize(w.type);
-  ConvertToF32(w.type, static_cast<const uint8_t*>(w.data) + row * w.cols * esize, w.cols, out);
+  const DType t = w.type == WType::kBF16  ? DType::kBF16
+                  : w.type == WType::kF16 ? DType::kF16
+                                          : DType::kF32;
+  ConvertToF32(t, static_cast<const uint8_t*>(w.data) + row * w.cols * WTypeSize(w.type), w.cols,
+               out);
 }
 
 }  // namespace para::cpu

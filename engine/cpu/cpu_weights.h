@@ -11,7 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "engine/aligned_buffer.h"
-#include "engine/cpu/linear_parts.h"
+#include "engine/cpu/gemm16.h"
 #include "engine/model.h"
 #include "engine/thread_pool.h"
 
