@@ -26,7 +26,7 @@ SequenceGroup::SequenceGroup(Engine* engine, std::unique_ptr<Sequence> first)
     beam_scores_ = {0.0};
   } else if (params_.best_of > 1) {
     first->fanout = params_.best_of;
-    first->track_cumulative_logprob = params_.best_of > params_.n;
+    first->track_cumulative_logprob = true;  // choices report it; best_of > n ranks by it
   }
   live_.push_back(std::move(first));
 }

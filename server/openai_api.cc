@@ -86,8 +86,7 @@ absl::StatusOr<CompletionRequest> ParseCompletionRequest(const std::string& body
   absl::StatusOr<json> parsed = ParseBody(body_text, KnownFields());
   if (!parsed.ok()) return parsed.status();
   const json& body = *parsed;
-  for (absl::Status s : {RequireNeutral(body, "n", IsOne), RequireNeutral(body, "best_of", IsOne),
-                         RequireNeutral(body, "suffix", IsEmpty)})
+  for (absl::Status s : {RequireNeutral(body, "suffix", IsEmpty)})
     if (!s.ok()) return s;
   CompletionRequest out;
   v1::GenerateRequest common;

@@ -166,7 +166,7 @@ absl::StatusOr<CompletionRequest> ParseChatRequest(const std::string& body_text,
   absl::StatusOr<json> parsed = ParseBody(body_text, KnownFields());
   if (!parsed.ok()) return parsed.status();
   const json& body = *parsed;
-  for (absl::Status s : {RequireNeutral(body, "n", IsOne), RequireNeutral(body, "tools", IsEmpty),
+  for (absl::Status s : {RequireNeutral(body, "tools", IsEmpty),
                          RequireNeutral(body, "tool_choice", IsNoToolChoice),
                          RequireNeutral(body, "response_format", IsTextFormat)})
     if (!s.ok()) return s;

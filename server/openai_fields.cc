@@ -80,7 +80,6 @@ absl::Status RequireNeutral(const json& body, const char* field, NeutralTest is_
   return Invalid(absl::StrCat("'", field, "' is not supported by this server"));
 }
 
-bool IsOne(const json& v) { return v.is_number_integer() && v.get<int64_t>() == 1; }
 bool IsEmpty(const json& v) {
   return (v.is_object() || v.is_string() || v.is_array()) && v.empty();
 }

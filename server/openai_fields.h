@@ -37,7 +37,6 @@ absl::StatusOr<nlohmann::json> ParseBody(const std::string& text,
 // A field this server does not implement: refused unless absent, null or `is_neutral`.
 using NeutralTest = bool (*)(const nlohmann::json&);
 absl::Status RequireNeutral(const nlohmann::json& body, const char* field, NeutralTest is_neutral);
-bool IsOne(const nlohmann::json& v);
 bool IsEmpty(const nlohmann::json& v);
 
 // What both APIs share, read into `common` (adapter, sampling, stopping, priority) and the

@@ -214,7 +214,7 @@ ERRORS = [
      "max_tokens"),
     ("negative-temperature", ACME, {"model": "tiny-llama", "prompt": "x", "temperature": -1}, 400,
      "temperature"),
-    ("n-2", ACME, {"model": "tiny-llama", "prompt": "x", "n": 2}, 400, "'n'"),
+    ("n-2-greedy", ACME, {"model": "tiny-llama", "prompt": "x", "n": 2}, 400, "need sampling"),
     ("presence-penalty", ACME, {"model": "tiny-llama", "prompt": "x", "presence_penalty": 3.5}, 400,
      "presence_penalty must be in [-2, 2]"),
     ("logprobs-too-many", ACME, {"model": "tiny-llama", "prompt": "x", "logprobs": 50}, 400, "logprobs"),
