@@ -21,9 +21,9 @@
 #include "absl/strings/str_replace.h"
 #include "bench/load/report.h"
 #include "bench/load/workload.h"
+#include "common/flag_spelling.h"
 #include "grpcpp/grpcpp.h"
 #include "para/v1/generation.grpc.pb.h"
-#include "common/flag_spelling.h"
 
 ABSL_FLAG(std::string, target, "127.0.0.1:50051", "para-server gRPC address");
 ABSL_FLAG(int32_t, tenants, 1, "number of tenants (requests spread over them)");
@@ -42,6 +42,12 @@ ABSL_FLAG(std::string, output_len, "128", "output tokens: N or LO:HI (uniform)")
 ABSL_FLAG(std::string, dataset, "",
           "JSONL of {prompt | prompt_ids, max_tokens?} (overrides lengths)");
 ABSL_FLAG(bool, ignore_eos, true, "generate exactly the output length");
+ABSL_FLAG(int32_t, shared_prefix_len, 0,
+          "random prompts start with the same this many tokens (a shared system prompt), then "
+          "--input_len of their own");
+ABSL_FLAG(int32_t, n, 1, "sequences per request (sampled at --temperature, which must be > 0)");
+ABSL_FLAG(int32_t, beam_width, 0, "beam search with this many beams (0 = off); results at the end");
+ABSL_FLAG(double, temperature, 0, "sampling temperature (0 = greedy)");
 ABSL_FLAG(int32_t, num_requests, 100, "measured requests (stop condition)");
 ABSL_FLAG(double, duration, 0, "seconds to send for instead of --num-requests (0 = off)");
 ABSL_FLAG(int32_t, warmup, 0, "requests sent (closed loop) before measuring; not counted");
@@ -165,6 +171,7 @@ class StreamCall final : public grpc::ClientReadReactor<v1::GenerateStreamRespon
 
 v1::GenerateRequest ToRequest(const PlannedRequest& p, const std::string& adapter,
                               bool ignore_eos) {
+  const int32_t n = absl::GetFlag(FLAGS_n), beam = absl::GetFlag(FLAGS_beam_width);
   v1::GenerateRequest r;
   r.set_adapter(adapter);
   if (!p.prompt.empty()) {
@@ -174,7 +181,12 @@ v1::GenerateRequest ToRequest(const PlannedRequest& p, const std::string& adapte
   }
   r.mutable_stopping()->set_max_tokens(p.max_tokens);
   r.mutable_stopping()->set_ignore_eos(ignore_eos);
-  r.mutable_sampling()->set_temperature(0);
+  r.set_n(n);
+  if (beam > 0) {
+    r.mutable_beam()->set_beam_width(beam);
+  } else {
+    r.mutable_sampling()->set_temperature(static_cast<float>(absl::GetFlag(FLAGS_temperature)));
+  }
   return r;
 }
 
@@ -209,6 +221,7 @@ absl::StatusOr<Settings> ReadSettings() {
   w.input_len = *in;
   w.output_len = *out;
   w.seed = absl::GetFlag(FLAGS_seed);
+  w.shared_prefix_len = absl::GetFlag(FLAGS_shared_prefix_len);
   s.key_template = absl::GetFlag(FLAGS_key_template);
   s.adapter_template = absl::GetFlag(FLAGS_adapter_template);
   auto opt = [](double v) { return v < 0 ? std::nullopt : std::optional<double>(v); };

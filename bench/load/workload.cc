@@ -107,8 +107,17 @@ PlannedRequest Workload::Next() {
   } else {
     const int32_t n = draw(options_.input_len);
     std::uniform_int_distribution<int32_t> token(options_.first_token_id, options_.vocab_size - 1);
-    r.prompt_ids.push_back(1);  // BOS
-    for (int32_t i = 1; i < n; ++i) r.prompt_ids.push_back(token(rng_));
+    if (shared_prefix_.empty() && options_.shared_prefix_len > 0) {
+      std::mt19937_64 fixed(options_.seed ^ 0x5AA12Eull);  // the same for every request
+      shared_prefix_.push_back(1);                         // BOS
+      for (int32_t i = 1; i < options_.shared_prefix_len; ++i)
+        shared_prefix_.push_back(token(fixed));
+    }
+    r.prompt_ids = shared_prefix_;
+    if (r.prompt_ids.empty()) r.prompt_ids.push_back(1);  // BOS
+    for (int32_t i = static_cast<int32_t>(r.prompt_ids.size()); i < n + options_.shared_prefix_len;
+         ++i)
+      r.prompt_ids.push_back(token(rng_));
   }
   ++count_;
   return r;

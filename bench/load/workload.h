@@ -49,6 +49,8 @@ struct WorkloadOptions {
   int32_t vocab_size = 32000;
   int32_t first_token_id = 3;  // random prompts avoid the special tokens below this
   uint64_t seed = 0;
+  // Random prompts start with the same this many tokens (a shared system prompt), then their own.
+  int32_t shared_prefix_len = 0;
 };
 
 class Workload {
@@ -62,6 +64,7 @@ class Workload {
   std::vector<DatasetEntry> dataset_;
   std::mt19937_64 rng_;
   std::vector<double> zipf_cdf_;
+  std::vector<int32_t> shared_prefix_;
   int64_t count_ = 0;
 };
 

@@ -144,3 +144,60 @@ def test_default_model_matches_transformers(torch_python, tmp_path):
           f"max |logprob diff| in the top-{TOP} = {worst:.2e}; smallest top-2 gap = {min_gap:.2e}")
     assert not problems, "\n".join(problems[:10])
     assert worst <= TOLERANCE
+
+
+BEAM_SCRIPT = textwrap.dedent(r'''
+    import json, sys
+    import torch, transformers
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    spec = json.load(open(sys.argv[1]))
+    tok = AutoTokenizer.from_pretrained(spec["model"])
+    model = AutoModelForCausalLM.from_pretrained(spec["model"], dtype=torch.float32)
+    model.eval()
+    eos = model.generation_config.eos_token_id
+    eos = set(eos if isinstance(eos, list) else [eos])
+    out = []
+    with torch.no_grad():
+        for conv in spec["conversations"]:
+            ids = tok.apply_chat_template(conv, add_generation_prompt=True, tokenize=True)
+            if hasattr(ids, "keys"):
+                ids = ids["input_ids"]
+            ids = list(ids)
+            gen = model.generate(torch.tensor([ids]), num_beams=spec["beams"],
+                                 num_return_sequences=spec["beams"], max_new_tokens=spec["steps"],
+                                 do_sample=False, early_stopping=False, length_penalty=1.0)
+            seqs = []
+            for row in gen.tolist():
+                g = row[len(ids):]
+                for i, t in enumerate(g):  # up to and with the first end-of-sequence token
+                    if t in eos:
+                        g = g[: i + 1]
+                        break
+                seqs.append(g)
+            out.append(seqs)
+    json.dump(out, open(spec["out"], "w"))
+''')
+
+
+@H.needs_cli
+def test_default_model_beam_search_matches_transformers(torch_python, tmp_path):
+    """Beam search (3 beams, all 3 returned, 16 new tokens, EOS ends hypotheses) on 6 of the
+    conversations equals transformers' generate(num_beams=3, num_return_sequences=3)."""
+    model = default_model.path()
+    convs = CONVERSATIONS[:4] + CONVERSATIONS[-2:]
+    spec = tmp_path / "beam.json"
+    spec.write_text(json.dumps({"model": model, "conversations": convs, "beams": 3, "steps": 16,
+                                "out": str(tmp_path / "hf_beam.json")}))
+    script = tmp_path / "beam.py"
+    script.write_text(BEAM_SCRIPT)
+    p = subprocess.run([torch_python, str(script), str(spec)], capture_output=True, text=True, timeout=1800)
+    assert p.returncode == 0, p.stderr[-3000:]
+    want = json.loads((tmp_path / "hf_beam.json").read_text())
+    requests = tmp_path / "beam.jsonl"
+    requests.write_text("".join(json.dumps({"messages": c, "max_tokens": 16, "beam_width": 3, "n": 3}) + "\n"
+                                for c in convs))
+    ours = H.parse_generate_jsons(H.run([H.PARA_CLI, "generate", "--model", model, "--requests", str(requests),
+                                         "--json"], timeout=1800).stdout)
+    got = [[c["token_ids"] for c in o["choices"]] for o in ours]
+    print(f"\n{len(convs)} conversations x 3 beams: {sum(g == w for g, w in zip(got, want))} identical")
+    assert got == want

@@ -102,7 +102,10 @@ TEST(OpenAiApiTest, RefusesWhatItCannotHonourByName) {
             std::string::npos);
   EXPECT_NE(ParseError(R"({"model": "m", "prompt": "x", "seed": -1})").find("seed"),
             std::string::npos);
-  EXPECT_NE(ParseError(R"({"model": "m", "prompt": "x", "n": 3})").find("'n'"), std::string::npos);
+  EXPECT_NE(ParseError(R"({"model": "m", "prompt": "x", "n": 17})").find("'n'"), std::string::npos);
+  EXPECT_NE(ParseError(R"({"model": "m", "prompt": "x", "n": 0})").find("'n'"), std::string::npos);
+  EXPECT_NE(ParseError(R"({"model": "m", "prompt": "x", "n": 3, "best_of": 2})").find("best_of"),
+            std::string::npos);
   EXPECT_NE(
       ParseError(R"({"model": "m", "prompt": "x", "logit_bias": {"one": 5}})").find("logit_bias"),
       std::string::npos);
