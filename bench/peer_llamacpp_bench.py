@@ -12,9 +12,9 @@ to GGUF F16 and F32 by bench/hf_to_gguf.py (cached next to the model).
 In one run, for --rounds rounds, it measures in short cells, ours and the peer alternating (and
 which goes first alternating between rounds: A B A B | B A B A):
   - para-bench-peaks: read bandwidth and FMA peaks (the best clean pass of the run counts);
-  - llama.cpp, for each build and GGUF type: `llama-bench -p 0 -n TG -r REPS -t 2` (batch 1) and
-    `llama-bench -p 512 -n 0` (pp512), then `llama-batched-bench -npp 64 -ntg N -npl P` for P = 8
-    and 32 (aggregate decode tokens/s of P sequences, each with its own 64-token prompt);
+  - llama.cpp, for each build and GGUF type: --reps times `llama-bench -p 0 -n TG -r 1 -t 2`
+    (batch 1) and `llama-bench -p 512 -n 0 -r 1` (pp512), then `llama-batched-bench -pps -npp 64
+    -ntg N -npl P` for P = 8 and 32 (aggregate decode tokens/s of P sequences at a 64-token context);
   - ours: `para-bench-engine --model DIR --batches 1` then `--batches 8,32` (--prompt-len 64
     --prefill-len 512 --threads 2; + --dtype / --kv-cache-dtype when --our-dtype / --our-kv-dtype
     are given); its 1 x 512 prefill is compared with pp512.
@@ -190,8 +190,9 @@ def measure_peaks(build: pathlib.Path, threads: int) -> dict:
 
 
 def llama_bench(bin_dir: pathlib.Path, gguf: pathlib.Path, a, pp: int, tg: int) -> list:
-    """tokens/s of each repetition of one llama-bench test: pp`pp` (tg = 0) or tg`tg` (pp = 0)."""
-    p = run([bin_dir / "llama-bench", "-m", gguf, "-p", pp, "-n", tg, "-t", a.threads, "-r", a.reps, "-o", "json"])
+    """tokens/s of one llama-bench test (one repetition, after its warm-up): pp`pp` (tg = 0) or
+    tg`tg` (pp = 0)."""
+    p = run([bin_dir / "llama-bench", "-m", gguf, "-p", pp, "-n", tg, "-t", a.threads, "-r", 1, "-o", "json"])
     tests = json.loads(p.stdout)
     if len(tests) != 1:
         sys.exit(f"llama-bench: expected one test, got {len(tests)}")
@@ -199,9 +200,12 @@ def llama_bench(bin_dir: pathlib.Path, gguf: pathlib.Path, a, pp: int, tg: int) 
 
 
 def batched_bench(bin_dir: pathlib.Path, gguf: pathlib.Path, a, npl: int) -> dict:
-    """Aggregate decode tokens/s (S_TG) and prefill tokens/s (S_PP) of `npl` parallel sequences."""
+    """Aggregate decode tokens/s (S_TG) of `npl` parallel sequences. The 64-token prompt is
+    prefilled once and copied to every sequence (-pps; each sequence still has its own KV cells,
+    so decode reads and computes as much as with distinct prompts, and the cell is 2-3 times
+    shorter than with `npl` prompt prefills)."""
     ctx = npl * (a.batched_prompt + a.batched_gen)
-    p = run([bin_dir / "llama-batched-bench", "-m", gguf, "-c", ctx, "-b", 2048, "-ub", 512,
+    p = run([bin_dir / "llama-batched-bench", "-m", gguf, "-c", ctx, "-b", 2048, "-ub", 512, "-pps",
              "-npp", a.batched_prompt, "-ntg", a.batched_gen, "-npl", npl,
              "-t", a.threads, "-tb", a.threads, "--output-format", "jsonl"])
     for line in (p.stdout + "\n" + p.stderr).splitlines():
@@ -397,7 +401,8 @@ def table(result: dict) -> str:
     lines.append(f"{'target (vs ' + peer_label(result['raw']['primary_peer'], primary_build) + ')':<52}"
                  f"{'measured':>10}{'':>3}result")
     for t in s["targets"]:
-        t = {**t, "target": t["target"].replace("512", str(a["prefill_len"]))}
+        if t["key"] == "prefill":
+            t = {**t, "target": t["target"].replace("512", str(a["prefill_len"]))}
         v = "n/a" if t["value"] is None else (f"{t['value']:.3f}x" if t["kind"] == "ratio" else f"{100 * t['value']:.1f}%")
         lines.append(f"{t['target']:<52}{v:>10}{'':>3}{'PASS' if t['pass'] else 'FAIL'}")
     return "\n".join(lines)
@@ -421,7 +426,8 @@ def parse_args(argv=None):
     ap.add_argument("--peers", help="explicit BUILD/TYPE list instead of --builds x --peer-types, the first "
                     "the targets' (e.g. omp/f16,noomp/f16,omp/f32)")
     ap.add_argument("--rounds", type=int, default=2, help="alternations of peer and ours (medians over them)")
-    ap.add_argument("--reps", type=int, default=3, help="llama-bench repetitions per round")
+    ap.add_argument("--reps", type=int, default=3,
+                    help="llama-bench runs (one repetition each) of tg and pp per peer and round")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--prefill-len", type=int, default=512)
     ap.add_argument("--tg", type=int, default=64, help="llama-bench's generated tokens (batch 1)")
@@ -530,14 +536,17 @@ def main(argv=None):
              samples)
 
     def peer_cells(r, kind):
-        for name, bin_dir, gguf in peers:
-            if kind == "batch1":
-                cell(r, name, f"llama.cpp {name} tg{a.tg}", lambda: llama_bench(bin_dir, gguf, a, 0, a.tg),
-                     lambda o: [("decode_1", v) for v in o])
-                cell(r, name, f"llama.cpp {name} pp{a.prefill_len}",
-                     lambda: llama_bench(bin_dir, gguf, a, a.prefill_len, 0), lambda o: [("prefill", v) for v in o])
-            else:
-                for n in a.parallel:
+        if kind == "batch1":
+            # One repetition per cell (short cells are likelier to run undisturbed), the peers in turn.
+            for rep in range(a.reps):
+                for name, bin_dir, gguf in peers:
+                    cell(r, name, f"llama.cpp {name} tg{a.tg} ({rep + 1}/{a.reps})",
+                         lambda: llama_bench(bin_dir, gguf, a, 0, a.tg), lambda o: [("decode_1", v) for v in o])
+                    cell(r, name, f"llama.cpp {name} pp{a.prefill_len} ({rep + 1}/{a.reps})",
+                         lambda: llama_bench(bin_dir, gguf, a, a.prefill_len, 0), lambda o: [("prefill", v) for v in o])
+        else:
+            for n in a.parallel:
+                for name, bin_dir, gguf in peers:
                     cell(r, name, f"llama.cpp {name} {n} sequences", lambda: batched_bench(bin_dir, gguf, a, n),
                          lambda o, n=n: [(f"decode_{n}", o["decode"])])
 
