@@ -2,13 +2,14 @@
 """Our server vs llama.cpp (through llama-cpp-python from PyPI) on the same model and workload.
 
 The script installs its peer itself, into a virtual environment (nothing of it is committed):
-llama-cpp-python, built from its source distribution with pip, and the `gguf` package. It then
-converts the model directory to GGUF (F32, written here with `gguf`'s writer: HF LLaMA tensors
-with q/k rows reordered for GGML's rotary layout, and a vocabulary of placeholder tokens, since
-both sides are fed token ids). The workload is sequential requests of --input-len random prompt
-tokens and exactly --output-len greedy output tokens, on 2 threads. It prints TTFT, TPOT, decode
-tokens/s and our/peer ratios. Our side is the real para-server driven by para-bench at
-concurrency 1.
+llama-cpp-python, built from its source distribution with pip. It converts the model directory
+to GGUF F32 with bench/hf_to_gguf.py (shared with bench/peer_llamacpp_bench.py: q/k rows reordered
+for GGML's rotary layout, a vocabulary of placeholder tokens, since both sides are fed token ids;
+it runs here, with the project's pinned `gguf`). The workload is sequential requests of
+--input-len random prompt tokens and exactly --output-len greedy output tokens, on 2 threads. It
+prints TTFT, TPOT, decode tokens/s and our/peer ratios. Our side is the real para-server driven by
+para-bench at concurrency 1. (bench/peer_llamacpp_bench.py compares the engines themselves, with
+llama.cpp's own benchmark tools, at batch 1, 8 and 32.)
 
   bench/peer_llamacpp.py --model /tmp/tinyllama [--requests 4] [--input-len 32] [--output-len 32]
 """
@@ -23,14 +24,16 @@ import tempfile
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-PEER_PACKAGES = ["llama-cpp-python==0.3.16", "gguf==0.17.1", "numpy==2.1.3"]
+sys.path.insert(0, str(ROOT / "bench"))
+import hf_to_gguf  # noqa: E402
+PEER_PACKAGES = ["llama-cpp-python==0.3.16", "numpy==2.1.3"]
 
 
 def venv(path: pathlib.Path) -> pathlib.Path:
     py = path / "bin" / "python"
     if not py.exists():
         subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
-    have = subprocess.run([str(py), "-c", "import llama_cpp, gguf"], capture_output=True).returncode == 0
+    have = subprocess.run([str(py), "-c", "import llama_cpp"], capture_output=True).returncode == 0
     if not have:
         print("installing the peer (llama-cpp-python builds llama.cpp from source: minutes) ...", flush=True)
         env = {**os.environ, "CMAKE_ARGS": "-DGGML_NATIVE=ON -DGGML_OPENMP=ON", "CMAKE_BUILD_PARALLEL_LEVEL": "2"}
@@ -38,58 +41,6 @@ def venv(path: pathlib.Path) -> pathlib.Path:
                         "--no-binary", "llama-cpp-python", *PEER_PACKAGES], check=True, env=env)
     return py
 
-
-# ---- conversion (runs inside the venv, which has numpy and gguf) ------------------------------
-
-CONVERT = r'''
-import json, struct, sys, numpy as np, gguf
-model, out = sys.argv[1], sys.argv[2]
-cfg = json.load(open(f"{model}/config.json"))
-tensors = {}
-import glob
-for path in sorted(glob.glob(f"{model}/*.safetensors")):
-    raw = np.memmap(path, dtype=np.uint8, mode="r")
-    n = struct.unpack("<Q", bytes(raw[:8]))[0]
-    header = json.loads(bytes(raw[8:8 + n]))
-    for name, t in header.items():
-        if name == "__metadata__":
-            continue
-        assert t["dtype"] == "F32", f"{name}: only F32 models are converted here"
-        a, b = t["data_offsets"]
-        tensors[name] = raw[8 + n + a: 8 + n + b].view(np.float32).reshape(t["shape"])
-h, nh = cfg["hidden_size"], cfg["num_attention_heads"]
-nkv = cfg.get("num_key_value_heads", nh)
-hd = cfg.get("head_dim", h // nh)
-def rope_rows(w, heads):  # HF rotates halves; GGML rotates adjacent pairs
-    return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
-w = gguf.GGUFWriter(out, "llama")
-w.add_context_length(cfg["max_position_embeddings"]); w.add_embedding_length(h)
-w.add_block_count(cfg["num_hidden_layers"]); w.add_feed_forward_length(cfg["intermediate_size"])
-w.add_rope_dimension_count(hd); w.add_head_count(nh); w.add_head_count_kv(nkv)
-w.add_key_length(hd); w.add_value_length(hd)
-w.add_layer_norm_rms_eps(cfg.get("rms_norm_eps", 1e-5)); w.add_rope_freq_base(cfg.get("rope_theta", 10000.0))
-w.add_file_type(gguf.LlamaFileType.ALL_F32)
-V = cfg["vocab_size"]
-toks = ["<unk>", "<s>", "</s>"] + [f"<0x{i:02X}>" for i in range(256)]
-toks += [f"\u2581t{i}" for i in range(V - len(toks))]
-types = [2, 3, 3] + [6] * 256 + [1] * (V - 259)
-w.add_tokenizer_model("llama"); w.add_token_list(toks[:V]); w.add_token_scores([0.0] * V)
-w.add_token_types(types[:V]); w.add_bos_token_id(1); w.add_eos_token_id(2); w.add_unk_token_id(0)
-w.add_add_bos_token(False)
-names = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
-         "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
-         "mlp.down_proj": "ffn_down", "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm"}
-w.add_tensor("token_embd.weight", np.asarray(tensors["model.embed_tokens.weight"]))
-w.add_tensor("output_norm.weight", np.asarray(tensors["model.norm.weight"]))
-w.add_tensor("output.weight", np.asarray(tensors.get("lm_head.weight", tensors["model.embed_tokens.weight"])))
-for i in range(cfg["num_hidden_layers"]):
-    for hf, gg in names.items():
-        t = np.asarray(tensors[f"model.layers.{i}.{hf}.weight"])
-        if gg == "attn_q": t = rope_rows(t, nh)
-        if gg == "attn_k": t = rope_rows(t, nkv)
-        w.add_tensor(f"blk.{i}.{gg}.weight", np.ascontiguousarray(t))
-w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
-'''
 
 PEER_RUN = r'''
 import json, sys, time, random, llama_cpp
@@ -145,7 +96,7 @@ def ours(build: pathlib.Path, model: pathlib.Path, n_req: int, n_in: int, n_out:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", type=pathlib.Path, required=True, help="HF LLaMA directory (F32 safetensors)")
+    ap.add_argument("--model", type=pathlib.Path, required=True, help="HF LLaMA directory (F32, F16 or BF16 safetensors)")
     ap.add_argument("--requests", type=int, default=4)
     ap.add_argument("--input-len", type=int, default=32)
     ap.add_argument("--output-len", type=int, default=32)
@@ -153,10 +104,7 @@ def main():
     ap.add_argument("--venv", type=pathlib.Path, default=ROOT / "build" / "peer-venv")
     args = ap.parse_args()
     py = venv(args.venv)
-    gguf_path = args.model / "peer-f32.gguf"
-    if not gguf_path.exists():
-        print(f"converting {args.model} to {gguf_path} ...", flush=True)
-        subprocess.run([str(py), "-c", CONVERT, str(args.model), str(gguf_path)], check=True)
+    gguf_path = hf_to_gguf.ensure(args.model, args.model, "f32", log=lambda m: print(m, flush=True))
     vocab = json.loads((args.model / "config.json").read_text())["vocab_size"]
     print("running llama.cpp (llama-cpp-python) ...", flush=True)
     p = subprocess.run([str(py), "-c", PEER_RUN, str(gguf_path), str(args.requests), str(args.input_len),
