@@ -78,7 +78,7 @@ def prepare(b: dict, shape: str, work: pathlib.Path, tenants: int, model=None) -
 
 
 class Server:
-    def __init__(self, b, model, adapters, tenants_file, work, kv_blocks, max_num_seqs):
+    def __init__(self, b, model, adapters, tenants_file, work, kv_blocks, max_num_seqs, extra=()):
         self.port_file = work / "server.port"
         self.port_file.unlink(missing_ok=True)
         self.log = open(work / "server.log", "w")
@@ -86,7 +86,7 @@ class Server:
             [str(b["para-server"]), "--model", str(model), "--config", str(tenants_file), "--adapter-root",
              str(adapters), "--host", "127.0.0.1", "--port", "0", "--port-file", str(self.port_file),
              "--http-port", "-1", "--kv-cache-blocks", str(kv_blocks), "--max-num-seqs", str(max_num_seqs),
-             "--max-waiting-per-tenant", "100000"],
+             "--max-waiting-per-tenant", "100000", *[str(e) for e in extra]],
             stdout=self.log, stderr=subprocess.STDOUT)
         end = time.monotonic() + 300
         while time.monotonic() < end:
