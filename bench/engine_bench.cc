@@ -26,10 +26,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "bench/bandwidth.h"
+#include "common/status_macros.h"
 #include "engine/aligned_buffer.h"
 #include "engine/cpu/blas.h"
 #include "engine/engine.h"
-#include "common/status_macros.h"
 #include "tools/args.h"
 #include "tools/engine_flags.h"
 #include "tools/tiny_adapter.h"
@@ -215,10 +215,11 @@ absl::Status Run(int argc, char** argv) {
   ASSIGN_OR_RETURN(auto engine, Engine::Create(eo));
   const ModelConfig& c = engine->config();
   std::printf(
-      "model: %s  (%ld layers, hidden %ld, heads %ld/%ld kv, ffn %ld, vocab %ld, %.0f M params, "
-      "F32)\n",
+      "model: %s  (%ld layers, hidden %ld, heads %ld/%ld kv, ffn %ld, vocab %ld, %.0f M params)\n"
+      "device: %s\n",
       eo.model_dir.c_str(), c.num_hidden_layers, c.hidden_size, c.num_attention_heads,
-      c.num_key_value_heads, c.intermediate_size, c.vocab_size, c.NumParameters() / 1e6);
+      c.num_key_value_heads, c.intermediate_size, c.vocab_size, c.NumParameters() / 1e6,
+      engine->device_summary().c_str());
   std::printf("loaded in %.1f s; threads %d; OpenBLAS kernels %s; KV cache %d blocks of %d\n",
               Seconds(t0, Clock::now()), engine->thread_pool().num_threads(), cpu::BlasKernelName(),
               engine->kv_cache().pool().num_blocks(), engine->kv_cache().block_size());
@@ -236,7 +237,9 @@ absl::Status Run(int argc, char** argv) {
   const double bw = MeasureReadBandwidth(engine->thread_pool());
   // Batch-1 decode reads every weight except the embedding table (one row of it) once per token.
   const double bytes_per_token =
-      4.0 * (c.NumParameters() - (c.tie_word_embeddings ? 0 : c.vocab_size * c.hidden_size));
+      static_cast<double>(DTypeSize(engine->weights_dtype())) *
+      static_cast<double>(c.NumParameters() -
+                          (c.tie_word_embeddings ? 0 : c.vocab_size * c.hidden_size));
   const double bound = bw * 1e9 / bytes_per_token;
   std::printf(
       "memory read bandwidth: %.1f GB/s -> batch-1 decode bound %.2f tok/s (%.2f GB of weights per "

@@ -238,7 +238,7 @@ def parse_ours(text: str) -> dict:
             out["prefill"] = float(m.group(2))
         elif m := re.match(r"memory read bandwidth:\s+([\d.]+)", line):
             out["bandwidth_gbs"] = float(m.group(1))
-        elif m := re.match(r"model: .*\(.*, ([A-Za-z0-9]+)\)\s*$", line):
+        elif m := re.match(r"device: .*weights ([a-z0-9]+)", line):
             out["dtype"] = m.group(1)
     if "prefill" not in out or not out["decode"]:
         sys.exit(f"para-bench-engine: unexpected output:\n{text}")

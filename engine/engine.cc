@@ -43,6 +43,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& opti
   e->max_logprobs_ = options.max_logprobs;
   e->max_lora_rank_ = options.max_lora_rank;
   const DType weights = options.dtype.value_or(e->model_->stored_dtype());
+  e->weights_dtype_ = weights;
   KvCacheOptions kv = options.kv_cache;
   kv.dtype = options.kv_cache_dtype.value_or(weights == DType::kF32 ? DType::kF32 : DType::kF16);
   ASSIGN_OR_RETURN(e->cache_, KvCache::Create(c, kv));

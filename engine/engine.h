@@ -115,6 +115,8 @@ class Engine {
   const BackendStats& backend_stats() const { return backend_->stats(); }
   // What the engine runs on, for logs and ModelInfo: e.g. "cpu, weights bf16, KV cache f16".
   const std::string& device_summary() const { return device_summary_; }
+  // The dtype the backend holds and reads the weights in.
+  DType weights_dtype() const { return weights_dtype_; }
 
   // Runs one step: each unfinished sequence processes its uncached tokens (its whole prompt at
   // first, then one token) and samples one new token. Allocates the blocks it needs; fails with
@@ -156,6 +158,7 @@ class Engine {
   std::unique_ptr<Backend> backend_;
   int64_t max_model_len_ = 0;
   std::string device_summary_;
+  DType weights_dtype_ = DType::kF32;
   int32_t max_logprobs_ = 20;
   int64_t max_lora_rank_ = 64;
   int64_t next_id_ = 0;
