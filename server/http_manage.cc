@@ -41,7 +41,7 @@ json AdapterCard(const ServiceState& st, const store::AdapterInfo& a, int64_t cr
           {"object", "model"},
           {"created", created},
           {"owned_by", a.tenant},
-          {"root", a.path},
+          {"root", a.name},  // not its path: tenants see no server paths
           {"parent", st.model_name},
           {"max_model_len", st.engine->max_model_len()},
           {"adapter_type", store::AdapterTypeName(a.type)},
