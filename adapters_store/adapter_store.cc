@@ -448,6 +448,7 @@ int64_t AdapterStore::size() const {
 AdapterStore::Counts AdapterStore::GetCounts() const {
   Counts c;
   c.loads = loads_.load();
+  c.lazy_loads = lazy_loads_.load();
   c.load_failures = load_failures_.load();
   std::lock_guard<std::mutex> lock(mu_);
   for (const auto& [name, e] : entries_) {
@@ -471,10 +472,12 @@ void AdapterStore::Acquire(const std::string& tenant, const std::string& name,
   auto it = entries_.find(name);
   if (it == entries_.end()) {
     absl::Status s = absl::NotFoundError(absl::StrCat("unknown adapter '", name, "'"));
+    const bool kept = kept_.count(name) > 0;
     if (auto k = kept_.find(name); k != kept_.end() && k->second.spec.tenant == tenant)
       s = absl::NotFoundError(
           absl::StrCat("adapter '", name, "' did not load at start: ", k->second.error));
     lock.unlock();
+    if (!kept && AcquireLazily(tenant, name, done)) return;
     return done(s);
   }
   Entry& e = *it->second;

@@ -20,6 +20,9 @@
 //   of the running batch; the scheduler stops admitting other adapters while one waits for room.
 // * Disk reloads re-check confinement; a failed reload fails the requests waiting for it (with
 //   the reason) and the next request tries again.
+// * Lazy loading (options.lazy_dir): Acquire of a name that is not registered loads
+//   <lazy_dir>/<tenant>/<name> when that directory exists, on a pool thread, and the request
+//   waits for it off the engine thread; concurrent first uses of one adapter load it once.
 // Thread-safety: every public method is thread-safe; callbacks run on the store's pool threads.
 // The store borrows the Engine (validation), which must outlive it.
 #pragma once
@@ -33,6 +36,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -54,6 +58,9 @@ struct StoreOptions {
   int64_t device_budget_bytes = int64_t{4} << 30;
   int64_t max_adapter_bytes = int64_t{1} << 30;  // largest adapter_model.safetensors accepted
   int threads = 2;                               // loader threads
+  // Adapters found on first use: a request for an unknown name N from tenant T loads
+  // <lazy_dir>/T/N (which must lie inside adapter_root) and waits for it; empty = off.
+  std::string lazy_dir;
 };
 
 struct LoadSpec {
@@ -134,6 +141,7 @@ class AdapterStore final : public AdapterResidency {
     int64_t bytes[3] = {0, 0, 0};
     int64_t failed_entries = 0;  // manifest entries that did not load (state FAILED)
     int64_t loads = 0, load_failures = 0, evictions = 0;
+    int64_t lazy_loads = 0;  // loads started by a first use (counted in `loads` too)
   };
   Counts GetCounts() const;
 
@@ -149,6 +157,12 @@ class AdapterStore final : public AdapterResidency {
   absl::Status Publish(const LoadSpec& spec, const std::string& dir, std::shared_ptr<Version> v);
   absl::Status CheckOwnerLocked(const LoadSpec& spec) const;
   void Reload(const LoadSpec& spec, const std::shared_ptr<Version>& version);
+  // Lazy loading (lazy_load.cc): starts or joins the load of <lazy_dir>/<tenant>/<name>;
+  // false when there is nothing to load there (the caller answers NOT_FOUND).
+  bool AcquireLazily(const std::string& tenant, const std::string& name,
+                     const std::function<void(absl::StatusOr<Lease>)>& done);
+  void FinishLazyLoad(const std::string& tenant, const std::string& name,
+                      const absl::Status& status);
   bool MakeRoomLocked(int64_t bytes, Tier tier, const Version* keep,
                       const std::function<bool(const Version&)>& busy);
   static bool InFlight(const Version& v);
@@ -172,7 +186,11 @@ class AdapterStore final : public AdapterResidency {
   std::mutex manifest_mu_;  // serialises manifest writes (taken before mu_)
   int64_t host_bytes_ = 0, device_bytes_ = 0;
   int64_t evictions_ = 0;  // guarded by mu_
-  std::atomic<int64_t> loads_{0}, load_failures_{0};
+  std::atomic<int64_t> loads_{0}, load_failures_{0}, lazy_loads_{0};
+  // Requests waiting for a lazy load, by (tenant, name); guarded by mu_.
+  std::map<std::pair<std::string, std::string>,
+           std::vector<std::function<void(const absl::Status&)>>>
+      lazy_waiters_;
   uint64_t clock_ = 0;  // LRU counter
   struct Pool;
   std::unique_ptr<Pool> pool_;

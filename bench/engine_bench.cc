@@ -195,14 +195,30 @@ absl::Status CompareDecode(Engine& e, int b, int prompt, int steps,
   return absl::OkStatus();
 }
 
+// The bench's own flags (the engine's follow them in --help).
+const std::vector<tools::FlagSpec> kBenchFlags = {
+    {"batches", "1,8,32", "1,8,32", "decode batch sizes"},
+    {"prompt-len", "N", "64", "prompt tokens of every decoding sequence"},
+    {"decode-steps", "N", "16", "timed decode steps per batch size"},
+    {"prefill-len", "N", "512", "prompt tokens of the prefill measurement"},
+    {"adapters", "N", "0 = base model only", "distinct adapters per compared decode batch"},
+    {"compare", "LIST", "para,lora-r8-qv,lora-r16-qv,lora-r8-all,lora-r16-all",
+     "adapter variants compared with the base model"},
+    {"adapter-dir", "D", "MODEL-bench-adapters", "where the variants' adapters are written"},
+};
+
+std::string Usage() {
+  return absl::StrCat("usage: para-bench-engine --model DIR [flags]\n",
+                      "(the engine's --kv-cache-bytes defaults to 4294967296 here)\n",
+                      tools::FlagHelp(kBenchFlags), "engine flags:\n",
+                      tools::FlagHelp(tools::kEngineFlagSpecs));
+}
+
 absl::Status Run(int argc, char** argv) {
-  ASSIGN_OR_RETURN(
-      tools::Args a,
-      tools::Args::Parse(
-          argc, argv, 1,
-          tools::Union(tools::kEngineFlags, {"batches", "prompt-len", "decode-steps", "prefill-len",
-                                             "adapters", "compare", "adapter-dir"}),
-          {}));
+  ASSIGN_OR_RETURN(tools::Args a,
+                   tools::Args::Parse(
+                       argc, argv, 1,
+                       tools::Union(tools::kEngineFlags, tools::ValueFlagNames(kBenchFlags)), {}));
   ASSIGN_OR_RETURN(EngineOptions eo, tools::EngineOptionsFromArgs(a));
   ASSIGN_OR_RETURN(std::vector<int32_t> batches,
                    tools::ParseIdList(a.GetOr("batches", "1,8,32"), "--batches"));
@@ -260,6 +276,10 @@ absl::Status Run(int argc, char** argv) {
 }  // namespace para::bench
 
 int main(int argc, char** argv) {
+  if (para::tools::WantsHelp(argc, argv, 1)) {
+    std::fputs(para::bench::Usage().c_str(), stdout);
+    return 0;
+  }
   absl::Status s = para::bench::Run(argc, argv);
   if (!s.ok()) {
     std::fprintf(stderr, "para-bench-engine: %s\n", s.ToString().c_str());

@@ -21,6 +21,7 @@
 #include "absl/strings/str_replace.h"
 #include "bench/load/report.h"
 #include "bench/load/workload.h"
+#include "common/flag_help.h"
 #include "common/flag_spelling.h"
 #include "grpcpp/grpcpp.h"
 #include "para/v1/generation.grpc.pb.h"
@@ -338,9 +339,11 @@ int Run() {
 }  // namespace para::bench
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  const char* usage =
       "para-bench --target HOST:PORT [--tenants N --adapter-template para-{i}] "
-      "[--request-rate R | --concurrency C] [--num-requests N | --duration S] [--json out.json]");
+      "[--request-rate R | --concurrency C] [--num-requests N | --duration S] [--json out.json]";
+  if (para::MaybePrintFlagHelp(argc, argv, usage, "bench/para_bench.cc")) return 0;
+  absl::SetProgramUsageMessage(usage);
   std::vector<std::string> storage;
   std::vector<char*> args = para::UnderscoreFlags(argc, argv, &storage);  // --foo-bar too
   absl::ParseCommandLine(static_cast<int>(args.size()), args.data());

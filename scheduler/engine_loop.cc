@@ -333,6 +333,15 @@ void EngineLoop::CollectAdapterNames(LoopSnapshot* s) {
   s->waiting_para.assign(waiting_para.begin(), waiting_para.end());
 }
 
+TimeUs EngineLoop::StalledFor() const {
+  const TimeUs now = clock_->Now();
+  std::lock_guard<std::mutex> lock(mu_);
+  TimeUs since = now;
+  if (iteration_started_) since = std::min(since, *iteration_started_);
+  if (!inbox_.empty()) since = std::min(since, inbox_.front().submitted);
+  return now - since;
+}
+
 LoopSnapshot EngineLoop::Snapshot() const {
   std::lock_guard<std::mutex> lock(mu_);
   LoopSnapshot s = snapshot_;
@@ -356,8 +365,13 @@ void EngineLoop::RunUntilIdle() {
 void EngineLoop::ThreadMain() {
   for (;;) {
     const int64_t steps = stats_.steps;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      iteration_started_ = clock_->Now();
+    }
     const bool work = RunOnce();
     std::unique_lock<std::mutex> lock(mu_);
+    iteration_started_.reset();
     if (stop_) break;
     if (!inbox_.empty() || !cancels_.empty()) continue;
     if (!work) {

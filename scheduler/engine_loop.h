@@ -159,6 +159,10 @@ class EngineLoop {
 
   // Requests submitted and not yet done (any thread).
   int64_t in_flight() const;
+  // How long work has waited for the loop's thread to move on (any thread): the age of the
+  // iteration in progress, or of the oldest request not yet taken in, whichever is older; 0 when
+  // the thread is idle or waiting with nothing to do. A stuck engine makes it grow.
+  TimeUs StalledFor() const;
   // The state after the last iteration (any thread).
   LoopSnapshot Snapshot() const;
   const Scheduler& scheduler() const { return scheduler_; }
@@ -208,6 +212,7 @@ class EngineLoop {
   LoopSnapshot snapshot_;
   int64_t in_flight_ = 0;
   bool stop_ = false;
+  std::optional<TimeUs> iteration_started_;  // the thread is inside RunOnce since then
   std::thread thread_;
 };
 

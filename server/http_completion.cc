@@ -69,8 +69,8 @@ void HttpSession::StartCompletion(const Request& req, openai::Api api) {
         "an admin key is for the Admin API; generate with a tenant's key");
   absl::StatusOr<openai::CompletionRequest> parsed =
       !status.ok()                ? absl::StatusOr<openai::CompletionRequest>(status)
-      : api == openai::Api::kChat ? openai::ParseChatRequest(req.body(), st.model_name)
-                                  : openai::ParseCompletionRequest(req.body(), st.model_name);
+      : api == openai::Api::kChat ? openai::ParseChatRequest(req.body(), st.model_names)
+                                  : openai::ParseCompletionRequest(req.body(), st.model_names);
   const Model& model = st.engine->model();
   if (parsed.ok() && parsed->echo && model.tokenizer() == nullptr)
     parsed = absl::FailedPreconditionError(

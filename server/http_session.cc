@@ -166,7 +166,17 @@ void HttpSession::Route(const Request& req) {
             {{"Allow", methods}});
   };
   const bool get = verb == http::verb::get || verb == http::verb::head;
-  if (path == "/healthz") return get ? Respond(200, "text/plain", "ok\n") : allow("GET, HEAD");
+  const bool post = verb == http::verb::post;
+  if (path == "/healthz") return get ? ServeLiveness() : allow("GET, HEAD");
+  if (path == "/health") return get ? ServeHealth() : allow("GET, HEAD");
+  if (path == "/ping") return get || post ? ServeHealth() : allow("GET, HEAD, POST");
+  if (path == "/version") return get ? ServeVersion() : allow("GET, HEAD");
+  if (path == "/tokenize") return post ? ServeTokenize(req) : allow("POST");
+  if (path == "/detokenize") return post ? ServeDetokenize(req) : allow("POST");
+  if (path == "/v1/load_lora_adapter") return post ? LoadAdapter(req) : allow("POST");
+  if (path == "/v1/unload_lora_adapter") return post ? UnloadAdapter(req) : allow("POST");
+  if (path.rfind("/v1/models/", 0) == 0 && path.size() > 11)
+    return get ? ServeModel(req, path.substr(11)) : allow("GET, HEAD");
   if (path == "/readyz") {
     if (!get) return allow("GET, HEAD");
     const ServiceState& st = *shared_->state;
@@ -188,36 +198,6 @@ void HttpSession::ServeMetrics() {
   ServerMetrics* m = shared_->state->metrics;
   if (m == nullptr) return RespondError(absl::NotFoundError("metrics are off"));
   Respond(200, "text/plain; version=0.0.4; charset=utf-8", m->Scrape(*shared_->state));
-}
-
-void HttpSession::ServeModels(const Request& req) {
-  ServiceState& st = *shared_->state;
-  absl::StatusOr<Principal> who =
-      st.AdmitKey(std::string(req[http::field::authorization]), /*allow_when_draining=*/true);
-  if (!who.ok()) return RespondError(who.status());
-  const int64_t created = std::chrono::duration_cast<std::chrono::seconds>(
-                              std::chrono::system_clock::now().time_since_epoch())
-                              .count();
-  nlohmann::json data = nlohmann::json::array();
-  data.push_back({{"id", st.model_name},
-                  {"object", "model"},
-                  {"created", created},
-                  {"owned_by", "para-server"},
-                  {"root", st.model_name},
-                  {"parent", nullptr},
-                  {"max_model_len", st.engine->max_model_len()}});
-  for (const store::AdapterInfo& a : st.adapters->List(who->admin ? "" : who->tenant)) {
-    if (a.state == store::State::kFailed) continue;
-    data.push_back({{"id", a.name},
-                    {"object", "model"},
-                    {"created", created},
-                    {"owned_by", a.tenant},
-                    {"root", a.name},
-                    {"parent", st.model_name},
-                    {"adapter_type", store::AdapterTypeName(a.type)},
-                    {"rank", a.rank}});
-  }
-  Respond(200, "application/json", openai::Dump({{"object", "list"}, {"data", data}}));
 }
 
 // ---- Responses ----------------------------------------------------------------------------

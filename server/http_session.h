@@ -80,8 +80,19 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void OnHeader(boost::beast::error_code ec);
   void OnRequest(boost::beast::error_code ec);
   void Route(const Request& req);
-  void ServeModels(const Request& req);
   void ServeMetrics();
+
+  // Management and utility endpoints (http_manage.cc).
+  void ServeHealth();    // /health, /ping: 200 when ready and the engine is not stalled
+  void ServeLiveness();  // /healthz: 200 unless the engine is stalled
+  void ServeVersion();
+  void ServeModels(const Request& req);
+  void ServeModel(const Request& req, const std::string& escaped_id);
+  void ServeTokenize(const Request& req);
+  void ServeDetokenize(const Request& req);
+  absl::Status AdmitAdmin(const Request& req);
+  void LoadAdapter(const Request& req);
+  void UnloadAdapter(const Request& req);
 
   // Plain responses.
   void Respond(int status, const std::string& content_type, std::string body,

@@ -1,10 +1,12 @@
 // para-server: the gRPC front door. Loads the model and the tenants' adapters, runs the engine
-// loop on its own thread, serves para.v1.Generation and para.v1.Admin with grpc.health.v1 and
-// server reflection, and drains on SIGTERM/SIGINT: health turns NOT_SERVING, new requests get
-// UNAVAILABLE, in-flight requests finish (up to --drain_grace_seconds), then it exits 0.
-// Flags may be written with dashes or underscores (--kv-cache-blocks = --kv_cache_blocks).
+// loop on its own thread, serves para.v1.Generation, para.v1.Admin and the TGIS-compatible
+// fmaas.GenerationService with grpc.health.v1 and server reflection, and drains on SIGTERM/SIGINT:
+// health turns NOT_SERVING, new requests get UNAVAILABLE, in-flight requests finish (up to
+// --drain_grace_seconds), then it exits 0. Flags may be written with dashes or underscores
+// (--kv-cache-blocks = --kv_cache_blocks).
 #include <signal.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -12,12 +14,14 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
+#include "common/flag_help.h"
 #include "common/flag_spelling.h"
 #include "common/status_macros.h"
 #include "engine/engine.h"
@@ -31,6 +35,7 @@
 #include "server/metrics.h"
 #include "server/service_state.h"
 #include "server/tenants.h"
+#include "server/tgis_service.h"
 
 ABSL_FLAG(std::string, model, "", "Hugging Face LLaMA model directory (required)");
 ABSL_FLAG(std::string, config, "",
@@ -68,9 +73,13 @@ ABSL_FLAG(int32_t, max_message_bytes, 4 << 20, "largest gRPC message accepted or
 ABSL_FLAG(int64_t, max_prompt_bytes, 1 << 20, "largest prompt text accepted");
 ABSL_FLAG(int32_t, drain_grace_seconds, 30,
           "on SIGTERM, how long in-flight requests may take to finish");
-ABSL_FLAG(
-    std::string, adapter_root, "",
-    "directory every adapter path must resolve inside (default: the --config file's directory)");
+ABSL_FLAG(std::string, adapter_root, "",
+          "directory every adapter path must resolve inside (empty = --adapter-dir if set, else "
+          "the --config file's directory)");
+ABSL_FLAG(std::string, adapter_dir, "",
+          "adapters loaded on first use: a request from tenant T for an adapter N that is not "
+          "loaded loads DIR/T/N (inside --adapter_root, which defaults to this directory when "
+          "set); empty = off");
 ABSL_FLAG(std::string, adapter_manifest, "",
           "JSON file the adapter registry is saved to after every change and loaded from at start");
 ABSL_FLAG(int64_t, adapter_host_bytes, int64_t{8} << 30,
@@ -91,6 +100,16 @@ ABSL_FLAG(int32_t, http_read_timeout_ms, 10'000,
 ABSL_FLAG(int32_t, http_write_timeout_ms, 60'000,
           "time one HTTP write may take before the client is dropped (and its request cancelled)");
 ABSL_FLAG(int32_t, http_max_connections, 1024, "open HTTP connections at most (503 beyond)");
+ABSL_FLAG(std::vector<std::string>, served_model_name, std::vector<std::string>{},
+          "names of the base model in the APIs, comma-separated; the first is the one reported "
+          "(empty = the --model directory's base name)");
+ABSL_FLAG(int32_t, engine_stall_timeout_ms, 300'000,
+          "/healthz, /health and gRPC health fail while work has waited this long for the engine "
+          "loop to make a step (a stuck engine; 0 = never)");
+ABSL_FLAG(std::string, metrics_compat, "",
+          "also export metrics under another engine's names for routers that read them: vllm "
+          "(vllm:num_requests_waiting, vllm:kv_cache_usage_perc, vllm:lora_requests_info, ...); "
+          "empty = para_ names only");
 ABSL_FLAG(std::string, tls_cert, "", "PEM server certificate chain (enables TLS)");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key for --tls_cert");
 ABSL_FLAG(std::string, tls_client_ca, "",
@@ -165,6 +184,8 @@ HttpOptions HttpOptionsFromFlags() {
 store::StoreOptions StoreOptionsFromFlags() {
   store::StoreOptions o;
   o.adapter_root = absl::GetFlag(FLAGS_adapter_root);
+  o.lazy_dir = absl::GetFlag(FLAGS_adapter_dir);
+  if (o.adapter_root.empty()) o.adapter_root = o.lazy_dir;
   if (o.adapter_root.empty())
     o.adapter_root = std::filesystem::path(absl::GetFlag(FLAGS_config)).parent_path().string();
   if (o.adapter_root.empty()) o.adapter_root = ".";
@@ -173,6 +194,22 @@ store::StoreOptions StoreOptionsFromFlags() {
   o.device_budget_bytes = absl::GetFlag(FLAGS_adapter_device_bytes);
   o.max_adapter_bytes = absl::GetFlag(FLAGS_max_adapter_bytes);
   return o;
+}
+
+// --adapter-dir must be a directory inside the adapter root (every load is confined to it).
+absl::Status CheckLazyDir(const store::StoreOptions& o) {
+  if (o.lazy_dir.empty()) return absl::OkStatus();
+  std::error_code ec;
+  const auto dir = std::filesystem::weakly_canonical(o.lazy_dir, ec);
+  if (ec || !std::filesystem::is_directory(dir))
+    return absl::InvalidArgumentError(
+        absl::StrCat("--adapter-dir ", o.lazy_dir, " is not a directory"));
+  const auto root = std::filesystem::weakly_canonical(o.adapter_root, ec);
+  const auto rel = dir.lexically_relative(root);
+  if (ec || rel.empty() || *rel.begin() == "..")
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--adapter-dir ", o.lazy_dir, " is outside the adapter root ", o.adapter_root));
+  return absl::OkStatus();
 }
 
 // The adapters of the manifest (which the store keeps up to date), then those the tenants file
@@ -190,6 +227,35 @@ absl::Status LoadAdapters(const TenantRegistry& tenants, store::AdapterStore* ad
                                        "': ", info.status().message()));
   }
   return absl::OkStatus();
+}
+
+// --served-model-name's names, else the model directory's base name (trailing slashes ignored,
+// so "models/base/" is "base"; never empty).
+std::vector<std::string> ModelNames() {
+  std::vector<std::string> names;
+  for (const std::string& n : absl::GetFlag(FLAGS_served_model_name))
+    if (!n.empty()) names.push_back(n);
+  if (!names.empty()) return names;
+  std::string dir = absl::GetFlag(FLAGS_model);
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  std::string base = std::filesystem::path(dir).filename().string();
+  return {base.empty() || base == "." || base == ".." ? std::string("base") : base};
+}
+
+// Keeps gRPC health in step with the engine: NOT_SERVING while it is stalled (and while
+// draining, which main sets itself). Runs until `stop`.
+void WatchEngineHealth(const ServiceState* state, grpc::HealthCheckServiceInterface* health,
+                       const std::atomic<bool>* stop) {
+  bool serving = true;
+  while (!stop->load()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (state->draining.load()) return;
+    const bool ok = state->EngineHealth().ok();
+    if (ok == serving) continue;
+    serving = ok;
+    health->SetServingStatus(ok);
+    Log(ok ? "engine moving again; serving" : std::string(state->EngineHealth().message()));
+  }
 }
 
 sched::SchedulerConfig SchedulerConfigFromFlags(const TenantRegistry& tenants) {
@@ -225,11 +291,20 @@ int Run() {
   sched::SystemClock clock;
   state.clock = &clock;
   state.limits.max_prompt_bytes = absl::GetFlag(FLAGS_max_prompt_bytes);
-  state.model_name = std::filesystem::path(absl::GetFlag(FLAGS_model)).filename().string();
-  ServerMetrics metrics({absl::GetFlag(FLAGS_max_num_seqs), absl::GetFlag(FLAGS_max_loras)});
+  state.model_names = ModelNames();
+  state.model_name = state.model_names.front();
+  state.stall_timeout_us = int64_t{absl::GetFlag(FLAGS_engine_stall_timeout_ms)} * 1000;
+  const std::string compat = absl::GetFlag(FLAGS_metrics_compat);
+  if (!compat.empty() && compat != "vllm") {
+    Log(absl::StrCat("--metrics-compat must be vllm or empty, not '", compat, "'"));
+    return 2;
+  }
+  ServerMetrics metrics({absl::GetFlag(FLAGS_max_num_seqs), absl::GetFlag(FLAGS_max_loras),
+                         compat == "vllm", state.model_name});
   state.metrics = &metrics;
   GenerationService generation(&state);
   AdminService admin(&state);
+  TgisService tgis(&state);
   std::unique_ptr<HttpServer> http;
   if (absl::GetFlag(FLAGS_http_port) >= 0) {
     http = std::make_unique<HttpServer>(&state, HttpOptionsFromFlags());
@@ -253,6 +328,7 @@ int Run() {
                            *creds, &port);
   builder.RegisterService(&generation);
   builder.RegisterService(&admin);
+  builder.RegisterService(&tgis);
   builder.SetMaxReceiveMessageSize(absl::GetFlag(FLAGS_max_message_bytes));
   builder.SetMaxSendMessageSize(absl::GetFlag(FLAGS_max_message_bytes));
   // A port another process holds is a start-up error, never silently shared (SO_REUSEPORT would
@@ -288,7 +364,13 @@ int Run() {
     server->Shutdown();
     return 1;
   }
-  store::AdapterStore adapters(engine->get(), StoreOptionsFromFlags());
+  const store::StoreOptions store_options = StoreOptionsFromFlags();
+  if (absl::Status s = CheckLazyDir(store_options); !s.ok()) {
+    Log(s.ToString());
+    server->Shutdown();
+    return 2;
+  }
+  store::AdapterStore adapters(engine->get(), store_options);
   if (absl::Status s = LoadAdapters(**tenants, &adapters); !s.ok()) {
     Log(s.ToString());
     server->Shutdown();
@@ -309,11 +391,15 @@ int Run() {
   Log(absl::StrCat("serving ", (*tenants)->tenants().size(), " tenants and ", adapters.size(),
                    " adapters on port ", port));
 
+  std::atomic<bool> stop_watch{false};
+  std::thread watch(WatchEngineHealth, &state, health, &stop_watch);
   int sig = 0;
   sigwait(&signals, &sig);
   Log(absl::StrCat("signal ", sig, ": draining (up to ", absl::GetFlag(FLAGS_drain_grace_seconds),
                    " s)"));
   state.draining.store(true);
+  stop_watch.store(true);
+  watch.join();
   health->SetServingStatus(false);
   const auto until = std::chrono::steady_clock::now() +
                      std::chrono::seconds(absl::GetFlag(FLAGS_drain_grace_seconds));
@@ -334,8 +420,9 @@ int Run() {
 }  // namespace para::server
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
-      "para-server --model DIR --config tenants.json [--port 50051] [flags]");
+  const char* usage = "para-server --model DIR --config tenants.json [--port 50051] [flags]";
+  if (para::MaybePrintFlagHelp(argc, argv, usage, "server/main.cc")) return 0;
+  absl::SetProgramUsageMessage(usage);
   std::vector<std::string> storage;
   std::vector<char*> args = para::UnderscoreFlags(argc, argv, &storage);  // --foo-bar too
   absl::ParseCommandLine(static_cast<int>(args.size()), args.data());

@@ -126,6 +126,10 @@ ServerMetrics::ServerMetrics(MetricsConfig config)
       adapter_evictions_(Counter(*registry_, "para_adapter_evictions_total",
                                  "Adapters moved to a lower residency tier to make room")
                              .Add({})),
+      adapter_lazy_loads_(Counter(*registry_, "para_adapter_lazy_loads_total",
+                                  "Adapters loaded from --adapter-dir on their first use "
+                                  "(counted in para_adapter_loads_total too)")
+                              .Add({})),
       ttft_(Hist(*registry_, "para_time_to_first_token_seconds",
                  "Time from submission to the first generated token", kTtftBuckets)),
       tpot_(Hist(*registry_, "para_time_per_output_token_seconds",
@@ -165,7 +169,12 @@ ServerMetrics::ServerMetrics(MetricsConfig config)
                        "hold; the value is the Unix time of the update (vllm:lora_requests_info)")),
       adapter_info_(Gauge(*registry_, "para_adapter_requests_info",
                           "As para_lora_requests_info, for adapters of every type (PARA and "
-                          "LoRA)")) {}
+                          "LoRA)")) {
+  if (config_.vllm_compat) {
+    const int32_t max_lora = config_.max_loras > 0 ? config_.max_loras : config_.max_num_seqs;
+    vllm_ = std::make_unique<VllmCompatMetrics>(*registry_, config_.model_name, max_lora);
+  }
+}
 
 void ServerMetrics::OnInterTokenLatency(sched::TimeUs us) { itl_.Observe(Seconds(us)); }
 
@@ -232,6 +241,7 @@ void ServerMetrics::UpdateFromLoop(const sched::LoopSnapshot& s) {
            {"waiting_lora_adapters", absl::StrJoin(waiting, ",")},
            {"max_lora", std::to_string(config_.max_num_seqs)}},
           now);
+  if (vllm_) vllm_->Update(s, now);
 }
 
 void ServerMetrics::UpdateFromStore(const ServiceState& state) {
@@ -251,6 +261,8 @@ void ServerMetrics::UpdateFromStore(const ServiceState& state) {
   seen_loads_ = c.loads;
   seen_load_failures_ = c.load_failures;
   seen_evictions_ = c.evictions;
+  adapter_lazy_loads_.Increment(static_cast<double>(c.lazy_loads - seen_lazy_loads_));
+  seen_lazy_loads_ = c.lazy_loads;
 }
 
 std::string ServerMetrics::Scrape(const ServiceState& state) {

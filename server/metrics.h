@@ -19,6 +19,7 @@
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
 #include "scheduler/engine_loop.h"
+#include "server/metrics_vllm.h"
 
 namespace para::server {
 
@@ -27,7 +28,9 @@ struct ServiceState;
 // What the scrape needs to know about the configuration.
 struct MetricsConfig {
   int32_t max_num_seqs = 256;
-  int32_t max_loras = 0;  // 0 = no limit
+  int32_t max_loras = 0;     // 0 = no limit
+  bool vllm_compat = false;  // also export vLLM's names (metrics_vllm.h)
+  std::string model_name;    // their model_name label
 };
 
 class ServerMetrics final : public sched::LoopListener {
@@ -63,6 +66,7 @@ class ServerMetrics final : public sched::LoopListener {
   prometheus::Counter& adapter_loads_;
   prometheus::Counter& adapter_load_failures_;
   prometheus::Counter& adapter_evictions_;
+  prometheus::Counter& adapter_lazy_loads_;
 
   prometheus::Histogram& ttft_;
   prometheus::Histogram& tpot_;
@@ -83,8 +87,11 @@ class ServerMetrics final : public sched::LoopListener {
   prometheus::Family<prometheus::Gauge>& lora_info_;
   prometheus::Family<prometheus::Gauge>& adapter_info_;
 
+  std::unique_ptr<VllmCompatMetrics> vllm_;  // with --metrics-compat vllm
+
   std::mutex scrape_mu_;  // one scrape at a time: mirrored counters and info series
   int64_t seen_preemptions_ = 0, seen_loads_ = 0, seen_load_failures_ = 0, seen_evictions_ = 0;
+  int64_t seen_lazy_loads_ = 0;
   int64_t seen_prefix_queries_ = 0, seen_prefix_hits_ = 0;
   prometheus::Gauge* lora_info_series_ = nullptr;
   prometheus::Gauge* adapter_info_series_ = nullptr;

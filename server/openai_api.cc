@@ -81,8 +81,8 @@ const std::set<std::string>& KnownFields() {
 
 }  // namespace
 
-absl::StatusOr<CompletionRequest> ParseCompletionRequest(const std::string& body_text,
-                                                         const std::string& base_model) {
+absl::StatusOr<CompletionRequest> ParseCompletionRequest(
+    const std::string& body_text, const std::vector<std::string>& base_names) {
   absl::StatusOr<json> parsed = ParseBody(body_text, KnownFields());
   if (!parsed.ok()) return parsed.status();
   const json& body = *parsed;
@@ -93,7 +93,7 @@ absl::StatusOr<CompletionRequest> ParseCompletionRequest(const std::string& body
   CommonOptions options;
   std::optional<int64_t> logprobs;
   for (absl::Status s :
-       {ParseCommonOptions(body, base_model, nullptr, &options, &common),
+       {ParseCommonOptions(body, base_names, nullptr, &options, &common),
         GetInt(body, "logprobs", 0, kMaxLogprobs, &logprobs), GetBool(body, "echo", &out.echo)})
     if (!s.ok()) return s;
   out.model = options.model;

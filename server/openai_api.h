@@ -36,9 +36,13 @@ inline constexpr int32_t kMaxChoices = 16;  // n, best_of and beam widths
 inline constexpr size_t kMaxPrompts = 64;
 
 // INVALID_ARGUMENT naming the field for anything malformed, unknown or unsupported.
-// `base_model` is the name that means "no adapter".
-absl::StatusOr<CompletionRequest> ParseCompletionRequest(const std::string& body,
-                                                         const std::string& base_model);
+// `base_names` are the names that mean "no adapter" (the base model and its aliases).
+absl::StatusOr<CompletionRequest> ParseCompletionRequest(
+    const std::string& body, const std::vector<std::string>& base_names);
+inline absl::StatusOr<CompletionRequest> ParseCompletionRequest(const std::string& body,
+                                                                const std::string& base_model) {
+  return ParseCompletionRequest(body, std::vector<std::string>{base_model});
+}
 
 // One choice's outcome, as the HTTP front door collects it.
 struct ChoiceResult {

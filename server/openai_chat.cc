@@ -162,13 +162,13 @@ json UsageJson(int64_t prompt_tokens, int64_t completion_tokens) {
 }  // namespace
 
 absl::StatusOr<CompletionRequest> ParseChatRequest(const std::string& body_text,
-                                                   const std::string& base_model) {
+                                                   const std::vector<std::string>& base_names) {
   absl::StatusOr<json> parsed = ParseBody(body_text, KnownFields());
   if (!parsed.ok()) return parsed.status();
   const json& body = *parsed;
-  for (absl::Status s : {RequireNeutral(body, "tools", IsEmpty),
-                         RequireNeutral(body, "tool_choice", IsNoToolChoice),
-                         RequireNeutral(body, "response_format", IsTextFormat)})
+  for (absl::Status s :
+       {RequireNeutral(body, "tools", IsEmpty), RequireNeutral(body, "tool_choice", IsNoToolChoice),
+        RequireNeutral(body, "response_format", IsTextFormat)})
     if (!s.ok()) return s;
   if (auto p = body.find("parallel_tool_calls");
       p != body.end() && !p->is_null() && !p->is_boolean())
@@ -178,7 +178,7 @@ absl::StatusOr<CompletionRequest> ParseChatRequest(const std::string& body_text,
   v1::GenerateRequest r;
   CommonOptions options;
   for (absl::Status s :
-       {ParseCommonOptions(body, base_model, "max_completion_tokens", &options, &r),
+       {ParseCommonOptions(body, base_names, "max_completion_tokens", &options, &r),
         Conversation(body, r.mutable_chat()), Logprobs(body, &out, &r)})
     if (!s.ok()) return s;
   out.model = options.model;

@@ -17,9 +17,13 @@ namespace para::server::openai {
 inline constexpr size_t kMaxChatMessages = 4096;
 
 // INVALID_ARGUMENT naming the field for anything malformed, unknown or unsupported (tools,
-// non-text content parts, n > 1, ...). `base_model` is the name that means "no adapter".
+// non-text content parts, n > 1, ...). `base_names` are the names that mean "no adapter".
 absl::StatusOr<CompletionRequest> ParseChatRequest(const std::string& body,
-                                                   const std::string& base_model);
+                                                   const std::vector<std::string>& base_names);
+inline absl::StatusOr<CompletionRequest> ParseChatRequest(const std::string& body,
+                                                          const std::string& base_model) {
+  return ParseChatRequest(body, std::vector<std::string>{base_model});
+}
 
 // The "logprobs" object of a chat choice: {"content": [{token, logprob, bytes, top_logprobs}]}.
 nlohmann::json ChatLogprobsJson(const Tokenizer* tok, const std::vector<LogprobEntry>& entries);

@@ -1,5 +1,6 @@
 #include "server/openai_fields.h"
 
+#include <algorithm>
 #include <limits>
 
 #include "absl/strings/str_cat.h"
@@ -198,14 +199,15 @@ absl::Status Streaming(const json& body, CommonOptions* out) {
 
 }  // namespace
 
-absl::Status ParseCommonOptions(const json& body, const std::string& base_model,
+absl::Status ParseCommonOptions(const json& body, const std::vector<std::string>& base_names,
                                 const char* max_tokens_alias, CommonOptions* out,
                                 v1::GenerateRequest* common) {
   auto model = body.find("model");
   if (model == body.end() || !model->is_string() || model->get<std::string>().empty())
     return Invalid("'model' is required: the base model's name or one of your adapters' names");
   out->model = model->get<std::string>();
-  if (out->model != base_model) common->set_adapter(out->model);
+  if (std::find(base_names.begin(), base_names.end(), out->model) == base_names.end())
+    common->set_adapter(out->model);
   if (auto u = body.find("user"); u != body.end() && !u->is_null() && !u->is_string())
     return NotA("user", "a string");
   std::optional<int64_t> max_tokens, priority, min_tokens, prompt_logprobs, n;

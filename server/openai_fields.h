@@ -7,6 +7,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "nlohmann/json.hpp"
@@ -52,7 +53,9 @@ struct CommonOptions {
   std::optional<int32_t> prompt_logprobs;  // also set in common's LogprobsOptions
   int32_t n = 1;                           // choices per prompt (also set in common)
 };
-absl::Status ParseCommonOptions(const nlohmann::json& body, const std::string& base_model,
+// `base_names` are the names that mean "no adapter" (the base model and its aliases).
+absl::Status ParseCommonOptions(const nlohmann::json& body,
+                                const std::vector<std::string>& base_names,
                                 const char* max_tokens_alias, CommonOptions* out,
                                 v1::GenerateRequest* common);
 

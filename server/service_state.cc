@@ -90,6 +90,15 @@ void SerializeTo(const google::protobuf::Message& message, grpc::ByteBuffer* out
   grpc::SerializationTraits<google::protobuf::Message>::Serialize(message, out, &own);
 }
 
+absl::Status ServiceState::EngineHealth() const {
+  if (!ready.load() || stall_timeout_us <= 0) return absl::OkStatus();
+  const sched::TimeUs stalled = loop->StalledFor();
+  if (stalled <= stall_timeout_us) return absl::OkStatus();
+  return absl::UnavailableError(absl::StrCat("engine stalled: work has waited ", stalled / 1000,
+                                             " ms for the engine loop (limit ",
+                                             stall_timeout_us / 1000, " ms)"));
+}
+
 std::string ServiceState::NewRequestId(const std::string& requested) {
   if (!requested.empty()) return requested;
   return absl::StrCat("req-", next_request_id.fetch_add(1));

@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -32,7 +33,8 @@ struct ServiceState {
   const sched::Clock* clock = nullptr;
   ServerMetrics* metrics = nullptr;  // null when metrics are off (tests)
   RequestLimits limits;
-  std::string model_name;
+  std::string model_name;                // the base model's name in responses and metrics
+  std::vector<std::string> model_names;  // every name meaning the base model (model_name first)
   std::atomic<bool> ready{false};
   std::atomic<bool> draining{false};
   std::atomic<uint64_t> next_request_id{1};
@@ -47,6 +49,10 @@ struct ServiceState {
   // The call's deadline on the engine loop's clock, if it has one.
   std::optional<sched::TimeUs> DeadlineOf(const grpc::CallbackServerContext* ctx) const;
   std::string NewRequestId(const std::string& requested);
+  // UNAVAILABLE, saying why, when work has waited longer than `stall_timeout_us` for the engine
+  // loop's next iteration (a stuck engine); OK otherwise, and while loading.
+  absl::Status EngineHealth() const;
+  int64_t stall_timeout_us = 0;  // 0 = never stalled
 };
 
 // Resolves the request's adapter through the store (which may first bring its weights back from

@@ -77,6 +77,44 @@ absl::StatusOr<double> Args::Double(const std::string& name, double fallback) co
   return out;
 }
 
+std::string FlagHelp(const std::vector<FlagSpec>& flags) {
+  constexpr size_t kColumn = 30;
+  std::string out;
+  for (const FlagSpec& f : flags) {
+    std::string left = absl::StrCat("  --", f.name);
+    if (f.value != nullptr) absl::StrAppend(&left, " ", f.value);
+    if (left.size() + 1 > kColumn) {
+      absl::StrAppend(&out, left, "\n");
+      left.clear();
+    }
+    left.resize(kColumn, ' ');
+    absl::StrAppend(&out, left, f.help, " (default: ", f.default_value, ")\n");
+  }
+  return out;
+}
+
+std::set<std::string> ValueFlagNames(const std::vector<FlagSpec>& flags) {
+  std::set<std::string> out;
+  for (const FlagSpec& f : flags)
+    if (f.value != nullptr) out.insert(f.name);
+  return out;
+}
+
+std::set<std::string> SwitchNames(const std::vector<FlagSpec>& flags) {
+  std::set<std::string> out;
+  for (const FlagSpec& f : flags)
+    if (f.value == nullptr) out.insert(f.name);
+  return out;
+}
+
+bool WantsHelp(int argc, char** argv, int first) {
+  for (int i = first; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--help" || a == "-h") return true;
+  }
+  return false;
+}
+
 absl::StatusOr<std::vector<int32_t>> ParseIdList(const std::string& text, const std::string& what) {
   std::vector<int32_t> ids;
   for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipWhitespace())) {

@@ -35,6 +35,23 @@ class Args {
   std::vector<std::string> positional_;
 };
 
+// One flag of a tool, as its --help shows it and its parser accepts it: a table of these is the
+// single source of both, so no flag is accepted without being listed with its default.
+struct FlagSpec {
+  const char* name;           // without the leading "--"
+  const char* value;          // the value's placeholder ("N", "DIR"); nullptr for a switch
+  const char* default_value;  // as shown after "default: "
+  const char* help;
+};
+
+// "  --name VALUE   help (default: D)\n" for every flag, aligned.
+std::string FlagHelp(const std::vector<FlagSpec>& flags);
+// The names of the flags that take a value / of the switches.
+std::set<std::string> ValueFlagNames(const std::vector<FlagSpec>& flags);
+std::set<std::string> SwitchNames(const std::vector<FlagSpec>& flags);
+// Whether argv[first..] asks for help (--help or -h).
+bool WantsHelp(int argc, char** argv, int first);
+
 // Parses "1,2,3" into integers.
 absl::StatusOr<std::vector<int32_t>> ParseIdList(const std::string& text, const std::string& what);
 

@@ -1,9 +1,11 @@
 // The engine flags every tool shares (--model, --block-size, --kv-cache-blocks,
-// --kv-cache-bytes, --threads, --max-model-len) and their translation to EngineOptions.
+// --kv-cache-bytes, --threads, --max-model-len, ...) with their help and defaults, and their
+// translation to EngineOptions. Pure; thread-safe.
 #pragma once
 
 #include <set>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "engine/engine.h"
@@ -11,22 +13,21 @@
 
 namespace para::tools {
 
-inline const std::set<std::string> kEngineFlags = {
-    "model",          "block-size", "kv-cache-blocks", "kv-cache-bytes",
-    "kv-cache-dtype", "threads",    "max-model-len",   "max-lora-rank",
-    "device",         "dtype",      "prefix-caching"};
-inline constexpr const char* kEngineFlagsHelp =
-    "  --model DIR             Hugging Face LLaMA model directory (required)\n"
-    "  --block-size N          KV cache positions per block (default 16)\n"
-    "  --kv-cache-blocks N     KV cache size in blocks (default: from --kv-cache-bytes)\n"
-    "  --kv-cache-bytes N      KV cache budget in bytes (default 1073741824)\n"
-    "  --kv-cache-dtype T      auto|f32|f16|bf16 (default auto: f16 for 16-bit weights)\n"
-    "  --dtype T               weights in memory: auto (as stored, memory-mapped)|f32|bf16|f16\n"
-    "  --device D              auto|cpu|cuda (default auto)\n"
-    "  --prefix-caching on|off reuse cached prompt blocks across requests (default off)\n"
-    "  --threads N             compute threads (default: all cores)\n"
-    "  --max-model-len N       context limit (default: max_position_embeddings)\n"
-    "  --max-lora-rank N       largest LoRA rank accepted (default 64)\n";
+inline const std::vector<FlagSpec> kEngineFlagSpecs = {
+    {"model", "DIR", "none; required", "Hugging Face LLaMA model directory"},
+    {"block-size", "N", "16", "KV cache positions per block"},
+    {"kv-cache-blocks", "N", "0 = from --kv-cache-bytes", "KV cache size in blocks"},
+    {"kv-cache-bytes", "N", "1073741824", "KV cache budget in bytes"},
+    {"kv-cache-dtype", "T", "auto: f16 for 16-bit weights, else f32",
+     "KV cache elements: auto|f32|f16|bf16"},
+    {"dtype", "T", "auto: as stored, memory-mapped", "weights in memory: auto|f32|bf16|f16"},
+    {"device", "D", "auto", "compute device: auto|cpu|cuda"},
+    {"prefix-caching", "on|off", "off", "reuse cached prompt blocks across requests"},
+    {"threads", "N", "0 = all cores", "compute threads"},
+    {"max-model-len", "N", "0 = max_position_embeddings", "context limit"},
+    {"max-lora-rank", "N", "64", "largest LoRA rank accepted"},
+};
+inline const std::set<std::string> kEngineFlags = ValueFlagNames(kEngineFlagSpecs);
 
 absl::StatusOr<EngineOptions> EngineOptionsFromArgs(const Args& args);
 

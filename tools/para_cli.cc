@@ -24,68 +24,58 @@ using json = nlohmann::json;
 
 constexpr const char* kUsage =
     "usage: para-cli generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3 | --requests "
-    "FILE.jsonl)\n"
-    "  --max-tokens N          tokens to generate at most (default 16)\n"
-    "  --temperature T         0 = greedy (default: the model's generation_config, else greedy)\n"
-    "  --top-k K --top-p P     nucleus / top-k filtering (default off)\n"
-    "  --seed S                per-request seed: same seed, same tokens, whatever else runs\n"
-    "  --repetition-penalty R  HF-style penalty on prompt and generated tokens (default 1)\n"
-    "  --presence-penalty P --frequency-penalty F\n"
-    "                          OpenAI-style penalties on generated tokens, [-2, 2] (default 0)\n"
-    "  --min-p P               drop tokens below P x the top probability (default 0: off)\n"
-    "  --logit-bias ID=B,...   added to those tokens' logits, B in [-100, 100]\n"
-    "  --min-tokens N          no EOS, stop id or stop string before N tokens (default 0)\n"
-    "  --include-stop-str-in-output   keep the matched stop string in the text\n"
-    "  --no-skip-special-tokens       show special tokens' text (default: skipped)\n"
-    "  --n N --best-of B       N results of B samples (the N most likely; sampling only)\n"
-    "  --beam-width W          beam search (deterministic); --length-penalty L (default 1),\n"
-    "                          --early-stopping heuristic|true|never\n"
-    "  --stop STR              stop string (repeatable); not included in the text\n"
-    "  --stop-token-ids 1,2    stop token ids\n"
-    "  --ignore-eos            do not stop at the model's EOS token\n"
-    "  --logprobs K            chosen-token logprob plus the top K per generated token\n"
-    "  --prompt-logprobs K     the same for every prompt token after the first\n"
-    "  --requests FILE.jsonl   one JSON request per line, all run together in the same batches;\n"
-    "                          the flags above are the defaults for fields a line leaves out\n"
-    "  --adapter DIR           PARA or LoRA (PEFT) adapter for the request(s); a requests line's\n"
-    "                          \"adapter\" overrides it (\"\" = base model), so one batch can\n"
-    "                          mix tenants and adapter types\n"
-    "  --json                  one JSON result per request, in input order\n"
-    "  --max-num-seqs N        sequences per step (default 256)\n"
-    "  --max-batched-tokens N  new tokens per step (default 8192)\n"
-    "  --max-loras N           distinct LoRA adapters per step (default: no limit)\n"
-    "  --tenant NAME           tenant of the request(s) (a requests line's \"tenant\" overrides "
-    "it);\n"
-    "                          tenants share steps fairly (virtual token counters)\n";
+    "FILE.jsonl) [flags]\n";
 
-const std::set<std::string> kValueFlags = {"prompt",
-                                           "prompt-ids",
-                                           "requests",
-                                           "max-tokens",
-                                           "temperature",
-                                           "top-k",
-                                           "top-p",
-                                           "seed",
-                                           "repetition-penalty",
-                                           "presence-penalty",
-                                           "frequency-penalty",
-                                           "min-p",
-                                           "logit-bias",
-                                           "min-tokens",
-                                           "n",
-                                           "best-of",
-                                           "beam-width",
-                                           "length-penalty",
-                                           "early-stopping",
-                                           "stop",
-                                           "stop-token-ids",
-                                           "logprobs",
-                                           "prompt-logprobs",
-                                           "max-num-seqs",
-                                           "max-batched-tokens",
-                                           "adapter",
-                                           "tenant",
-                                           "max-loras"};
+// Every flag of `para-cli generate` but the engine's (which follow them in --help).
+const std::vector<FlagSpec> kGenerateFlags = {
+    {"prompt", "TEXT", "none", "prompt text (one of --prompt, --prompt-ids, --requests)"},
+    {"prompt-ids", "1,2,3", "none", "prompt token ids"},
+    {"requests", "FILE.jsonl", "none",
+     "one JSON request per line, all run together in the same batches; the flags below are the "
+     "defaults for fields a line leaves out"},
+    {"max-tokens", "N", "the model's generation_config max_new_tokens, else 16",
+     "tokens to generate at most"},
+    {"temperature", "T", "the model's generation_config when it samples, else 0", "0 = greedy"},
+    {"top-k", "K", "generation_config when it samples, else 0 = off", "top-k filtering"},
+    {"top-p", "P", "generation_config when it samples, else 1 = off", "nucleus filtering"},
+    {"seed", "S", "none: nondeterministic",
+     "per-request seed: same seed, same tokens, whatever else runs"},
+    {"repetition-penalty", "R", "generation_config, else 1",
+     "HF-style penalty on prompt and generated tokens"},
+    {"presence-penalty", "P", "0", "OpenAI-style penalty on generated tokens, [-2, 2]"},
+    {"frequency-penalty", "F", "0", "OpenAI-style penalty on generated tokens, [-2, 2]"},
+    {"min-p", "P", "0 = off", "drop tokens below P x the top probability"},
+    {"logit-bias", "ID=B,...", "none", "added to those tokens' logits, B in [-100, 100]"},
+    {"min-tokens", "N", "0", "no EOS, stop id or stop string before N tokens"},
+    {"include-stop-str-in-output", nullptr, "off", "keep the matched stop string in the text"},
+    {"no-skip-special-tokens", nullptr, "off: special tokens are skipped",
+     "show special tokens' text"},
+    {"n", "N", "1", "results per request (the N most likely of --best-of; sampling only)"},
+    {"best-of", "B", "--n", "samples per request"},
+    {"beam-width", "W", "0 = off", "beam search (deterministic)"},
+    {"length-penalty", "L", "1", "beam search: length penalty"},
+    {"early-stopping", "heuristic|true|never", "heuristic", "beam search: when to stop"},
+    {"stop", "STR", "none", "stop string (repeatable); not included in the text"},
+    {"stop-token-ids", "1,2", "none", "stop token ids"},
+    {"ignore-eos", nullptr, "off", "do not stop at the model's EOS token"},
+    {"logprobs", "K", "none", "chosen-token logprob plus the top K per generated token"},
+    {"prompt-logprobs", "K", "none", "the same for every prompt token after the first"},
+    {"adapter", "DIR", "none: the base model",
+     "PARA or LoRA (PEFT) adapter for the request(s); a requests line's \"adapter\" overrides it "
+     "(\"\" = base model)"},
+    {"tenant", "NAME", "\"\"",
+     "tenant of the request(s) (a requests line's \"tenant\" overrides it); tenants share steps "
+     "fairly"},
+    {"json", nullptr, "off", "one JSON result per request, in input order"},
+    {"max-num-seqs", "N", "256", "sequences per step"},
+    {"max-batched-tokens", "N", "8192", "new tokens per step"},
+    {"max-loras", "N", "0 = no limit", "distinct LoRA adapters per step"},
+};
+
+std::string Usage() {
+  return absl::StrCat(kUsage, FlagHelp(kGenerateFlags), "engine flags:\n",
+                      FlagHelp(kEngineFlagSpecs));
+}
 
 // "3=1.5,17=-100" -> {(3, 1.5), (17, -100)}.
 absl::StatusOr<std::vector<std::pair<int32_t, float>>> ParseLogitBias(const std::string& text) {
@@ -218,9 +208,9 @@ absl::StatusOr<std::vector<absl::StatusOr<sched::Submission>>> CollectRequests(
 }
 
 absl::Status Generate(int argc, char** argv) {
-  ASSIGN_OR_RETURN(Args a, Args::Parse(argc, argv, 2, Union(kEngineFlags, kValueFlags),
-                                       {"ignore-eos", "json", "include-stop-str-in-output",
-                                        "no-skip-special-tokens"}));
+  ASSIGN_OR_RETURN(Args a,
+                   Args::Parse(argc, argv, 2, Union(kEngineFlags, ValueFlagNames(kGenerateFlags)),
+                               SwitchNames(kGenerateFlags)));
   if (!a.positional().empty())
     return absl::InvalidArgumentError(
         absl::StrCat("unexpected argument '", a.positional()[0], "'"));
@@ -297,11 +287,9 @@ absl::Status Generate(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   using namespace para::tools;
-  if (argc < 2 || std::string(argv[1]) != "generate") {
-    const bool help =
-        argc >= 2 && (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h");
-    std::fputs(kUsage, help ? stdout : stderr);
-    std::fputs(kEngineFlagsHelp, help ? stdout : stderr);
+  if (argc < 2 || std::string(argv[1]) != "generate" || WantsHelp(argc, argv, 2)) {
+    const bool help = argc >= 2 && WantsHelp(argc, argv, 1);
+    std::fputs(Usage().c_str(), help ? stdout : stderr);
     return help ? 0 : 2;
   }
   absl::Status s = Generate(argc, argv);
