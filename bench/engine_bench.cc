@@ -6,7 +6,7 @@
 //                     [--prefill-len 512] [--threads N]
 //                     [--adapters N [--compare
 //                     para,lora-r8-qv,lora-r16-qv,lora-r8-all,lora-r16-all]
-//                      [--adapter-dir D]]
+//                      [--adapter-dir D]] [--device auto|cpu|cuda] [--hbm-gbps G]
 //
 // Decode throughput is the batch size over the median step time (forward pass + greedy sampling
 // of every sequence). With --adapters N, each decode batch size b also runs once per --compare
@@ -26,10 +26,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "bench/bandwidth.h"
+#include "common/status_macros.h"
 #include "engine/aligned_buffer.h"
 #include "engine/cpu/blas.h"
+#include "engine/device.h"
 #include "engine/engine.h"
-#include "common/status_macros.h"
 #include "tools/args.h"
 #include "tools/engine_flags.h"
 #include "tools/tiny_adapter.h"
@@ -201,7 +202,7 @@ absl::Status Run(int argc, char** argv) {
       tools::Args::Parse(
           argc, argv, 1,
           tools::Union(tools::kEngineFlags, {"batches", "prompt-len", "decode-steps", "prefill-len",
-                                             "adapters", "compare", "adapter-dir"}),
+                                             "adapters", "compare", "adapter-dir", "hbm-gbps"}),
           {}));
   ASSIGN_OR_RETURN(EngineOptions eo, tools::EngineOptionsFromArgs(a));
   ASSIGN_OR_RETURN(std::vector<int32_t> batches,
@@ -215,8 +216,8 @@ absl::Status Run(int argc, char** argv) {
   ASSIGN_OR_RETURN(auto engine, Engine::Create(eo));
   const ModelConfig& c = engine->config();
   std::printf(
-      "model: %s  (%ld layers, hidden %ld, heads %ld/%ld kv, ffn %ld, vocab %ld, %.0f M params, "
-      "F32)\n",
+      "model: %s  (%ld layers, hidden %ld, heads %ld/%ld kv, ffn %ld, vocab %ld, %.0f M "
+      "params)\n",
       eo.model_dir.c_str(), c.num_hidden_layers, c.hidden_size, c.num_attention_heads,
       c.num_key_value_heads, c.intermediate_size, c.vocab_size, c.NumParameters() / 1e6);
   std::printf("loaded in %.1f s; threads %d; OpenBLAS kernels %s; KV cache %d blocks of %d\n",
@@ -233,15 +234,24 @@ absl::Status Run(int argc, char** argv) {
       variants.push_back(std::move(v));
     }
   }
-  const double bw = MeasureReadBandwidth(engine->thread_pool());
+  // The bound: weight bytes read per batch-1 token over the memory's bandwidth (host memory on
+  // the CPU, measured; on a GPU, --hbm-gbps when given, else a device-to-device copy measured).
+  const bool gpu = engine->device_summary().rfind("cuda", 0) == 0;
+  ASSIGN_OR_RETURN(int64_t hbm_gbps, a.Int("hbm-gbps", 0));
+  const double bw = !gpu ? MeasureReadBandwidth(engine->thread_pool())
+                         : (hbm_gbps > 0 ? static_cast<double>(hbm_gbps) : CudaCopyBandwidthGBps());
+  const double bytes_per_param = gpu ? 2.0 : 4.0;  // BF16 on the device, F32 on the CPU path
   // Batch-1 decode reads every weight except the embedding table (one row of it) once per token.
   const double bytes_per_token =
-      4.0 * (c.NumParameters() - (c.tie_word_embeddings ? 0 : c.vocab_size * c.hidden_size));
+      bytes_per_param *
+      (c.NumParameters() - (c.tie_word_embeddings ? 0 : c.vocab_size * c.hidden_size));
   const double bound = bw * 1e9 / bytes_per_token;
+  std::printf("device: %s\n", engine->device_summary().c_str());
   std::printf(
-      "memory read bandwidth: %.1f GB/s -> batch-1 decode bound %.2f tok/s (%.2f GB of weights per "
+      "memory bandwidth: %.1f GB/s (%s) -> batch-1 decode bound %.2f tok/s (%.2f GB of weights per "
       "token)\n\n",
-      bw, bound, bytes_per_token / 1e9);
+      bw, !gpu ? "host reads, measured" : (hbm_gbps > 0 ? "--hbm-gbps" : "device copy, measured"),
+      bound, bytes_per_token / 1e9);
   std::printf("%-26s %12s %s\n", "phase", "tokens/s", "notes");
   for (int b : batches)
     RETURN_IF_ERROR(CompareDecode(*engine, b, static_cast<int>(prompt), static_cast<int>(steps),
