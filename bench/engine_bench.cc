@@ -6,7 +6,7 @@
 //                     [--prefill-len 512] [--threads N]
 //                     [--adapters N [--compare
 //                     para,lora-r8-qv,lora-r16-qv,lora-r8-all,lora-r16-all]
-//                      [--adapter-dir D]]
+//                      [--adapter-dir D]] [--device auto|cpu|cuda] [--hbm-gbps G]
 //
 // Decode throughput is the batch size over the median step time (forward pass + greedy sampling
 // of every sequence). With --adapters N, each decode batch size b also runs once per --compare
@@ -29,6 +29,7 @@
 #include "common/status_macros.h"
 #include "engine/aligned_buffer.h"
 #include "engine/cpu/blas.h"
+#include "engine/device.h"
 #include "engine/engine.h"
 #include "tools/args.h"
 #include "tools/engine_flags.h"
@@ -205,6 +206,7 @@ const std::vector<tools::FlagSpec> kBenchFlags = {
     {"compare", "LIST", "para,lora-r8-qv,lora-r16-qv,lora-r8-all,lora-r16-all",
      "adapter variants compared with the base model"},
     {"adapter-dir", "D", "MODEL-bench-adapters", "where the variants' adapters are written"},
+    {"hbm-gbps", "N", "0 = measure a device copy", "GPU memory bandwidth for the batch-1 bound"},
 };
 
 std::string Usage() {
@@ -250,17 +252,26 @@ absl::Status Run(int argc, char** argv) {
       variants.push_back(std::move(v));
     }
   }
-  const double bw = MeasureReadBandwidth(engine->thread_pool());
+  // The bound: weight bytes read per batch-1 token over the memory's bandwidth (host memory on
+  // the CPU, measured; on a GPU, --hbm-gbps when given, else a device-to-device copy measured).
+  const bool gpu = engine->device_summary().rfind("cuda", 0) == 0;
+  ASSIGN_OR_RETURN(int64_t hbm_gbps, a.Int("hbm-gbps", 0));
+  const double bw = !gpu ? MeasureReadBandwidth(engine->thread_pool())
+                         : (hbm_gbps > 0 ? static_cast<double>(hbm_gbps) : CudaCopyBandwidthGBps());
+  // BF16 on the device; on the CPU, the weights as held.
+  const double bytes_per_param =
+      gpu ? 2.0 : static_cast<double>(DTypeSize(engine->weights_dtype()));
   // Batch-1 decode reads every weight except the embedding table (one row of it) once per token.
   const double bytes_per_token =
-      static_cast<double>(DTypeSize(engine->weights_dtype())) *
+      bytes_per_param *
       static_cast<double>(c.NumParameters() -
                           (c.tie_word_embeddings ? 0 : c.vocab_size * c.hidden_size));
   const double bound = bw * 1e9 / bytes_per_token;
   std::printf(
-      "memory read bandwidth: %.1f GB/s -> batch-1 decode bound %.2f tok/s (%.2f GB of weights per "
+      "memory bandwidth: %.1f GB/s (%s) -> batch-1 decode bound %.2f tok/s (%.2f GB of weights per "
       "token)\n\n",
-      bw, bound, bytes_per_token / 1e9);
+      bw, !gpu ? "host reads, measured" : (hbm_gbps > 0 ? "--hbm-gbps" : "device copy, measured"),
+      bound, bytes_per_token / 1e9);
   std::printf("%-26s %12s %s\n", "phase", "tokens/s", "notes");
   for (int b : batches)
     RETURN_IF_ERROR(CompareDecode(*engine, b, static_cast<int>(prompt), static_cast<int>(steps),

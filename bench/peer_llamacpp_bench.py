@@ -236,7 +236,7 @@ def parse_ours(text: str) -> dict:
             out["decode"][int(m.group(1))] = float(m.group(2))
         elif m := re.match(r"prefill 1 x\s+(\d+)\s+([\d.]+)", line):
             out["prefill"] = float(m.group(2))
-        elif m := re.match(r"memory read bandwidth:\s+([\d.]+)", line):
+        elif m := re.match(r"memory (?:read )?bandwidth:\s+([\d.]+)", line):
             out["bandwidth_gbs"] = float(m.group(1))
         elif m := re.match(r"device: .*weights ([a-z0-9]+)", line):
             out["dtype"] = m.group(1)

@@ -10,6 +10,7 @@
 #include "common/file_util.h"
 #include "common/status_macros.h"
 #include "engine/cpu/cpu_backend.h"
+#include "engine/device.h"
 #include "nlohmann/json.hpp"
 
 namespace para {
@@ -24,13 +25,14 @@ absl::StatusOr<std::optional<DType>> ParseDTypeChoice(std::string_view text, con
 }
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
-  if (options.device != "auto" && options.device != "cpu") {
-    if (options.device == "cuda")
-      return absl::FailedPreconditionError(
-          "--device cuda: this build has no CUDA backend (use cpu or auto)");
+  if (options.device != "auto" && options.device != "cpu" && options.device != "cuda")
     return absl::InvalidArgumentError(
         absl::StrCat("--device must be auto, cpu or cuda, got '", options.device, "'"));
-  }
+  std::string no_cuda;
+  const bool cuda_present = options.device != "cpu" && CudaDeviceCount(&no_cuda) > 0;
+  if (options.device == "cuda" && !cuda_present)
+    return absl::FailedPreconditionError("--device cuda: " + no_cuda);
+  const bool use_cuda = cuda_present;  // "cuda", or "auto" with a device present
   auto e = std::unique_ptr<Engine>(new Engine());
   e->pool_ = std::make_unique<ThreadPool>(options.num_threads);
   ASSIGN_OR_RETURN(e->model_, Model::Load(options.model_dir));
@@ -47,11 +49,22 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& opti
   KvCacheOptions kv = options.kv_cache;
   kv.dtype = options.kv_cache_dtype.value_or(weights == DType::kF32 ? DType::kF32 : DType::kF16);
   ASSIGN_OR_RETURN(e->cache_, KvCache::Create(c, kv));
-  ASSIGN_OR_RETURN(e->backend_, cpu::CpuBackend::Create(e->model_.get(), e->cache_.get(),
-                                                        options.dtype, e->pool_.get()));
-  e->device_summary_ = absl::StrCat("cpu (", e->pool_->num_threads(), " threads), weights ",
-                                    absl::AsciiStrToLower(DTypeName(weights)), ", KV cache ",
-                                    absl::AsciiStrToLower(DTypeName(kv.dtype)));
+  if (use_cuda) {
+    CudaBackendOptions co;
+    co.max_step_rows = std::min<int64_t>(e->max_model_len_, 4096);
+    co.max_lora_rank = options.max_lora_rank;
+    std::string where;
+    ASSIGN_OR_RETURN(e->backend_, CreateCudaBackend(e->model_.get(), e->cache_.get(), options.dtype,
+                                                    co, e->pool_.get(), &where));
+    e->device_summary_ = absl::StrCat(where, ", weights bf16, KV cache ",
+                                      absl::AsciiStrToLower(DTypeName(kv.dtype)));
+  } else {
+    ASSIGN_OR_RETURN(e->backend_, cpu::CpuBackend::Create(e->model_.get(), e->cache_.get(),
+                                                          options.dtype, e->pool_.get()));
+    e->device_summary_ = absl::StrCat("cpu (", e->pool_->num_threads(), " threads), weights ",
+                                      absl::AsciiStrToLower(DTypeName(weights)), ", KV cache ",
+                                      absl::AsciiStrToLower(DTypeName(kv.dtype)));
+  }
   e->scratch_.resize(e->pool_->num_threads());
   return e;
 }

@@ -2,6 +2,7 @@
 // logits do not depend on what shares its batch or on the block size, sampling with a seed is
 // batch-independent, stop conditions end sequences as documented, and blocks come back.
 #include "engine/engine.h"
+#include "engine/device.h"
 
 #include <gtest/gtest.h>
 
@@ -146,14 +147,13 @@ TEST_P(BatchInvarianceTest, LogitsDoNotDependOnTheRestOfTheBatch) {
   EXPECT_EQ(e->kv_cache().pool().num_free(), e->kv_cache().pool().num_blocks());
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Dtypes, BatchInvarianceTest,
-    ::testing::Values(Numerics{std::nullopt, DType::kF32, "F32"},
-                      Numerics{DType::kBF16, DType::kF32, "Bf16Weights"},
-                      Numerics{DType::kF16, DType::kF32, "F16Weights"},
-                      Numerics{DType::kBF16, DType::kF16, "Bf16WeightsF16Kv"},
-                      Numerics{DType::kF16, DType::kBF16, "F16WeightsBf16Kv"}),
-    [](const auto& info) { return std::string(info.param.name); });
+INSTANTIATE_TEST_SUITE_P(Dtypes, BatchInvarianceTest,
+                         ::testing::Values(Numerics{std::nullopt, DType::kF32, "F32"},
+                                           Numerics{DType::kBF16, DType::kF32, "Bf16Weights"},
+                                           Numerics{DType::kF16, DType::kF32, "F16Weights"},
+                                           Numerics{DType::kBF16, DType::kF16, "Bf16WeightsF16Kv"},
+                                           Numerics{DType::kF16, DType::kBF16, "F16WeightsBf16Kv"}),
+                         [](const auto& info) { return std::string(info.param.name); });
 
 // Runs requests through Engine::Step until all finish; returns the sequences.
 std::vector<std::unique_ptr<Sequence>> RunAll(Engine& e,
@@ -265,6 +265,35 @@ TEST(EngineTest, EosEndsGenerationUnlessIgnored) {
   s = RunAll(*e, {r});
   EXPECT_EQ(s[0]->finish_reason(), FinishReason::kLength);
   EXPECT_EQ(s[0]->num_generated(), 8);
+}
+
+TEST(EngineTest, DeviceChoiceIsCheckedAndReported) {
+  EngineOptions o;
+  o.model_dir = testing::DefaultTinyModelDir();
+  o.kv_cache.num_blocks = 16;
+  o.device = "tpu";
+  auto bad = Engine::Create(o);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("--device must be auto, cpu or cuda, got 'tpu'"),
+            std::string::npos)
+      << bad.status();
+  o.device = "cpu";
+  auto cpu = Engine::Create(o);
+  ASSERT_TRUE(cpu.ok()) << cpu.status();
+  EXPECT_EQ((*cpu)->device_summary().rfind("cpu (", 0), 0u) << (*cpu)->device_summary();
+  std::string why;
+  if (CudaDeviceCount(&why) > 0) GTEST_SKIP() << "a CUDA device is present; auto would pick it";
+  EXPECT_FALSE(why.empty());
+  o.device = "auto";
+  auto automatic = Engine::Create(o);
+  ASSERT_TRUE(automatic.ok()) << automatic.status();
+  EXPECT_EQ((*automatic)->device_summary().rfind("cpu (", 0), 0u);
+  o.device = "cuda";
+  auto cuda = Engine::Create(o);
+  ASSERT_FALSE(cuda.ok());
+  EXPECT_EQ(cuda.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(cuda.status().message(), "--device cuda: " + why);
 }
 
 TEST(EngineTest, ContextLimitEndsWithLength) {

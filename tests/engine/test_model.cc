@@ -126,9 +126,11 @@ std::vector<absl::StatusOr<sched::RequestResult>> RunRequests(
 }
 
 std::unique_ptr<Engine> MakeEngine(const std::string& dir, int32_t num_blocks, int32_t block_size,
-                                   DType kv_dtype, std::optional<DType> weights_dtype) {
+                                   DType kv_dtype, std::optional<DType> weights_dtype,
+                                   const std::string& device) {
   EngineOptions o;
   o.model_dir = dir;
+  o.device = device;
   o.dtype = weights_dtype;
   o.kv_cache_dtype = kv_dtype;
   o.kv_cache.num_blocks = num_blocks;

@@ -20,10 +20,12 @@ const std::string& TinyModelDir(const tools::TinyModelOptions& options);
 const std::string& DefaultTinyModelDir();
 // A fresh temporary directory.
 std::string MakeTempDir(const std::string& prefix);
-// An engine on `dir` with a small KV cache (float32 unless `kv_dtype` says otherwise).
+// An engine on `dir` with a small KV cache (float32 unless `kv_dtype` says otherwise), on the CPU
+// backend unless `device` says otherwise (the CPU suite's tolerances are the CPU's).
 std::unique_ptr<Engine> MakeEngine(const std::string& dir, int32_t num_blocks = 512,
                                    int32_t block_size = 16, DType kv_dtype = DType::kF32,
-                                   std::optional<DType> weights_dtype = std::nullopt);
+                                   std::optional<DType> weights_dtype = std::nullopt,
+                                   const std::string& device = "cpu");
 // n random token ids in [3, vocab).
 std::vector<int32_t> RandomIds(int n, uint64_t seed, int vocab = 512);
 float MaxAbsDiff(const float* a, const float* b, int64_t n);

@@ -24,6 +24,7 @@ std::unique_ptr<Engine> MakeEngine(int32_t blocks, bool prefix_caching) {
   o.kv_cache.block_size = 4;
   o.kv_cache_dtype = DType::kF32;
   o.kv_cache.prefix_caching = prefix_caching;
+  o.device = "cpu";  // the comparisons below are the CPU backend's (bitwise)
   auto e = Engine::Create(o);
   EXPECT_TRUE(e.ok()) << e.status();
   return *std::move(e);
