@@ -297,8 +297,8 @@ absl::StatusOr<sched::Submission> ToSubmission(const v1::GenerateRequest& r, con
   if (absl::Status s = CheckGroup(r, &g); !s.ok()) return s;
   if (r.logprobs().has_top_n()) g.sampling.logprobs = r.logprobs().top_n();
   if (r.logprobs().has_prompt_top_n()) g.sampling.prompt_logprobs = r.logprobs().prompt_top_n();
-  if (absl::Status s = CheckResponseSize(g, limits); !s.ok()) return s;
   if (absl::Status s = engine.ValidateRequest(g); !s.ok()) return s;
+  if (absl::Status s = CheckResponseSize(g, limits); !s.ok()) return s;
   return sub;
 }
 

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+
 namespace para::server {
 namespace {
 
@@ -26,7 +28,7 @@ TEST(PreparePoolTest, TenantsTakeTurnsAndEachKeepsItsOrder) {
       ASSERT_TRUE(pool.Post("a", 1,
                             [&, i] {
                               std::lock_guard<std::mutex> lock(mu);
-                              order.push_back("a" + std::to_string(i));
+                              order.push_back(absl::StrCat("a", i));
                             })
                       .ok());
     ASSERT_TRUE(pool.Post("b", 1,
