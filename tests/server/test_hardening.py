@@ -141,6 +141,12 @@ def word_text(n_bytes, seed=0):
     return "".join(parts)[:n_bytes]
 
 
+def cpu_seconds(pid):
+    """User + system CPU time the process has used so far (for the figures the tests print)."""
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 # ---- 3. an interrupted generation is never a normal stop --------------------------------------
 
 def read_sse(resp):
@@ -206,6 +212,7 @@ def test_a_prompt_that_cannot_fit_is_refused_by_its_bytes_without_tokenizing(ser
             c.generate(text, max_tokens=1)
         assert e.value.code == C.INVALID_ARGUMENT and "refused without tokenizing" in e.value.message
     rss_before = server.rss_kb()
+    cpu_before = cpu_seconds(server.proc.pid)
     threads = [threading.Thread(target=post, args=(server, "/v1/completions",
                                                    {"model": "tiny-llama", "prompt": text, "echo": True},
                                                    h.KEYS["umbrella"])) for _ in range(16)]
@@ -214,7 +221,8 @@ def test_a_prompt_that_cannot_fit_is_refused_by_its_bytes_without_tokenizing(ser
     for t in threads:
         t.join(60)
     grown_mb = (server.rss_kb() - rss_before) / 1024
-    print(f"\nRSS growth after 16 refused 1 MiB prompts: {grown_mb:.1f} MB")
+    print(f"\n16 refused 1 MiB prompts: RSS growth {grown_mb:.1f} MB, server CPU "
+          f"{cpu_seconds(server.proc.pid) - cpu_before:.2f} s")
     assert grown_mb < 100, grown_mb
     with server.client(h.KEYS["umbrella"]) as c:  # and it still serves
         assert len(c.generate(token_ids=[1, 2, 3], max_tokens=2, ignore_eos=True).token_ids) == 2
