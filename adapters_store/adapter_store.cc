@@ -4,7 +4,9 @@
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -26,6 +28,7 @@ struct Version {
   int64_t number = 0;
   AdapterType type = AdapterType::kAuto;
   std::string dir;
+  std::string sha256;  // of adapter_model.safetensors as loaded
   int64_t bytes = 0;
   int64_t rank = 0;
   AdapterRef ref;  // empty while on the disk tier
@@ -76,6 +79,20 @@ absl::StatusOr<std::string> Sha256Hex(const std::string& path) {
 uint64_t AdapterIdOf(const AdapterRef& ref) {
   return reinterpret_cast<uintptr_t>(ref.para ? static_cast<const void*>(ref.para.get())
                                               : static_cast<const void*>(ref.lora.get()));
+}
+
+// An adapter name, quoted, as error messages show it: names come from clients, so a long one is
+// cut (adapter names are at most 128 bytes; anything longer names no adapter).
+std::string Quoted(const std::string& name) {
+  constexpr size_t kMax = 128;
+  if (name.size() <= kMax) return absl::StrCat("'", name, "'");
+  size_t cut = 64;
+  while (cut > 0 && (static_cast<unsigned char>(name[cut]) & 0xC0) == 0x80) --cut;  // UTF-8
+  return absl::StrCat("'", name.substr(0, cut), "...' (", name.size(), " bytes)");
+}
+
+absl::Status UnknownAdapter(const std::string& name) {
+  return absl::NotFoundError(absl::StrCat("unknown adapter ", Quoted(name)));
 }
 
 void TrimHeap() {
@@ -131,19 +148,31 @@ int64_t Lease::version() const { return version_->number; }
 AdapterStore::AdapterStore(const Engine* engine, StoreOptions options)
     : engine_(engine),
       options_(std::move(options)),
-      pool_(std::make_unique<Pool>(options_.threads)) {
+      pool_(std::make_unique<Pool>(options_.threads)),
+      trimmer_(std::make_shared<Trimmer>()) {
+  trimmer_->store = this;
   std::error_code ec;
   root_ =
       options_.adapter_root.empty() ? "" : fs::weakly_canonical(options_.adapter_root, ec).string();
 }
 
-AdapterStore::~AdapterStore() { pool_->pool.join(); }
+AdapterStore::~AdapterStore() {
+  {
+    std::lock_guard<std::mutex> lock(trimmer_->mu);
+    trimmer_->store = nullptr;  // leases that outlive the store trim nothing
+  }
+  pool_->pool.join();
+}
 
 absl::StatusOr<std::string> AdapterStore::ConfinedPath(const std::string& path) const {
   if (root_.empty())
     return absl::FailedPreconditionError(
         "no adapter root is configured; adapters cannot be loaded");
   if (path.empty()) return absl::InvalidArgumentError("adapter path is empty");
+  // The file system would see only the part before it (one directory loaded, another recorded).
+  if (const size_t nul = path.find('\0'); nul != std::string::npos)
+    return absl::InvalidArgumentError(
+        absl::StrCat("adapter path has a NUL byte (at byte ", nul, " of ", path.size(), ")"));
   fs::path p(path);
   if (p.is_relative()) p = fs::path(root_) / p;
   std::error_code ec;
@@ -196,14 +225,14 @@ absl::StatusOr<std::shared_ptr<Version>> AdapterStore::LoadVersion(const LoadSpe
     return absl::InvalidArgumentError(absl::StrCat("adapter '", spec.name, "' weights are ", size,
                                                    " bytes; the limit is ",
                                                    options_.max_adapter_bytes));
-  if (!spec.sha256.empty()) {
-    ASSIGN_OR_RETURN(std::string digest, Sha256Hex(weights.string()));
-    if (digest != spec.sha256)
-      return absl::InvalidArgumentError(
-          absl::StrCat("adapter '", spec.name, "' sha256 is ", digest, ", expected ", spec.sha256));
-  }
+  // The digest is kept: a reload from disk must find the very file that was loaded.
+  ASSIGN_OR_RETURN(std::string digest, Sha256Hex(weights.string()));
+  if (!spec.sha256.empty() && digest != spec.sha256)
+    return absl::InvalidArgumentError(
+        absl::StrCat("adapter '", spec.name, "' sha256 is ", digest, ", expected ", spec.sha256));
   const auto t0 = std::chrono::steady_clock::now();
   auto v = std::make_shared<Version>();
+  v->sha256 = digest;
   v->dir = dir;
   ASSIGN_OR_RETURN(v->ref, engine_->LoadAdapter(dir));
   v->type = v->ref.para ? AdapterType::kPara : AdapterType::kLora;
@@ -234,8 +263,33 @@ Lease AdapterStore::LeaseLocked(Entry& e) {
   lease.version_ = e.current;
   e.current->in_flight.fetch_add(1);
   std::shared_ptr<Version> v = e.current;
-  lease.guard_ = std::shared_ptr<void>(nullptr, [v](void*) { v->in_flight.fetch_sub(1); });
+  lease.guard_ = std::shared_ptr<void>(nullptr, [v, t = trimmer_](void*) {
+    if (v->in_flight.fetch_sub(1) == 1) t->LeaseEnded();
+  });
   return lease;
+}
+
+// The host tier may overrun its budget while the adapters that would make room are in use; the
+// last lease of a version to end brings it back within budget (on a pool thread, not the engine
+// thread that releases leases).
+void AdapterStore::Trimmer::LeaseEnded() {
+  if (!over.load()) return;
+  std::lock_guard<std::mutex> lock(mu);
+  if (store != nullptr) boost::asio::post(store->pool_->pool, [s = store] { s->TrimToBudget(); });
+}
+
+void AdapterStore::TrimToBudget() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!trimmer_->over.load()) return;
+    if (!MakeRoomLocked(0, Tier::kHost, nullptr, InFlight)) return;  // still in use
+    trimmer_->over.store(false);
+  }
+  TrimHeap();
+}
+
+void AdapterStore::MakeHostRoomLocked(int64_t bytes, const Version* keep) {
+  if (!MakeRoomLocked(bytes, Tier::kHost, keep, InFlight)) trimmer_->over.store(true);
 }
 
 // Frees room for `bytes` on `tier` by demoting (device) or dropping (host) least recently used
@@ -300,7 +354,7 @@ absl::Status AdapterStore::Publish(const LoadSpec& spec, const std::string& dir,
       e.retired.push_back(e.current);
     }
     e.last_error.clear();
-    MakeRoomLocked(v->bytes, Tier::kHost, nullptr, InFlight);  // in-flight adapters may overrun it
+    MakeHostRoomLocked(v->bytes, nullptr);  // in-flight adapters may overrun it until they end
     v->tier = Tier::kHost;
     host_bytes_ += v->bytes;
     old = std::move(e.current);
@@ -361,8 +415,7 @@ absl::Status AdapterStore::Unload(const std::string& name) {
     std::unique_lock<std::mutex> lock(mu_);
     auto it = entries_.find(name);
     if (it == entries_.end()) {
-      if (kept_.erase(name) == 0)
-        return absl::NotFoundError(absl::StrCat("unknown adapter '", name, "'"));
+      if (kept_.erase(name) == 0) return UnknownAdapter(name);
       ++manifest_generation_;  // a manifest entry that did not load at start: forget it
       lock.unlock();
       SaveManifest();
@@ -375,7 +428,7 @@ absl::Status AdapterStore::Unload(const std::string& name) {
   }
   SaveManifest();
   const absl::Status unloaded =
-      absl::NotFoundError(absl::StrCat("adapter '", name, "' was unloaded"));
+      absl::NotFoundError(absl::StrCat("adapter ", Quoted(name), " was unloaded"));
   for (auto& w : gone->waiters) w(unloaded);
   gone.reset();
   TrimHeap();
@@ -437,7 +490,7 @@ absl::StatusOr<AdapterInfo> AdapterStore::Get(const std::string& name) const {
   auto it = entries_.find(name);
   if (it != entries_.end()) return InfoLocked(*it->second);
   if (auto k = kept_.find(name); k != kept_.end()) return KeptInfo(k->second);
-  return absl::NotFoundError(absl::StrCat("unknown adapter '", name, "'"));
+  return UnknownAdapter(name);
 }
 
 int64_t AdapterStore::size() const {
@@ -471,20 +524,19 @@ void AdapterStore::Acquire(const std::string& tenant, const std::string& name,
   std::unique_lock<std::mutex> lock(mu_);
   auto it = entries_.find(name);
   if (it == entries_.end()) {
-    absl::Status s = absl::NotFoundError(absl::StrCat("unknown adapter '", name, "'"));
+    absl::Status s = UnknownAdapter(name);
     const bool kept = kept_.count(name) > 0;
     if (auto k = kept_.find(name); k != kept_.end() && k->second.spec.tenant == tenant)
       s = absl::NotFoundError(
-          absl::StrCat("adapter '", name, "' did not load at start: ", k->second.error));
+          absl::StrCat("adapter ", Quoted(name), " did not load at start: ", k->second.error));
     lock.unlock();
     if (!kept && AcquireLazily(tenant, name, done)) return;
     return done(s);
   }
   Entry& e = *it->second;
-  if (e.spec.tenant != tenant) {
+  if (e.spec.tenant != tenant) {  // answered as for a name that does not exist: names stay private
     lock.unlock();
-    return done(absl::PermissionDeniedError(
-        absl::StrCat("adapter '", name, "' does not belong to tenant '", tenant, "'")));
+    return done(UnknownAdapter(name));
   }
   if (e.current->tier != Tier::kDisk) {
     Lease lease = LeaseLocked(e);
@@ -519,12 +571,12 @@ void AdapterStore::Reload(const LoadSpec& spec, const std::shared_ptr<Version>& 
     Entry& e = *it->second;
     e.reloading = false;
     waiters.swap(e.waiters);
-    if (fresh.ok() && (*fresh)->bytes != version->bytes)
+    if (fresh.ok() && ((*fresh)->bytes != version->bytes || (*fresh)->sha256 != version->sha256))
       status =
           absl::FailedPreconditionError("its files changed since it was loaded; load it again");
     e.last_error = status.ok() ? "" : std::string(status.message());
     if (status.ok() && e.current == version && version->tier == Tier::kDisk) {
-      MakeRoomLocked(version->bytes, Tier::kHost, version.get(), InFlight);
+      MakeHostRoomLocked(version->bytes, version.get());
       version->ref = (*fresh)->ref;
       version->tier = Tier::kHost;
       host_bytes_ += version->bytes;
@@ -586,9 +638,22 @@ void AdapterStore::SaveManifest() {
                                {"type", AdapterTypeName(spec->type)},
                                {"sha256", spec->sha256}});
   }
+  // A failed write (disk full, a file size limit) leaves the previous manifest whole: the new
+  // one replaces it only once written. The failure is logged, and the next change tries again.
   const std::string tmp = options_.manifest_path + ".tmp";
-  if (WriteTextFile(tmp, j.dump(2) + "\n").ok())
-    std::rename(tmp.c_str(), options_.manifest_path.c_str());
+  absl::Status written = WriteTextFile(tmp, j.dump(2) + "\n");
+  if (written.ok() && std::rename(tmp.c_str(), options_.manifest_path.c_str()) != 0)
+    written = absl::InternalError(absl::StrCat("cannot rename ", tmp, ": ", std::strerror(errno)));
+  if (written.ok()) return;
+  std::remove(tmp.c_str());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    manifest_saved_ = 0;  // not saved: the next change writes it again
+  }
+  std::fprintf(stderr,
+               "para-server: cannot save the adapter manifest %s (%s); it keeps its previous "
+               "content until the next change is saved\n",
+               options_.manifest_path.c_str(), std::string(written.message()).c_str());
 }
 
 absl::Status AdapterStore::LoadManifest() {

@@ -114,9 +114,10 @@ class AdapterStore final : public AdapterResidency {
   absl::StatusOr<AdapterInfo> Get(const std::string& name) const;
   int64_t size() const;
 
-  // The adapter `name` for `tenant`: NOT_FOUND for unknown names, PERMISSION_DENIED for another
-  // tenant's. When the weights are on disk they are loaded first (on a pool thread); `done` runs
-  // when the lease is ready (possibly at once, on the calling thread).
+  // The adapter `name` for `tenant`: NOT_FOUND for unknown names and for another tenant's (the
+  // same answer, so that a tenant cannot learn which names others use). When the weights are on
+  // disk they are loaded first (on a pool thread); `done` runs when the lease is ready (possibly at
+  // once, on the calling thread).
   void Acquire(const std::string& tenant, const std::string& name,
                std::function<void(absl::StatusOr<Lease>)> done);
 
@@ -165,6 +166,10 @@ class AdapterStore final : public AdapterResidency {
                       const absl::Status& status);
   bool MakeRoomLocked(int64_t bytes, Tier tier, const Version* keep,
                       const std::function<bool(const Version&)>& busy);
+  // MakeRoomLocked on the host tier; when in-flight adapters keep it over budget, the last of
+  // their leases to end trims it (TrimToBudget).
+  void MakeHostRoomLocked(int64_t bytes, const Version* keep);
+  void TrimToBudget();
   static bool InFlight(const Version& v);
   void IndexLocked(const std::shared_ptr<Version>& v);
   void RetireLocked(Version& v);
@@ -194,6 +199,15 @@ class AdapterStore final : public AdapterResidency {
   uint64_t clock_ = 0;  // LRU counter
   struct Pool;
   std::unique_ptr<Pool> pool_;
+  // Shared with the leases: the last lease of a version to end, while the host tier is over its
+  // budget, asks the store (if it still exists) to trim.
+  struct Trimmer {
+    std::mutex mu;
+    AdapterStore* store = nullptr;  // guarded by mu; null once the store is gone
+    std::atomic<bool> over{false};  // the host tier is over budget
+    void LeaseEnded();
+  };
+  std::shared_ptr<Trimmer> trimmer_;
 };
 
 // Parses "auto" / "para" / "lora".

@@ -9,8 +9,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
-#include "engine/safetensors.h"
 #include "common/status_macros.h"
+#include "engine/safetensors.h"
 #include "nlohmann/json.hpp"
 
 namespace para {
@@ -74,6 +74,17 @@ Dims DimsOf(const ModelConfig& c, LoraTarget t) {
   return {0, 0, 0};
 }
 
+// lora_alpha scales the adapter's update (by alpha / r): a negative one inverts it, and a huge
+// one (1e308) turns every weight into infinity. Real adapters use small values (PEFT's default
+// is 8; alpha = 2r for large ranks).
+constexpr double kMaxLoraAlpha = 65536;
+
+bool IsSaneAlpha(const json& v) {
+  if (!v.is_number()) return false;
+  const double a = v.get<double>();
+  return std::isfinite(a) && a > 0 && a <= kMaxLoraAlpha;
+}
+
 bool JsonIsSet(const json& j, const char* key) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return false;
@@ -94,8 +105,9 @@ absl::StatusOr<LoraConfig> ParseConfigJson(const json& j, const std::string& sou
     return Bad(source, absl::StrCat("'r' must be a positive integer, got ", r->dump()));
   c.r = r->get<int64_t>();
   if (auto a = j.find("lora_alpha"); a != j.end() && !a->is_null()) {
-    if (!a->is_number() || !std::isfinite(a->get<double>()))
-      return Bad(source, absl::StrCat("'lora_alpha' must be a number, got ", a->dump()));
+    if (!IsSaneAlpha(*a))
+      return Bad(source, absl::StrCat("'lora_alpha' must be a number in (0, ", kMaxLoraAlpha,
+                                      "], got ", a->dump()));
     c.lora_alpha = a->get<double>();
   }
   c.use_rslora = j.value("use_rslora", false);
@@ -123,8 +135,9 @@ absl::StatusOr<LoraConfig> ParseConfigJson(const json& j, const std::string& sou
   }
   if (auto ap = j.find("alpha_pattern"); ap != j.end() && ap->is_object()) {
     for (const auto& [k, v] : ap->items()) {
-      if (!v.is_number())
-        return Bad(source, absl::StrCat("alpha_pattern['", k, "'] must be a number"));
+      if (!IsSaneAlpha(v))
+        return Bad(source, absl::StrCat("alpha_pattern['", k, "'] must be a number in (0, ",
+                                        kMaxLoraAlpha, "], got ", v.dump()));
       c.alpha_pattern.emplace_back(k, v.get<double>());
     }
   }

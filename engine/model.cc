@@ -42,6 +42,19 @@ DType MostBytes(const ModelTensors& t) {
   return best;
 }
 
+// A NaN or infinity in a weight would be served as NaN log-probs and garbage tokens: the model
+// is refused at load instead, naming the tensor.
+absl::Status CheckAllFinite(const ModelTensors& t) {
+  std::vector<const TensorView*> all = {t.embed, t.final_norm, t.lm_head};
+  for (const LayerTensors& l : t.layers)
+    all.insert(all.end(), {l.attn_norm, l.q, l.k, l.v, l.o, l.ffn_norm, l.gate, l.up, l.down});
+  for (const TensorView* v : all)
+    if (absl::Status s = CheckFinite(*v); !s.ok())
+      return absl::InvalidArgumentError(
+          absl::StrCat("the model's weights are not usable: ", s.message()));
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& dir) {
@@ -73,6 +86,7 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir) {
   if (!c.tie_word_embeddings) {
     ASSIGN_OR_RETURN(t.lm_head, store.Get("lm_head.weight", {c.vocab_size, c.hidden_size}));
   }
+  RETURN_IF_ERROR(CheckAllFinite(t));
   m->stored_dtype_ = MostBytes(t);
   RETURN_IF_ERROR(m->LoadText());
   return m;
@@ -84,6 +98,11 @@ absl::Status Model::LoadText() {
     return absl::InvalidArgumentError(
         absl::StrCat(dir_, ": the tokenizer has ", tokenizer_->vocab_size(),
                      " tokens but config.json's vocab_size is ", config_.vocab_size));
+  if (tokenizer_)
+    for (int32_t id = 0; id < tokenizer_->vocab_size(); ++id)
+      max_token_bytes_ = std::max<int64_t>(
+          {max_token_bytes_, static_cast<int64_t>(tokenizer_->TokenBytes(id).size()),
+           static_cast<int64_t>(tokenizer_->IdToPiece(id).size())});
   ASSIGN_OR_RETURN(chat_, text::ChatFormat::Load(dir_));
   if (chat_ && tokenizer_ && !chat_->eos_token().empty()) {
     const int32_t id = tokenizer_->PieceToId(chat_->eos_token());

@@ -60,6 +60,11 @@ class Model {
   // tokenizer; INVALID_ARGUMENT for a conversation the template refuses.
   absl::StatusOr<std::vector<int32_t>> EncodeChat(const nlohmann::ordered_json& messages,
                                                   const text::ChatOptions& options) const;
+  // The longest text one token stands for, in bytes (its raw bytes or its piece, whichever is
+  // longer; 0 without a tokenizer). A text of more than max_model_len × this × 2 bytes cannot fit
+  // in the context (the 2 allows for normalizers that compose characters), so it is refused
+  // before the (costly) tokenization.
+  int64_t max_token_bytes() const { return max_token_bytes_; }
   // Token ids that end an assistant turn besides the model's EOS ids (the chat template's
   // eos_token when it is a token of its own that config.json does not list as EOS).
   const std::vector<int32_t>& end_of_turn_ids() const { return end_of_turn_ids_; }
@@ -75,6 +80,7 @@ class Model {
   std::unique_ptr<Tokenizer> tokenizer_;
   std::optional<text::ChatFormat> chat_;
   std::vector<int32_t> end_of_turn_ids_;
+  int64_t max_token_bytes_ = 0;
 };
 
 // Loads `dir`/tokenizer.json (Hugging Face tokenizers) or else `dir`/tokenizer.model

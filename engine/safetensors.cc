@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -218,6 +219,56 @@ absl::Status TensorStore::ReadF32(const std::string& name, const std::vector<int
   return absl::OkStatus();
 }
 
+namespace {
+
+// The index of the first element whose exponent bits are all ones (NaN or infinity), or -1.
+template <typename Bits>
+int64_t FirstNonFinite(const unsigned char* data, size_t n, Bits exponent) {
+  constexpr size_t kBlock = 4096;
+  for (size_t start = 0; start < n; start += kBlock) {
+    const size_t end = std::min(n, start + kBlock);
+    bool any = false;
+    for (size_t i = start; i < end; ++i) {  // no early exit: the loop vectorises
+      Bits v;
+      std::memcpy(&v, data + i * sizeof(Bits), sizeof(Bits));
+      any |= (v & exponent) == exponent;
+    }
+    if (!any) continue;
+    for (size_t i = start; i < end; ++i) {
+      Bits v;
+      std::memcpy(&v, data + i * sizeof(Bits), sizeof(Bits));
+      if ((v & exponent) == exponent) return static_cast<int64_t>(i);
+    }
+  }
+  return -1;
+}
+
+}  // namespace
+
+absl::Status CheckFinite(const TensorView& t) {
+  const size_t n = static_cast<size_t>(t.numel());
+  int64_t bad = -1;
+  switch (t.dtype) {
+    case DType::kF32:
+      bad = FirstNonFinite<uint32_t>(t.data, n, 0x7f800000u);
+      break;
+    case DType::kF16:
+      bad = FirstNonFinite<uint16_t>(t.data, n, 0x7c00u);
+      break;
+    case DType::kBF16:
+      bad = FirstNonFinite<uint16_t>(t.data, n, 0x7f80u);
+      break;
+    default:
+      return absl::OkStatus();
+  }
+  if (bad < 0) return absl::OkStatus();
+  float value = 0;
+  ConvertToF32(t.dtype, t.data + static_cast<size_t>(bad) * DTypeSize(t.dtype), 1, &value);
+  return absl::InvalidArgumentError(absl::StrCat("tensor '", t.name, "' in ", *t.file,
+                                                 " has a non-finite value (", value,
+                                                 ") at flat index ", bad));
+}
+
 absl::StatusOr<AlignedBuffer> TensorStore::ReadFiniteF32(const std::string& name,
                                                          const std::vector<int64_t>& shape,
                                                          float scale) const {
@@ -230,6 +281,10 @@ absl::StatusOr<AlignedBuffer> TensorStore::ReadFiniteF32(const std::string& name
                                                      " has a non-finite value (", out.data()[i],
                                                      ") at flat index ", i));
     out.data()[i] *= scale;
+    if (!std::isfinite(out.data()[i]))
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor '", name, "' in ", *t->file, " overflows to infinity at flat index ",
+                       i, " when scaled by ", scale, " (the adapter's lora_alpha / r)"));
   }
   return out;
 }

@@ -34,6 +34,11 @@ struct TensorView {
   std::string ShapeString() const;
 };
 
+// OK when every value of a float tensor (F32/F16/BF16; other dtypes pass) is finite, else
+// INVALID_ARGUMENT naming the tensor, its file and the flat index of the first NaN or infinity.
+// Reads the whole tensor (from the mapped file); scans at memory speed.
+absl::Status CheckFinite(const TensorView& t);
+
 // Largest header accepted (the format allows up to 100 MB).
 inline constexpr uint64_t kMaxSafetensorsHeader = 100ull << 20;
 

@@ -240,6 +240,28 @@ Call* Launch(ServiceState* state, grpc::CallbackServerContext* ctx, const grpc::
   return call;
 }
 
+// Tokenizes `text` into `response` (serialized); the status says why not. A response over the
+// message limit would fail in transport with no reason the caller can act on: it is refused here.
+grpc::Status TokenizeInto(const ServiceState& state, const std::string& text,
+                          grpc::ByteBuffer* response) {
+  absl::StatusOr<std::vector<int32_t>> ids = state.engine->model().EncodePrompt(text);
+  if (!ids.ok()) return ToGrpc(ids.status());
+  v1::TokenizeResponse out;
+  const Tokenizer* tok = state.engine->model().tokenizer();
+  for (int32_t id : *ids) {
+    out.add_ids(id);
+    out.add_pieces(tok->IdToPiece(id));
+  }
+  if (const size_t bytes = out.ByteSizeLong();
+      static_cast<int64_t>(bytes) > state.limits.max_message_bytes)
+    return ToGrpc(absl::ResourceExhaustedError(absl::StrCat(
+        "the text is ", ids->size(), " tokens; their TokenizeResponse would be ", bytes,
+        " bytes, over the server's message limit of ", state.limits.max_message_bytes,
+        " bytes: tokenize the text in smaller parts")));
+  SerializeTo(out, response);
+  return grpc::Status::OK;
+}
+
 }  // namespace
 
 grpc::ServerUnaryReactor* GenerationService::Generate(grpc::CallbackServerContext* ctx,
@@ -268,19 +290,21 @@ grpc::ServerUnaryReactor* GenerationService::Tokenize(grpc::CallbackServerContex
     reactor->Finish(ToGrpc(s));
     return reactor;
   }
-  absl::StatusOr<std::vector<int32_t>> ids = state_->engine->model().EncodePrompt(request.text());
-  if (!ids.ok()) {
-    reactor->Finish(ToGrpc(ids.status()));
+  // A long text is tokenized on the prepare pool, off the threads other tenants' calls need.
+  auto text = std::make_shared<std::string>(std::move(*request.mutable_text()));
+  ServiceState* state = state_;
+  auto work = [state, text, reactor, response] {
+    reactor->Finish(TokenizeInto(*state, *text, response));
+  };
+  if (static_cast<int64_t>(text->size()) <= state_->limits.inline_prompt_bytes ||
+      state_->prepare == nullptr) {
+    work();
     return reactor;
   }
-  v1::TokenizeResponse out;
-  const Tokenizer* tok = state_->engine->model().tokenizer();
-  for (int32_t id : *ids) {
-    out.add_ids(id);
-    out.add_pieces(tok->IdToPiece(id));
-  }
-  SerializeTo(out, response);
-  reactor->Finish(grpc::Status::OK);
+  if (absl::Status posted =
+          state_->prepare->Post(who->tenant, static_cast<int64_t>(text->size()), work);
+      !posted.ok())
+    reactor->Finish(ToGrpc(posted));
   return reactor;
 }
 
@@ -304,6 +328,7 @@ grpc::ServerUnaryReactor* GenerationService::ModelInfo(grpc::CallbackServerConte
   out.set_hidden_size(static_cast<int32_t>(c.hidden_size));
   out.set_device(state_->engine->device_summary());
   for (const store::AdapterInfo& a : state_->adapters->List(who->tenant)) {
+    if (a.state == store::State::kFailed) continue;  // not servable (as /v1/models shows)
     auto* summary = out.add_adapters();
     summary->set_name(a.name);
     summary->set_type(store::AdapterTypeName(a.type));

@@ -44,6 +44,25 @@ int64_t UnixSeconds() {
       .count();
 }
 
+// A generation the server cut short (its shutdown, or a cancel the client did not ask for over
+// this connection) is an error, never a normal end: OpenAI's finish reasons have no "cancelled",
+// and "stop" would make a cut-off text look complete. UNAVAILABLE (503) on shutdown, so that a
+// client retries elsewhere; CANCELLED (499) otherwise.
+absl::Status Interrupted(const sched::DoneEvent& done, bool draining) {
+  const std::vector<sched::RequestResult> one = {done.result};
+  for (const sched::RequestResult& r : done.choices.empty() ? one : done.choices) {
+    if (r.finish_reason != FinishReason::kCancelled) continue;
+    const std::string made = absl::StrCat(r.token_ids.size(), " tokens were generated before");
+    if (draining)
+      return absl::UnavailableError(
+          absl::StrCat("the server shut down before the generation finished (", made,
+                       " it was cancelled); the result is incomplete: retry the request"));
+    return absl::CancelledError(absl::StrCat("the generation was cancelled before it finished (",
+                                             made, " it was cancelled)"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 void HttpSession::PostToken(uint64_t job, size_t index, const sched::TokenEvent& e) {
@@ -100,7 +119,11 @@ void HttpSession::StartCompletion(const Request& req, openai::Api api) {
         c.prompt_text = model.tokenizer()->Decode(c.prompt_ids);
       } else {
         c.prompt_text = r.text();
-        if (auto ids = model.EncodePrompt(r.text()); ids.ok()) c.prompt_ids = *std::move(ids);
+        // (Text that cannot fit is refused untokenized when the generation starts.)
+        const bool fits = CheckTextFits(static_cast<int64_t>(r.text().size()), "", *st.engine).ok();
+        absl::StatusOr<std::vector<int32_t>> ids;
+        if (fits) ids = model.EncodePrompt(r.text());
+        if (fits && ids.ok()) c.prompt_ids = *std::move(ids);
       }
       for (size_t k = 0; k < per; ++k) {
         job->choices[i * per + k] = c;
@@ -178,6 +201,8 @@ void HttpSession::QueueChunk(size_t index, const std::string& text, const nlohma
 void HttpSession::OnDone(uint64_t job, size_t prompt, const sched::DoneEvent& done) {
   if (!job_ || job_->id != job || job_->finished || closed_) return;
   if (!done.status.ok()) return FailJob(done.status);
+  if (absl::Status cut = Interrupted(done, shared_->state->draining.load()); !cut.ok())
+    return FailJob(cut);
   Job& j = *job_;
   const size_t per = static_cast<size_t>(j.request.n);
   for (size_t k = 0; k < per; ++k)

@@ -31,6 +31,11 @@ struct HttpOptions {
   int read_timeout_ms = 10'000;   // to receive one whole request, from its first wait
   int write_timeout_ms = 60'000;  // for one write to a client to complete
   int max_connections = 1024;
+  // What the listener serves: everything (kAll, the default), everything but /metrics (kPublic,
+  // when metrics have a listener of their own), or only /metrics, /healthz and /readyz
+  // (kMetricsOnly: that listener, which needs no key and so belongs on a private network).
+  enum class Routes { kAll, kPublic, kMetricsOnly };
+  Routes routes = Routes::kAll;
 };
 
 class HttpServer {

@@ -86,9 +86,23 @@ void HttpSession::ReadRequest() {
     beast::error_code ignored;
     self->stream_.socket().cancel(ignored);
   });
-  http::async_read_header(
-      stream_, buffer_, *parser_,
-      [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
+  header_bytes_ = 0;
+  ReadHeaderPart();
+}
+
+// Beast's header limit bounds only the bytes not yet parsed (one long line), not the header as a
+// whole: many short lines would pass it. So the header is read part by part here, and the bytes
+// the parser has taken are counted against max_header_bytes.
+void HttpSession::ReadHeaderPart() {
+  http::async_read_some(stream_, buffer_, *parser_,
+                        [self = shared_from_this()](beast::error_code ec, size_t parsed) {
+                          self->header_bytes_ += static_cast<int64_t>(parsed);
+                          if (!ec && self->header_bytes_ > self->shared_->options.max_header_bytes)
+                            ec = http::error::header_limit;
+                          if (!ec && !self->read_timed_out_ && !self->parser_->is_header_done())
+                            return self->ReadHeaderPart();
+                          self->OnHeader(ec);
+                        });
 }
 
 // Maps a failed read to its answer: nothing for a client that left or idled out without
@@ -184,14 +198,25 @@ void HttpSession::Route(const Request& req) {
     if (!st.ready.load()) return Respond(503, "text/plain", "loading\n");
     return Respond(200, "text/plain", "ready\n");
   }
-  if (path == "/metrics") return get ? ServeMetrics() : allow("GET, HEAD");
+  using Routes = HttpOptions::Routes;
+  const Routes routes = shared_->options.routes;
+  if (path == "/metrics") {
+    if (routes == Routes::kPublic)
+      return RespondError(absl::NotFoundError(
+          "no such endpoint: /metrics (this server serves metrics on a listener of its own)"));
+    return get ? ServeMetrics() : allow("GET, HEAD");
+  }
+  if (routes == Routes::kMetricsOnly)
+    return RespondError(absl::NotFoundError(
+        absl::StrCat("no such endpoint: ", path.substr(0, 256),
+                     " (this listener serves only /metrics, /healthz and /readyz)")));
   if (path == "/v1/models") return get ? ServeModels(req) : allow("GET, HEAD");
   if (path == "/v1/completions")
     return verb == http::verb::post ? StartCompletion(req, openai::Api::kCompletions)
                                     : allow("POST");
   if (path == "/v1/chat/completions")
     return verb == http::verb::post ? StartCompletion(req, openai::Api::kChat) : allow("POST");
-  RespondError(absl::NotFoundError(absl::StrCat("no such endpoint: ", path)));
+  RespondError(absl::NotFoundError(absl::StrCat("no such endpoint: ", path.substr(0, 256))));
 }
 
 void HttpSession::ServeMetrics() {

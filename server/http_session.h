@@ -77,6 +77,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
   // Reading and routing.
   void ReadRequest();
+  void ReadHeaderPart();
   void OnHeader(boost::beast::error_code ec);
   void OnRequest(boost::beast::error_code ec);
   void Route(const Request& req);
@@ -134,8 +135,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   bool keep_alive_ = true;
   bool writing_ = false, watching_ = false, resume_after_watch_ = false, closed_ = false;
   bool read_timed_out_ = false;
-  uint64_t read_gen_ = 0;   // a read deadline applies only to the read it was set for
-  uint64_t write_gen_ = 0;  // likewise for a streaming write's deadline
+  int64_t header_bytes_ = 0;  // of the request being read, as parsed so far
+  uint64_t read_gen_ = 0;     // a read deadline applies only to the read it was set for
+  uint64_t write_gen_ = 0;    // likewise for a streaming write's deadline
 };
 
 }  // namespace para::server

@@ -71,6 +71,14 @@ ABSL_FLAG(int32_t, max_waiting_per_tenant, 1000,
           "queued requests per tenant (beyond: RESOURCE_EXHAUSTED)");
 ABSL_FLAG(int32_t, max_message_bytes, 4 << 20, "largest gRPC message accepted or sent");
 ABSL_FLAG(int64_t, max_prompt_bytes, 1 << 20, "largest prompt text accepted");
+ABSL_FLAG(int64_t, max_response_logprobs, 1 << 17,
+          "log-probabilities one response may carry (tokens x (1 + top-n), generated and "
+          "prompt); requests asking for more are refused before they run");
+ABSL_FLAG(int32_t, prepare_threads, 2,
+          "threads that tokenize prompts longer than --inline_prompt_bytes (so that the request "
+          "threads every tenant shares are not held by one tenant's long prompts)");
+ABSL_FLAG(int64_t, inline_prompt_bytes, 16 << 10,
+          "prompts up to this long are tokenized at once on the request thread");
 ABSL_FLAG(int32_t, drain_grace_seconds, 30,
           "on SIGTERM, how long in-flight requests may take to finish");
 ABSL_FLAG(std::string, adapter_root, "",
@@ -91,6 +99,13 @@ ABSL_FLAG(int64_t, max_adapter_bytes, int64_t{1} << 30,
 ABSL_FLAG(int32_t, http_port, 8080,
           "HTTP port for /metrics, /healthz, /readyz and the OpenAI-compatible /v1 API "
           "(0 = pick a free one; -1 = no HTTP listener)");
+ABSL_FLAG(int32_t, metrics_port, -1,
+          "serve /metrics (and /healthz, /readyz) on a listener of its own at this port, and not "
+          "on --http_port: the metrics name every tenant and adapter and need no key, so this "
+          "port belongs on a private network (0 = pick a free one; -1 = /metrics on --http_port)");
+ABSL_FLAG(std::string, metrics_host, "127.0.0.1", "address the --metrics_port listener binds");
+ABSL_FLAG(std::string, metrics_port_file, "",
+          "write the bound metrics port to this file once listening");
 ABSL_FLAG(std::string, http_port_file, "", "write the bound HTTP port to this file once listening");
 ABSL_FLAG(int32_t, http_threads, 2, "HTTP I/O threads");
 ABSL_FLAG(int64_t, http_max_body_bytes, 4 << 20, "largest HTTP request body accepted (413 beyond)");
@@ -179,6 +194,22 @@ HttpOptions HttpOptionsFromFlags() {
   o.write_timeout_ms = absl::GetFlag(FLAGS_http_write_timeout_ms);
   o.max_connections = absl::GetFlag(FLAGS_http_max_connections);
   return o;
+}
+
+// Starts an HTTP listener and writes its port to `port_file` (if set); null (logged) on failure.
+std::unique_ptr<HttpServer> StartHttp(ServiceState* state, const HttpOptions& options,
+                                      const char* what, const std::string& port_file) {
+  auto server = std::make_unique<HttpServer>(state, options);
+  absl::StatusOr<int> port = server->Start();
+  if (!port.ok()) {
+    Log(absl::StrCat(what, ": ", port.status().ToString()));
+    return nullptr;
+  }
+  Log(absl::StrCat(what, " on port ", *port));
+  if (!port_file.empty())
+    if (absl::Status s = WriteTextFile(port_file, absl::StrCat(*port, "\n")); !s.ok())
+      Log(s.ToString());
+  return server;
 }
 
 store::StoreOptions StoreOptionsFromFlags() {
@@ -275,6 +306,10 @@ int Run() {
     Log("--model and --config are required (see --help)");
     return 2;
   }
+  // A write past a file size limit (RLIMIT_FSIZE) fails with EFBIG, and one to a closed socket
+  // with EPIPE, rather than killing the process: both are reported where they happen.
+  signal(SIGXFSZ, SIG_IGN);
+  signal(SIGPIPE, SIG_IGN);
   // Signals are taken by one thread with sigwait; every other thread inherits the blocked mask.
   sigset_t signals;
   sigemptyset(&signals);
@@ -291,6 +326,9 @@ int Run() {
   sched::SystemClock clock;
   state.clock = &clock;
   state.limits.max_prompt_bytes = absl::GetFlag(FLAGS_max_prompt_bytes);
+  state.limits.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  state.limits.max_response_logprobs = absl::GetFlag(FLAGS_max_response_logprobs);
+  state.limits.inline_prompt_bytes = absl::GetFlag(FLAGS_inline_prompt_bytes);
   state.model_names = ModelNames();
   state.model_name = state.model_names.front();
   state.stall_timeout_us = int64_t{absl::GetFlag(FLAGS_engine_stall_timeout_ms)} * 1000;
@@ -305,19 +343,22 @@ int Run() {
   GenerationService generation(&state);
   AdminService admin(&state);
   TgisService tgis(&state);
-  std::unique_ptr<HttpServer> http;
+  std::unique_ptr<HttpServer> http, metrics_http;
+  const bool own_metrics = absl::GetFlag(FLAGS_metrics_port) >= 0;
   if (absl::GetFlag(FLAGS_http_port) >= 0) {
-    http = std::make_unique<HttpServer>(&state, HttpOptionsFromFlags());
-    absl::StatusOr<int> http_port = http->Start();
-    if (!http_port.ok()) {
-      Log(http_port.status().ToString());
-      return 1;
-    }
-    Log(absl::StrCat("HTTP on port ", *http_port));
-    if (const std::string pf = absl::GetFlag(FLAGS_http_port_file); !pf.empty()) {
-      if (absl::Status s = WriteTextFile(pf, absl::StrCat(*http_port, "\n")); !s.ok())
-        Log(s.ToString());
-    }
+    HttpOptions o = HttpOptionsFromFlags();
+    if (own_metrics) o.routes = HttpOptions::Routes::kPublic;
+    http = StartHttp(&state, o, "HTTP", absl::GetFlag(FLAGS_http_port_file));
+    if (http == nullptr) return 1;
+  }
+  if (own_metrics) {
+    HttpOptions o = HttpOptionsFromFlags();
+    o.host = absl::GetFlag(FLAGS_metrics_host);
+    o.port = absl::GetFlag(FLAGS_metrics_port);
+    o.threads = 1;
+    o.routes = HttpOptions::Routes::kMetricsOnly;
+    metrics_http = StartHttp(&state, o, "metrics", absl::GetFlag(FLAGS_metrics_port_file));
+    if (metrics_http == nullptr) return 1;
   }
 
   grpc::EnableDefaultHealthCheckService(true);
@@ -379,6 +420,10 @@ int Run() {
   sched::EngineLoop loop(engine->get(), SchedulerConfigFromFlags(**tenants), &clock, &adapters);
   loop.SetListener(&metrics);
   loop.Start();
+  auto prepare = std::make_unique<PreparePool>(absl::GetFlag(FLAGS_prepare_threads),
+                                               /*max_queued_per_tenant=*/64,
+                                               /*trim_after_bytes=*/256 << 10);
+  state.prepare = prepare.get();  // lives to the end: prompts it holds then get UNAVAILABLE
   state.engine = engine->get();
   state.loop = &loop;
   state.tenants = tenants->get();
@@ -408,6 +453,7 @@ int Run() {
   const int64_t left = loop.in_flight();
   loop.Stop();  // whatever is left ends as cancelled (every call gets its end)
   if (http) http->Stop();
+  if (metrics_http) metrics_http->Stop();
   // Every call has finished or is sending its last message: a short deadline lets those flush
   // without waiting on idle client connections (grpc++ would wait out the whole deadline).
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));

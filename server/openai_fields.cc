@@ -30,6 +30,17 @@ absl::Status GetInt(const json& body, const char* field, int64_t lo, int64_t hi,
   return absl::OkStatus();
 }
 
+// Reads an optional integer field in [0, 2^64 - 1] (para.v1's uint64 fields, e.g. seed).
+absl::Status GetUint64(const json& body, const char* field, std::optional<uint64_t>* out) {
+  auto it = body.find(field);
+  if (it == body.end() || it->is_null()) return absl::OkStatus();
+  if (!it->is_number_integer()) return NotA(field, "an integer");
+  if (!it->is_number_unsigned() && it->get<int64_t>() < 0)
+    return Invalid(absl::StrCat("'", field, "' must be in [0, 2^64 - 1]"));
+  *out = it->get<uint64_t>();
+  return absl::OkStatus();
+}
+
 absl::Status GetNumber(const json& body, const char* field, std::optional<double>* out) {
   auto it = body.find(field);
   if (it == body.end() || it->is_null()) return absl::OkStatus();
@@ -53,11 +64,11 @@ bool IsTokenArray(const json& v) {
   return true;
 }
 
-absl::Status TokenIds(const json& v, v1::TokenIds* out) {
+absl::Status TokenIds(const json& v, v1::TokenIds* out, const char* field) {
   for (const json& e : v) {
     if (e.is_number_unsigned() ? e.get<uint64_t>() > std::numeric_limits<int32_t>::max()
                                : e.get<int64_t>() < 0 || e.get<int64_t>() > INT32_MAX)
-      return Invalid("'prompt' token ids must be in [0, 2^31)");
+      return Invalid(absl::StrCat("'", field, "' token ids must be in [0, 2^31)"));
     out->add_ids(static_cast<int32_t>(e.get<int64_t>()));
   }
   return absl::OkStatus();
@@ -106,7 +117,7 @@ absl::Status Stops(const json& body, v1::StoppingCriteria* out) {
     if (!it->is_array() || (!it->empty() && !IsTokenArray(*it)))
       return NotA("stop_token_ids", "an array of token ids");
     v1::TokenIds ids;
-    if (absl::Status s = TokenIds(*it, &ids); !s.ok()) return s;
+    if (absl::Status s = TokenIds(*it, &ids, "stop_token_ids"); !s.ok()) return s;
     out->mutable_stop_token_ids()->Add(ids.ids().begin(), ids.ids().end());
   }
   return absl::OkStatus();
@@ -133,13 +144,14 @@ absl::Status LogitBias(const json& body, v1::SamplingParams* s) {
 
 absl::Status Sampling(const json& body, v1::SamplingParams* s) {
   std::optional<double> temperature, top_p, repetition, presence, frequency, min_p;
-  std::optional<int64_t> top_k, seed;
+  std::optional<int64_t> top_k;
+  std::optional<uint64_t> seed;
   for (absl::Status st :
        {GetNumber(body, "temperature", &temperature), GetNumber(body, "top_p", &top_p),
         GetNumber(body, "repetition_penalty", &repetition),
         GetNumber(body, "presence_penalty", &presence),
         GetNumber(body, "frequency_penalty", &frequency), GetNumber(body, "min_p", &min_p),
-        GetInt(body, "top_k", -1, INT32_MAX, &top_k), GetInt(body, "seed", 0, INT64_MAX, &seed),
+        GetInt(body, "top_k", -1, INT32_MAX, &top_k), GetUint64(body, "seed", &seed),
         LogitBias(body, s)})
     if (!st.ok()) return st;
   if (presence) s->set_presence_penalty(static_cast<float>(*presence));
@@ -149,7 +161,7 @@ absl::Status Sampling(const json& body, v1::SamplingParams* s) {
   if (top_p) s->set_top_p(static_cast<float>(*top_p));
   if (repetition) s->set_repetition_penalty(static_cast<float>(*repetition));
   if (top_k) s->set_top_k(*top_k < 0 ? 0 : static_cast<int32_t>(*top_k));  // -1: no top-k
-  if (seed) s->set_seed(static_cast<uint64_t>(*seed));
+  if (seed) s->set_seed(*seed);
   return absl::OkStatus();
 }
 

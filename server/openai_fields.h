@@ -22,13 +22,14 @@ absl::Status NotA(const char* field, const char* what);
 // Optional fields: null or absent leaves `out` as it is.
 absl::Status GetInt(const nlohmann::json& body, const char* field, int64_t lo, int64_t hi,
                     std::optional<int64_t>* out);
+absl::Status GetUint64(const nlohmann::json& body, const char* field, std::optional<uint64_t>* out);
 absl::Status GetNumber(const nlohmann::json& body, const char* field, std::optional<double>* out);
 absl::Status GetBool(const nlohmann::json& body, const char* field, bool* out);
 
 // A non-empty array of integers.
 bool IsTokenArray(const nlohmann::json& v);
 // Appends `v`'s ids (each in [0, 2^31)) to `out`.
-absl::Status TokenIds(const nlohmann::json& v, v1::TokenIds* out);
+absl::Status TokenIds(const nlohmann::json& v, v1::TokenIds* out, const char* field = "prompt");
 
 // The request body: a JSON object whose fields are all in `known` (else OpenAI's
 // "Unrecognized request argument supplied: X").

@@ -16,6 +16,23 @@ absl::Status Invalid(const std::string& what) { return absl::InvalidArgumentErro
 
 using text::IsValidUtf8;
 
+}  // namespace
+
+// Text that cannot fit in the context is refused by its length alone, before the tokenizer spends
+// time and memory on it (about 1 s and 250 MB for 1 MiB).
+absl::Status CheckTextFits(int64_t bytes, const char* what, const Engine& engine) {
+  const int64_t per_token = engine.model().max_token_bytes();
+  if (per_token <= 0) return absl::OkStatus();
+  const int64_t bound = engine.max_model_len() * per_token * 2;
+  if (bytes <= bound) return absl::OkStatus();
+  return Invalid(absl::StrCat(what, " is ", bytes, " bytes, more than can fit in the context of ",
+                              engine.max_model_len(), " tokens (at most ", bound,
+                              " bytes: no token of this model stands for more than ", per_token,
+                              " bytes); refused without tokenizing"));
+}
+
+namespace {
+
 // A conversation's messages as the chat template sees them ({role, content[, name]}), and the
 // template options. Sizes are bounded before anything is rendered.
 absl::StatusOr<nlohmann::ordered_json> ChatMessages(const v1::ChatPrompt& chat,
@@ -70,6 +87,11 @@ absl::Status CheckChat(const v1::ChatPrompt& chat, const Engine& engine,
                        const RequestLimits& limits, GenerationRequest* out) {
   absl::StatusOr<nlohmann::ordered_json> messages = ChatMessages(chat, limits);
   if (!messages.ok()) return messages.status();
+  int64_t content = 0;  // the rendered prompt holds at least the messages' contents
+  for (const v1::ChatMessage& m : chat.messages())
+    content += static_cast<int64_t>(m.content().size());
+  if (absl::Status s = CheckTextFits(content, "the chat's message content", engine); !s.ok())
+    return s;
   absl::StatusOr<text::ChatOptions> options = ChatOptionsOf(chat, limits);
   if (!options.ok()) return options.status();
   absl::StatusOr<std::vector<int32_t>> ids = engine.model().EncodeChat(*messages, *options);
@@ -89,6 +111,9 @@ absl::Status CheckPrompt(const v1::GenerateRequest& r, const Engine& engine,
         return Invalid(absl::StrCat("prompt text is ", text.size(), " bytes; the limit is ",
                                     limits.max_prompt_bytes));
       if (!IsValidUtf8(text)) return Invalid("prompt text is not valid UTF-8");
+      if (absl::Status s = CheckTextFits(static_cast<int64_t>(text.size()), "prompt text", engine);
+          !s.ok())
+        return s;
       auto ids = engine.model().EncodePrompt(text);
       if (!ids.ok()) return Invalid(std::string(ids.status().message()));
       out->prompt_ids = *std::move(ids);
@@ -186,6 +211,27 @@ absl::Status CheckGroup(const v1::GenerateRequest& r, GenerationRequest* g) {
   return absl::OkStatus();
 }
 
+// Log-probabilities make a response grow with tokens × (1 + top-n): a 600 KB prompt echoed with
+// 20 alternatives per token was a 70 MB response. The most a request may ask for is bounded
+// before it runs (and names what to lower).
+absl::Status CheckResponseSize(const GenerationRequest& g, const RequestLimits& limits) {
+  const SamplingParams& p = g.sampling;
+  const int64_t sequences = std::max<int64_t>(g.group.n, g.group.width());
+  int64_t entries = 0;
+  if (p.logprobs) entries += sequences * g.stopping.max_tokens * (1 + int64_t{*p.logprobs});
+  if (p.prompt_logprobs)
+    entries += static_cast<int64_t>(g.prompt_ids.size()) * (1 + int64_t{*p.prompt_logprobs});
+  if (entries <= limits.max_response_logprobs) return absl::OkStatus();
+  return Invalid(absl::StrCat(
+      "the response would carry ", entries, " log-probabilities (", sequences, " sequence(s) × ",
+      g.stopping.max_tokens, " max_tokens × (1 + ", p.logprobs.value_or(0), ") logprobs",
+      p.prompt_logprobs ? absl::StrCat(" + ", g.prompt_ids.size(), " prompt tokens × (1 + ",
+                                       *p.prompt_logprobs, ") prompt logprobs")
+                        : "",
+      "); at most ", limits.max_response_logprobs,
+      " are returned: lower max_tokens, n or logprobs, or ask for no prompt logprobs (echo)"));
+}
+
 void CollectUnknown(const google::protobuf::Message& m, const std::string& path,
                     std::vector<std::string>* out) {
   const auto* refl = m.GetReflection();
@@ -252,6 +298,7 @@ absl::StatusOr<sched::Submission> ToSubmission(const v1::GenerateRequest& r, con
   if (r.logprobs().has_top_n()) g.sampling.logprobs = r.logprobs().top_n();
   if (r.logprobs().has_prompt_top_n()) g.sampling.prompt_logprobs = r.logprobs().prompt_top_n();
   if (absl::Status s = engine.ValidateRequest(g); !s.ok()) return s;
+  if (absl::Status s = CheckResponseSize(g, limits); !s.ok()) return s;
   return sub;
 }
 

@@ -16,6 +16,11 @@ namespace para::server {
 
 struct RequestLimits {
   int64_t max_prompt_bytes = 1 << 20;
+  // Prompts (text, or a chat's contents) longer than this are tokenized on the prepare pool.
+  int64_t inline_prompt_bytes = 16 << 10;
+  int64_t max_message_bytes = 4 << 20;  // largest gRPC message sent (--max_message_bytes)
+  // Log-probabilities one response may carry: tokens × (1 + top-n), generated and prompt.
+  int64_t max_response_logprobs = 1 << 17;
   int32_t max_stop_strings = 16;
   int32_t max_stop_bytes = 256;
   int32_t max_request_id_bytes = 128;
@@ -28,6 +33,10 @@ struct RequestLimits {
 // INVALID_ARGUMENT naming unknown field numbers anywhere in the message (a client built against a
 // newer API asks for something this server does not do; silently ignoring it would be wrong).
 absl::Status CheckNoUnknownFields(const google::protobuf::Message& message);
+
+// INVALID_ARGUMENT when `bytes` of text (`what`, for the message) cannot fit in the model's context
+// whatever they tokenize to (see Model::max_token_bytes): such text is refused untokenized.
+absl::Status CheckTextFits(int64_t bytes, const char* what, const Engine& engine);
 
 // `adapter` is the resolved adapter the request names (null for the base model).
 absl::StatusOr<sched::Submission> ToSubmission(const v1::GenerateRequest& request,

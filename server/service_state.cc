@@ -29,6 +29,20 @@ absl::StatusOr<Principal> ServiceState::AdmitKey(const std::string& authorizatio
   return tenants->Authenticate(BearerToken(authorization));
 }
 
+namespace {
+
+// The bytes a request's prompt gives the tokenizer (a chat's: its messages' contents).
+int64_t PromptBytes(const v1::GenerateRequest& r) {
+  if (r.has_text()) return static_cast<int64_t>(r.text().size());
+  int64_t bytes = 0;
+  if (r.has_chat())
+    for (const v1::ChatMessage& m : r.chat().messages())
+      bytes += static_cast<int64_t>(m.content().size());
+  return bytes;
+}
+
+}  // namespace
+
 void StartGeneration(ServiceState* state, const Principal& who, v1::GenerateRequest request,
                      std::optional<sched::TimeUs> deadline,
                      std::shared_ptr<sched::RequestObserver> observer,
@@ -54,14 +68,24 @@ void StartGeneration(ServiceState* state, const Principal& who, v1::GenerateRequ
     }
     fail(s);
   };
+  // A long prompt is converted (tokenized) on the prepare pool, whatever thread gets here.
+  const int64_t bytes = PromptBytes(*shared);
+  PreparePool* pool = bytes > state->limits.inline_prompt_bytes ? state->prepare : nullptr;
+  auto run = [pool, bytes, tenant = who.tenant, submit, fail](const store::Lease* lease) {
+    if (pool == nullptr) return submit(lease);
+    std::optional<store::Lease> held;
+    if (lease) held = *lease;
+    absl::Status s = pool->Post(tenant, bytes, [submit, held] { submit(held ? &*held : nullptr); });
+    if (!s.ok()) fail(s);
+  };
   if (shared->adapter().empty()) {
-    submit(nullptr);
+    run(nullptr);
     return;
   }
   state->adapters->Acquire(who.tenant, shared->adapter(),
-                           [submit, fail](absl::StatusOr<store::Lease> lease) {
+                           [run, fail](absl::StatusOr<store::Lease> lease) {
                              if (!lease.ok()) return fail(lease.status());
-                             submit(&*lease);
+                             run(&*lease);
                            });
 }
 

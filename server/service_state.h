@@ -18,6 +18,7 @@
 #include "grpcpp/grpcpp.h"
 #include "scheduler/engine_loop.h"
 #include "server/cancel_link.h"
+#include "server/prepare_pool.h"
 #include "server/request_convert.h"
 #include "server/tenants.h"
 
@@ -32,6 +33,8 @@ struct ServiceState {
   store::AdapterStore* adapters = nullptr;
   const sched::Clock* clock = nullptr;
   ServerMetrics* metrics = nullptr;  // null when metrics are off (tests)
+  // Converts requests whose prompt is over limits.inline_prompt_bytes (null: all inline).
+  PreparePool* prepare = nullptr;
   RequestLimits limits;
   std::string model_name;                // the base model's name in responses and metrics
   std::vector<std::string> model_names;  // every name meaning the base model (model_name first)
@@ -58,7 +61,8 @@ struct ServiceState {
 // Resolves the request's adapter through the store (which may first bring its weights back from
 // disk, finishing later on a store thread), converts the request for `who` and submits it to the
 // loop with `observer`; `link` then carries the loop handle for cancellation. Any refusal calls
-// `fail` (once) instead, and the observer then gets nothing. Never blocks.
+// `fail` (once) instead, and the observer then gets nothing. Never blocks: a long prompt is
+// tokenized on the prepare pool, not on the calling thread.
 void StartGeneration(ServiceState* state, const Principal& who, v1::GenerateRequest request,
                      std::optional<sched::TimeUs> deadline,
                      std::shared_ptr<sched::RequestObserver> observer,

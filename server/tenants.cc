@@ -1,5 +1,7 @@
 #include "server/tenants.h"
 
+#include <map>
+
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
@@ -31,6 +33,24 @@ absl::StatusOr<std::vector<std::string>> Keys(const json& j, const std::string& 
     keys.push_back(k.get<std::string>());
   }
   return keys;
+}
+
+// Each key names one principal: a key shared by two tenants (or by a tenant and the admin)
+// would let one act as the other, whichever the lookup finds first. The message names the owners
+// and the key's place in their lists, never the key.
+absl::Status CheckKeysDistinct(const std::vector<std::pair<std::string, std::string>>& keys) {
+  std::map<std::string, std::string> owner;  // key -> "admin_api_keys" / "tenant 'x'"
+  std::map<std::string, int> count;          // per owner, for the key's index
+  for (const auto& [key, tenant] : keys) {
+    const std::string who =
+        tenant.empty() ? "admin_api_keys" : absl::StrCat("tenant '", tenant, "' api_keys");
+    const int index = count[who]++;
+    auto [it, fresh] = owner.emplace(key, who);
+    if (fresh || it->second == who) continue;
+    return Bad(absl::StrCat(who, "[", index, "] is also a key of ", it->second,
+                            ": every API key must belong to one tenant (or to the admin) only"));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -90,6 +110,7 @@ absl::StatusOr<std::unique_ptr<TenantRegistry>> TenantRegistry::Parse(const std:
       }
       reg->tenants_[name] = std::move(e);
     }
+    RETURN_IF_ERROR(CheckKeysDistinct(reg->keys_));
   } catch (const json::exception& e) {
     return Bad(e.what());
   }

@@ -152,6 +152,12 @@ INSTANTIATE_TEST_SUITE_P(
                 "fan_in_fan_out"},
         BadCase{"alpha_string", Key("lora_alpha", "big"), absl::StatusCode::kInvalidArgument,
                 "'lora_alpha' must be a number"},
+        BadCase{"alpha_huge", Key("lora_alpha", 1e308), absl::StatusCode::kInvalidArgument,
+                "'lora_alpha' must be a number in (0, 65536], got 1e+308"},
+        BadCase{"alpha_negative", Key("lora_alpha", -16), absl::StatusCode::kInvalidArgument,
+                "'lora_alpha' must be a number in (0, 65536], got -16"},
+        BadCase{"alpha_pattern_negative", Key("alpha_pattern", {{"q_proj", -1}}),
+                absl::StatusCode::kInvalidArgument, "alpha_pattern['q_proj'] must be a number in"},
         BadCase{"not_targeted", Key("target_modules", {"k_proj"}),
                 absl::StatusCode::kInvalidArgument, "which target_modules in"},
         BadCase{"lm_head_tensor", Tensors([](auto& s) {

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include "engine/model.h"
 #include "engine/safetensors.h"
@@ -112,6 +113,41 @@ TEST(ModelLoadTest, NonFloatWeightDtypeIsRejected) {
   out.close();
   absl::Status s = LoadStatus(dir);
   EXPECT_THAT(std::string(s.message()), HasSubstr("has dtype I32; supported: F32, F16, BF16"));
+}
+
+TEST(ModelLoadTest, NonFiniteWeightsAreRefusedNamingTensorAndIndex) {
+  for (float bad :
+       {std::numeric_limits<float>::quiet_NaN(), -std::numeric_limits<float>::infinity()}) {
+    const std::string dir = EditedModel([bad](auto& specs) {
+      for (auto& s : specs)
+        if (s.name == "model.layers.1.self_attn.o_proj.weight") {
+          auto fill = s.fill;
+          s.fill = [fill, bad](float* d, int64_t n) {
+            fill(d, n);
+            d[123] = bad;
+          };
+        }
+    });
+    absl::Status s = LoadStatus(dir);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(s.message()),
+                HasSubstr("tensor 'model.layers.1.self_attn.o_proj.weight' in "));
+    EXPECT_THAT(std::string(s.message()), HasSubstr("has a non-finite value"));
+    EXPECT_THAT(std::string(s.message()), HasSubstr("at flat index 123"));
+  }
+}
+
+TEST(ModelLoadTest, CheckFiniteFindsTheFirstBadElementOfEveryFloatType) {
+  const uint16_t bf16[] = {0x3f80, 0x3f80, 0x7f80, 0x7fc0};  // 1, 1, +inf, nan
+  const uint16_t f16[] = {0x3c00, 0xfc00};                   // 1, -inf
+  const float f32[] = {1.f, 2.f, 3.f};
+  const std::string file = "test.safetensors";
+  TensorView t{"w", DType::kBF16, {4}, reinterpret_cast<const unsigned char*>(bf16), 8, &file};
+  EXPECT_THAT(std::string(CheckFinite(t).message()), HasSubstr("(inf) at flat index 2"));
+  t = {"w", DType::kF16, {2}, reinterpret_cast<const unsigned char*>(f16), 4, &file};
+  EXPECT_THAT(std::string(CheckFinite(t).message()), HasSubstr("(-inf) at flat index 1"));
+  t = {"w", DType::kF32, {3}, reinterpret_cast<const unsigned char*>(f32), 12, &file};
+  EXPECT_TRUE(CheckFinite(t).ok());
 }
 
 }  // namespace

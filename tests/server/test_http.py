@@ -196,7 +196,7 @@ ERRORS = [
     ("no-key", None, {"model": "tiny-llama", "prompt": "x"}, 401, "API key"),
     ("bad-key", "not-a-key-000", {"model": "tiny-llama", "prompt": "x"}, 401, "API key"),
     ("admin-key", h.ADMIN_KEY, {"model": "tiny-llama", "prompt": "x"}, 403, "Admin API"),
-    ("other-tenants-adapter", ACME, {"model": "initech-lora", "prompt": "x"}, 403, "initech-lora"),
+    ("other-tenants-adapter", ACME, {"model": "initech-lora", "prompt": "x"}, 404, "unknown adapter 'initech-lora'"),
     ("unknown-model", ACME, {"model": "no-such-adapter", "prompt": "x"}, 404, "no-such-adapter"),
     ("not-json", ACME, "{not json", 400, "not valid JSON"),
     ("not-an-object", ACME, "[1, 2]", 400, "JSON object"),

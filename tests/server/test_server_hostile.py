@@ -90,7 +90,7 @@ CASES = [
     ("stop_token_ids-negative", req(stop_token_ids=[-1]), [(INVALID, "stop token id")]),
     ("unknown-adapter-and-bad-params", req(adapter="no-such-adapter", temperature=math.nan, max_tokens=-1),
      [(grpc.StatusCode.NOT_FOUND, "no-such-adapter"), (INVALID, "temperature"), (INVALID, "max_tokens")]),
-    ("other-tenants-adapter", req(adapter="initech-lora"), [(grpc.StatusCode.PERMISSION_DENIED, "initech-lora")]),
+    ("other-tenants-adapter", req(adapter="initech-lora"), [(grpc.StatusCode.NOT_FOUND, "unknown adapter 'initech-lora'")]),
     ("garbage-bytes", b"\xff" * 16 + b"\x00\x13\x37 not a protobuf \x80\x80\x80",
      [(INVALID, "not a valid para.v1.GenerateRequest")]),
     ("truncated-protobuf", req("Hello there, this prompt is cut")[:-8],

@@ -20,6 +20,11 @@ std::string ParseError(const std::string& body) {
   return std::string(r.status().message());
 }
 
+TEST(OpenAiApiTest, SeedTakesTheWholeRangeGrpcTakes) {
+  CompletionRequest r = ParseOk(R"({"model": "m", "prompt": "hi", "seed": 18446744073709551615})");
+  EXPECT_EQ(r.prompts[0].sampling().seed(), 18446744073709551615u);
+}
+
 TEST(OpenAiApiTest, MapsEveryFieldOntoTheGrpcRequest) {
   CompletionRequest r = ParseOk(
       R"({"model": "acme", "prompt": "hi", "max_tokens": 7, "temperature": 0.5, "top_p": 0.9,
@@ -102,6 +107,11 @@ TEST(OpenAiApiTest, RefusesWhatItCannotHonourByName) {
             std::string::npos);
   EXPECT_NE(ParseError(R"({"model": "m", "prompt": "x", "seed": -1})").find("seed"),
             std::string::npos);
+  EXPECT_NE(
+      ParseError(R"({"model": "m", "prompt": "x", "seed": 18446744073709551616})").find("'seed'"),
+      std::string::npos);
+  EXPECT_EQ(ParseError(R"({"model": "m", "prompt": "x", "stop_token_ids": [-1]})"),
+            "'stop_token_ids' token ids must be in [0, 2^31)");
   EXPECT_NE(ParseError(R"({"model": "m", "prompt": "x", "n": 17})").find("'n'"), std::string::npos);
   EXPECT_NE(ParseError(R"({"model": "m", "prompt": "x", "n": 0})").find("'n'"), std::string::npos);
   EXPECT_NE(ParseError(R"({"model": "m", "prompt": "x", "n": 3, "best_of": 2})").find("best_of"),

@@ -89,5 +89,24 @@ TEST(TenantsTest, MalformedFilesAreRefused) {
               HasSubstr("must be a list"));
 }
 
+TEST(TenantsTest, AKeyBelongsToOnePrincipalOnly) {
+  auto bad = [&](const std::string& text) { return TenantRegistry::Parse(text).status(); };
+  const absl::Status two = bad(
+      R"({"tenants": {"a": {"api_keys": ["own-key-0001", "shared-key-01"]},
+                      "b": {"api_keys": ["shared-key-01"]}}})");
+  EXPECT_EQ(two.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(two.message()),
+              HasSubstr("tenant 'b' api_keys[0] is also a key of tenant 'a' api_keys"));
+  EXPECT_THAT(std::string(two.message()), ::testing::Not(HasSubstr("shared-key-01")));
+  const absl::Status admin = bad(
+      R"({"admin_api_keys": ["shared-key-01"], "tenants": {"a": {"api_keys": ["shared-key-01"]}}})");
+  EXPECT_THAT(std::string(admin.message()),
+              HasSubstr("tenant 'a' api_keys[0] is also a key of admin_api_keys"));
+  // A key listed twice by the same tenant names one principal: harmless.
+  EXPECT_TRUE(TenantRegistry::Parse(
+                  R"({"tenants": {"a": {"api_keys": ["same-key-0001", "same-key-0001"]}}})")
+                  .ok());
+}
+
 }  // namespace
 }  // namespace para::server
