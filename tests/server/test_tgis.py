@@ -167,7 +167,7 @@ def test_tokenize_and_model_info(server, stub, fm):
     ("wrong-key-0000", "", {}, C.UNAUTHENTICATED, ""),
     (h.ADMIN_KEY, "", {}, C.PERMISSION_DENIED, "admin key"),
     ("acme", "no-such-adapter", {}, C.NOT_FOUND, "no-such-adapter"),
-    ("acme", "globex-para", {}, C.PERMISSION_DENIED, "globex-para"),
+    ("acme", "globex-para", {}, C.NOT_FOUND, "unknown adapter 'globex-para'"),  # as an unknown name (no existence leak)
     ("acme", "", {"sampling": {"typical_p": 0.5}}, C.INVALID_ARGUMENT, "typical_p"),
     ("acme", "", {"stopping": {"time_limit_millis": 10}}, C.INVALID_ARGUMENT, "time_limit_millis"),
     ("acme", "", {"response": {"top_n_tokens": 6}}, C.INVALID_ARGUMENT, "top_n_tokens"),
