@@ -36,16 +36,15 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "adapters_store/manifest.h"
 #include "engine/adapter_residency.h"
 #include "engine/engine.h"
 
 namespace para::store {
 
-enum class AdapterType { kAuto, kPara, kLora };
 enum class Tier { kDisk, kHost, kDevice };
 enum class State { kReady, kOnDisk, kReloading, kFailed };  // see admin.proto AdapterState
 const char* TierName(Tier t);
-const char* AdapterTypeName(AdapterType t);
 
 struct StoreOptions {
   std::string adapter_root;   // every adapter path must resolve inside it
@@ -54,14 +53,6 @@ struct StoreOptions {
   int64_t device_budget_bytes = int64_t{4} << 30;
   int64_t max_adapter_bytes = int64_t{1} << 30;  // largest adapter_model.safetensors accepted
   int threads = 2;                               // loader threads
-};
-
-struct LoadSpec {
-  std::string name;
-  std::string tenant;
-  std::string path;  // relative to the adapter root, or absolute inside it
-  AdapterType type = AdapterType::kAuto;
-  std::string sha256;  // optional: hex digest adapter_model.safetensors must have
 };
 
 struct AdapterInfo {
@@ -177,8 +168,5 @@ class AdapterStore final : public AdapterResidency {
   struct Pool;
   std::unique_ptr<Pool> pool_;
 };
-
-// Parses "auto" / "para" / "lora".
-absl::StatusOr<AdapterType> ParseAdapterType(const std::string& text);
 
 }  // namespace para::store
