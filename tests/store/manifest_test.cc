@@ -34,7 +34,7 @@ TEST(ManifestTest, EveryRefusalNamesTheFile) {
     auto specs = ParseManifest(text, "dir/manifest.json");
     ASSERT_FALSE(specs.ok()) << text;
     EXPECT_EQ(specs.status().code(), absl::StatusCode::kInvalidArgument) << text;
-    EXPECT_THAT(specs.status().message(), StartsWith("dir/manifest.json: ")) << text;
+    EXPECT_THAT(std::string(specs.status().message()), StartsWith("dir/manifest.json: ")) << text;
   }
 }
 
@@ -42,8 +42,8 @@ TEST(ManifestTest, AnUnknownTypeNamesTheAdapterAndTheType) {
   auto specs = ParseManifest(
       R"({"adapters": [{"name": "acme", "tenant": "t", "path": "p", "type": "gguf"}]})", "m.json");
   ASSERT_FALSE(specs.ok());
-  EXPECT_THAT(specs.status().message(), HasSubstr("adapter 'acme'"));
-  EXPECT_THAT(specs.status().message(), HasSubstr("'gguf'"));
+  EXPECT_THAT(std::string(specs.status().message()), HasSubstr("adapter 'acme'"));
+  EXPECT_THAT(std::string(specs.status().message()), HasSubstr("'gguf'"));
 }
 
 }  // namespace
