@@ -122,26 +122,6 @@ const char* TierName(Tier t) {
   return "";
 }
 
-const char* AdapterTypeName(AdapterType t) {
-  switch (t) {
-    case AdapterType::kAuto:
-      return "auto";
-    case AdapterType::kPara:
-      return "para";
-    case AdapterType::kLora:
-      return "lora";
-  }
-  return "";
-}
-
-absl::StatusOr<AdapterType> ParseAdapterType(const std::string& text) {
-  if (text == "auto" || text.empty()) return AdapterType::kAuto;
-  if (text == "para") return AdapterType::kPara;
-  if (text == "lora") return AdapterType::kLora;
-  return absl::InvalidArgumentError(
-      absl::StrCat("adapter type '", text, "' is not auto, para or lora"));
-}
-
 const AdapterRef& Lease::ref() const { return version_->ref; }
 int64_t Lease::version() const { return version_->number; }
 
@@ -660,24 +640,7 @@ absl::Status AdapterStore::LoadManifest() {
   if (options_.manifest_path.empty() || !fs::exists(options_.manifest_path))
     return absl::OkStatus();
   ASSIGN_OR_RETURN(std::string text, ReadTextFile(options_.manifest_path));
-  const nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object() || !j.contains("adapters") || !j["adapters"].is_array())
-    return absl::InvalidArgumentError(
-        absl::StrCat(options_.manifest_path, ": not a manifest ({\"adapters\": [...]})"));
-  std::vector<LoadSpec> specs;
-  for (const auto& a : j["adapters"]) {
-    LoadSpec spec;
-    try {
-      spec.name = a.at("name").get<std::string>();
-      spec.tenant = a.at("tenant").get<std::string>();
-      spec.path = a.at("path").get<std::string>();
-      spec.sha256 = a.value("sha256", "");
-      ASSIGN_OR_RETURN(spec.type, ParseAdapterType(a.value("type", "auto")));
-    } catch (const nlohmann::json::exception& e) {
-      return absl::InvalidArgumentError(absl::StrCat(options_.manifest_path, ": ", e.what()));
-    }
-    specs.push_back(std::move(spec));
-  }
+  ASSIGN_OR_RETURN(std::vector<LoadSpec> specs, ParseManifest(text, options_.manifest_path));
   // Loads in parallel on the pool; the manifest is written once, at the end.
   {
     std::lock_guard<std::mutex> lock(mu_);

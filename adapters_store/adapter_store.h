@@ -40,16 +40,15 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "adapters_store/manifest.h"
 #include "engine/adapter_residency.h"
 #include "engine/engine.h"
 
 namespace para::store {
 
-enum class AdapterType { kAuto, kPara, kLora };
 enum class Tier { kDisk, kHost, kDevice };
 enum class State { kReady, kOnDisk, kReloading, kFailed };  // see admin.proto AdapterState
 const char* TierName(Tier t);
-const char* AdapterTypeName(AdapterType t);
 
 struct StoreOptions {
   std::string adapter_root;   // every adapter path must resolve inside it
@@ -61,14 +60,6 @@ struct StoreOptions {
   // Adapters found on first use: a request for an unknown name N from tenant T loads
   // <lazy_dir>/T/N (which must lie inside adapter_root) and waits for it; empty = off.
   std::string lazy_dir;
-};
-
-struct LoadSpec {
-  std::string name;
-  std::string tenant;
-  std::string path;  // relative to the adapter root, or absolute inside it
-  AdapterType type = AdapterType::kAuto;
-  std::string sha256;  // optional: hex digest adapter_model.safetensors must have
 };
 
 struct AdapterInfo {
@@ -209,8 +200,5 @@ class AdapterStore final : public AdapterResidency {
   };
   std::shared_ptr<Trimmer> trimmer_;
 };
-
-// Parses "auto" / "para" / "lora".
-absl::StatusOr<AdapterType> ParseAdapterType(const std::string& text);
 
 }  // namespace para::store

@@ -10,7 +10,7 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   prometheus-cpp-dev libboost-dev libsentencepiece-dev sentencepiece nlohmann-json3-dev
   libicu-dev libopenblas-dev libgtest-dev libgmock-dev libbenchmark-dev prometheus libssl-dev
-  clang libclang-rt-14-dev curl
+  clang libclang-rt-14-dev curl openssl
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -53,6 +53,18 @@ absl::Status CheckKeysDistinct(const std::vector<std::pair<std::string, std::str
   return absl::OkStatus();
 }
 
+// An optional count field of a tenant: absent = 0; else an integer in [0, 2^31).
+absl::StatusOr<int32_t> Count(const json& t, const char* field, const std::string& tenant) {
+  if (!t.contains(field)) return 0;
+  const json& v = t[field];
+  if (!v.is_number_integer() || v.get<int64_t>() < 0 ||
+      (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t{INT32_MAX}) ||
+      v.get<int64_t>() > INT32_MAX)
+    return Bad(absl::StrCat("tenant '", tenant, "' ", field, " must be an integer in [0, ",
+                            INT32_MAX, "]"));
+  return v.get<int32_t>();
+}
+
 }  // namespace
 
 std::string BearerToken(const std::string& header) {
@@ -85,8 +97,8 @@ absl::StatusOr<std::unique_ptr<TenantRegistry>> TenantRegistry::Parse(const std:
       ASSIGN_OR_RETURN(e.api_keys, Keys(t.value("api_keys", json::array()),
                                         absl::StrCat("tenant '", name, "' api_keys")));
       e.limits.weight = t.value("weight", 1.0);
-      e.limits.max_inflight = t.value("max_inflight", 0);
-      e.limits.max_waiting = t.value("max_waiting", 0);
+      ASSIGN_OR_RETURN(e.limits.max_inflight, Count(t, "max_inflight", name));
+      ASSIGN_OR_RETURN(e.limits.max_waiting, Count(t, "max_waiting", name));
       if (e.limits.weight <= 0)
         return Bad(absl::StrCat("tenant '", name, "' weight must be positive"));
       for (const auto& k : e.api_keys) reg->keys_.push_back({k, name});

@@ -50,7 +50,7 @@ class DictData {
   const Value* Find(const Value& key) const;
   void Set(Value key, Value value);  // throws for an unhashable key
   const std::vector<std::pair<Value, Value>>& items() const { return items_; }
-  size_t size() const { return items_.size(); }
+  size_t size() const;  // defined after Value (complete there, as clang requires)
   uint32_t depth = 1;
 
  private:
@@ -140,6 +140,8 @@ class Value {
   };
   std::shared_ptr<void> ptr_;
 };
+
+inline size_t DictData::size() const { return items_.size(); }
 
 // Positional and keyword arguments of a call.
 struct CallArgs {

@@ -67,9 +67,9 @@ class CharSplit final : public PreTokenizer {
   using Step = std::pair<std::function<bool(char32_t)>, SplitBehavior>;
   explicit CharSplit(std::vector<Step> steps) : steps_(std::move(steps)) {}
   void PreTokenize(std::vector<Piece>* pieces) const override {
-    for (const auto& [pred, behavior] : steps_) {
+    for (const Step& step : steps_) {
       SplitPieces(pieces, [&](NormalizedString s) {
-        return s.Split(CharMatches(s.get(), pred), behavior);
+        return s.Split(CharMatches(s.get(), step.first), step.second);
       });
     }
   }

@@ -10,8 +10,10 @@ import pytest
 
 TOOL = os.environ.get("PARA_TOOL")
 CLI = os.environ.get("PARA_CLI")
-pytestmark = pytest.mark.skipif(not (TOOL and CLI and os.path.exists(TOOL) and os.path.exists(CLI)),
-                                reason="PARA_TOOL / PARA_CLI not set to built binaries")
+for _var, _path in (("PARA_TOOL", TOOL), ("PARA_CLI", CLI)):
+    if _path and not (os.path.isfile(_path) and os.access(_path, os.X_OK)):
+        raise RuntimeError(f"${_var}={_path!r} is not an executable file")  # a failed build: never a skip
+pytestmark = pytest.mark.skipif(not (TOOL and CLI), reason="PARA_TOOL / PARA_CLI are not set (ctest sets them)")
 
 
 def run(*args, check=True, stdin=None):

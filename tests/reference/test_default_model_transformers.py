@@ -99,6 +99,8 @@ def torch_python():
         versions, why = _probe(py)
         if versions:
             return py
+        if py == env:  # asked for by name: its failure is an error, not a skip
+            pytest.fail(f"$PARA_PEFT_PYTHON={env!r} cannot import what these tests need: {why}")
         tried.append(f"{py}: {why}")
     pytest.skip("torch/transformers not installed; set PARA_PEFT_PYTHON to a python that has them "
                 f"(scripts/peft-env.sh; tried {'; '.join(tried)})")

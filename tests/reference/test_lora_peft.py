@@ -34,8 +34,7 @@ import lora_ref as L
 from harness import TEETH
 
 if H.PARA_TOOL is None:
-    pytest.skip(f"PEFT LoRA tests need para-tool: $PARA_TOOL={os.environ.get('PARA_TOOL')!r} is not an executable file",
-                allow_module_level=True)
+    pytest.skip(f"PEFT LoRA tests need para-tool: {H.TOOL_MISSING}", allow_module_level=True)
 
 MODELS = {
     "gqa4x2": dict(layers=2, hidden=64, heads=4, kv_heads=2, ffn=128, seed=71),
@@ -155,6 +154,8 @@ def peft_python():
         if versions:
             print(f"PEFT python: {py} (torch, transformers, peft = {versions})")
             return py
+        if py == env:  # asked for by name: its failure is an error, not a skip
+            pytest.fail(f"$PARA_PEFT_PYTHON={env!r} cannot import what these tests need: {why}")
         tried.append(f"{py}: {why}")
     pytest.skip("torch/transformers/peft not installed; set PARA_PEFT_PYTHON to a python that has them "
                 f"(tried {'; '.join(tried)})")

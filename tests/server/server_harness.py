@@ -37,8 +37,9 @@ def _missing_binaries() -> list[str]:
     for var, path in (("PARA_SERVER", SERVER), ("PARA_TOOL", TOOL), ("PARA_CLI", CLI)):
         if not path:
             out.append(f"${var} is not set")
-        elif not os.access(path, os.X_OK):
-            out.append(f"${var}={path} is not an executable file")
+        elif not (os.path.isfile(path) and os.access(path, os.X_OK)):
+            # set but broken (a failed build): an error, never a skip
+            raise RuntimeError(f"${var}={path!r} is not an executable file")
     return out
 
 

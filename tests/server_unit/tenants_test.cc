@@ -108,5 +108,26 @@ TEST(TenantsTest, AKeyBelongsToOnePrincipalOnly) {
                   .ok());
 }
 
+// Found by tenants_fuzz (UBSan: a float outside int's range converted to int): every limit must
+// be an integer in [0, 2^31), or the file is refused naming the tenant and field.
+TEST(TenantsTest, LimitsOutsideTheirRangeAreRefused) {
+  for (const char* value : {"2222222222222222222222222222222400", "1e30", "2147483648", "-1", "2.5",
+                            "\"4\"", "18446744073709551615"}) {
+    for (const char* field : {"max_inflight", "max_waiting"}) {
+      const std::string text =
+          std::string(R"({"tenants": {"a": {")") + field + "\": " + value + "}}}";
+      auto r = TenantRegistry::Parse(text);
+      ASSERT_FALSE(r.ok()) << text;
+      EXPECT_THAT(std::string(r.status().message()),
+                  HasSubstr(std::string("tenant 'a' ") + field + " must be an integer in [0, "))
+          << text;
+    }
+  }
+  auto ok = TenantRegistry::Parse(
+      R"({"tenants": {"a": {"api_keys": ["a-key-0001"], "max_inflight": 2147483647, "max_waiting": 0}}})");
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ((*ok)->tenants().at("a").limits.max_inflight, 2147483647);
+}
+
 }  // namespace
 }  // namespace para::server

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Builds the project with clang and sanitizers and runs the tests they are meant for:
+#   scripts/sanitize.sh address   ASan + UBSan in build-asan: every unit test (ctest -L unit) and
+#                                 the integration tests (para-cli, para-server over gRPC and HTTP)
+#   scripts/sanitize.sh thread    TSan in build-tsan: the engine loop and scheduler, the adapter
+#                                 store, the server's units, and the para-server tests
+# Sanitizer reports of every process (test binaries, para-server, para-cli, para-tool) go to
+# files; any report fails the run and is printed. Without clang++ it exits 77, or 1 under CI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+kind="${1:?usage: scripts/sanitize.sh address|thread}"
+if ! command -v clang++ >/dev/null; then
+  echo "sanitizer run skipped: clang++ is not installed (scripts/install-deps.sh installs it)"
+  [ "${PARA_CI_NO_SKIPS:-}" = 1 ] && exit 1
+  exit 77
+fi
+jobs="${PARA_JOBS:-$(nproc)}"
+case "$kind" in
+  address)
+    dir=build-asan
+    targets=(all)
+    units=()                                    # every unit test, through ctest -L unit
+    integration='^(cli_tests|server_tests|meta_tests)$'
+    ;;
+  thread)
+    dir=build-tsan
+    targets=(scheduler_tests store_tests server_unit_tests para-server para-cli para-tool)
+    units=(scheduler_tests store_tests server_unit_tests)
+    integration='^server_tests$'
+    ;;
+  *) echo "unknown sanitizer '$kind': address or thread" >&2; exit 2 ;;
+esac
+start=$SECONDS
+cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
+  -DCMAKE_CXX_COMPILER=clang++ -DPARA_SANITIZE="$kind" -DPARA_BUILD_BENCH=OFF >/dev/null
+cmake --build "$dir" -j "$jobs" --target "${targets[@]}"
+echo "== $kind build: $((SECONDS - start)) s"
+
+reports="$(mktemp -d)"
+trap 'rm -rf "$reports"' EXIT
+supp="$PWD/scripts/sanitizer-suppressions"
+# allocator_may_return_null: an allocation too large for the machine throws std::bad_alloc (which
+# the code handles) instead of ending the process, as without ASan.
+export ASAN_OPTIONS="log_path=$reports/asan:allocator_may_return_null=1:detect_leaks=1"
+export LSAN_OPTIONS="suppressions=$supp/lsan.txt"
+export UBSAN_OPTIONS="log_path=$reports/ubsan:print_stacktrace=1:halt_on_error=1"
+export TSAN_OPTIONS="log_path=$reports/tsan:second_deadlock_stack=1:suppressions=$supp/tsan.txt"
+status=0
+start=$SECONDS
+if ((${#units[@]})); then
+  for t in "${units[@]}"; do "$dir/bin/$t" --gtest_brief=1 || status=1; done
+else
+  (cd "$dir" && ctest --output-on-failure -j "$jobs" -L unit) || status=1
+fi
+(cd "$dir" && ctest --output-on-failure -j "$jobs" -R "$integration") || status=1
+if [ "$kind" = address ]; then  # the fuzz target that needs the whole engine
+  corpus="$(mktemp -d)"
+  cp tests/fuzz/corpus/grpc_request/* "$corpus/"
+  ASAN_OPTIONS="allocator_may_return_null=1" "$dir/bin/grpc_request_fuzz" -max_total_time=20 \
+    -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 "$corpus" 2>&1 | tail -n 15 || status=1
+  rm -rf "$corpus"
+fi
+echo "== $kind tests: $((SECONDS - start)) s"
+if compgen -G "$reports/*" >/dev/null; then
+  for f in "$reports"/*; do echo "=== $f"; head -c 20000 "$f"; done
+  echo "FAILED: $kind sanitizer reports above"
+  status=1
+fi
+exit $status

@@ -1,0 +1,5 @@
+JD
+
+system	Be brief.
+
+userHibob"{"enable_thinking": false}
