@@ -92,21 +92,40 @@ def engine_logits(tmp, model, adapter, ids, k):
     return H.engine_logits(model, ids, tmp / "engine.npy", adapter, prefill_len=k)
 
 
-def compare(tmp, model, adapter, seqs, what):
-    """Max |dlog_softmax| engine vs PyTorch over seqs (each within LOGPROB_TOL); also that the
-    adapter moves the PyTorch log-probs by more than TEETH from the base model's."""
+def logprob_errors(le, lt, ids, k, top=5):
+    """(max over the whole vocabulary, over the answer tokens (teacher-forced: row t predicts
+    ids[t+1] for t >= k-1), over each row's top-`top` tokens in PyTorch) of |dlog_softmax|."""
+    err = H.logprob_error(le, lt)
+    rows = np.arange(k - 1, len(ids) - 1)
+    answer = err[rows, np.asarray(ids[k:])].max() if len(rows) else 0.0
+    topk = np.argsort(lt, axis=1)[:, -top:]
+    return float(err.max()), float(answer), float(np.take_along_axis(err, topk, axis=1).max())
+
+
+def compare(tmp, model, adapter, seqs, what, whole_vocab_tol=H.LOGPROB_TOL):
+    """Engine vs PyTorch log-probs over seqs: the answer tokens' and each row's top-5 within
+    LOGPROB_TOL, the whole vocabulary within whole_vocab_tol; also that the adapter moves the
+    PyTorch log-probs by more than TEETH from the base model's. Returns (stats, PyTorch logits)."""
     got_t = torch_logits(tmp, model, adapter, seqs)
     base_t = torch_logits(tmp, model, None, seqs)
-    worst, moved = 0.0, 0.0
+    stats = dict(whole=0.0, answer=0.0, top5=0.0, base_whole=0.0, moved=0.0)
     for (ids, k), lt, lb in zip(seqs, got_t, base_t):
         le = engine_logits(tmp, model, adapter, ids, k)
-        worst = max(worst, H.assert_logprobs_close(le, lt, f"{what}: prompt of {k} + {len(ids) - k} ids",
-                                                   name="engine logits"))
-        moved = max(moved, H.max_dlogprob(lt, lb))
-    assert moved > TEETH, f"{what}: the trained adapter moves log-probs by only {moved:.2e}; no teeth"
-    print(f"{what}: {len(seqs)} sequences, max |dlogprob| engine vs PyTorch = {worst:.2e} "
-          f"(adapter moves log-probs by up to {moved:.2f})")
-    return worst, got_t
+        assert le.dtype == np.float32 and le.shape == lt.shape and np.all(np.isfinite(le))
+        whole, answer, top5 = logprob_errors(le, lt, ids, k)
+        base_whole = H.max_dlogprob(engine_logits(tmp, model, None, ids, k), lb)
+        for key, v in (("whole", whole), ("answer", answer), ("top5", top5), ("base_whole", base_whole),
+                       ("moved", H.max_dlogprob(lt, lb))):
+            stats[key] = max(stats[key], v)
+        where = f"{what}: prompt of {k} + {len(ids) - k} ids"
+        assert answer <= H.LOGPROB_TOL, f"{where}: answer-token log-probs differ by {answer:.3e}"
+        assert top5 <= H.LOGPROB_TOL, f"{where}: top-5 log-probs differ by {top5:.3e}"
+        assert whole <= whole_vocab_tol, f"{where}: log-probs differ by {whole:.3e} (whole vocabulary)"
+    assert stats["moved"] > TEETH, f"{what}: the trained adapter moves log-probs by only {stats['moved']:.2e}"
+    print(f"{what}: {len(seqs)} sequences, max |dlogprob| engine vs PyTorch: answer tokens {stats['answer']:.2e}, "
+          f"top-5 {stats['top5']:.2e}, whole vocabulary {stats['whole']:.2e} (base model without adapter: "
+          f"{stats['base_whole']:.2e}); the adapter moves log-probs by up to {stats['moved']:.2f}")
+    return stats, got_t
 
 
 # ----------------------------------------------------------------------------
@@ -216,4 +235,8 @@ def test_default_model_trained_para_adapter_engine_matches_pytorch(default_model
     assert p.returncode == 0, p.stderr[-3000:]
     pairs = json.loads(p.stdout)
     seqs = [(pr + rs, len(pr)) for pr, rs in pairs]
-    compare(tmp_path, default_model, str(out / "adapter"), seqs, "SmolLM2-135M-Instruct isodate")
+    # 30 layers and 49,152 logits in F32: over the whole vocabulary the far tail of the
+    # distribution differs by ~1e-4 between the engine and transformers for the base model alone
+    # (printed as "base model without adapter"), so the whole-vocabulary bound is 5e-4 here
+    compare(tmp_path, default_model, str(out / "adapter"), seqs, "SmolLM2-135M-Instruct isodate",
+            whole_vocab_tol=5e-4)
