@@ -22,9 +22,12 @@ enum class FmaIsa { kAvx512, kAvx2, kAvx512Bf16 };
 
 inline const char* FmaIsaName(FmaIsa isa) {
   switch (isa) {
-    case FmaIsa::kAvx512: return "AVX-512 FMA (f32)";
-    case FmaIsa::kAvx2: return "AVX2 FMA (f32)";
-    case FmaIsa::kAvx512Bf16: return "AVX512-BF16 dot (vdpbf16ps)";
+    case FmaIsa::kAvx512:
+      return "AVX-512 FMA (f32)";
+    case FmaIsa::kAvx2:
+      return "AVX2 FMA (f32)";
+    case FmaIsa::kAvx512Bf16:
+      return "AVX512-BF16 dot (vdpbf16ps)";
   }
   return "?";
 }
@@ -106,8 +109,7 @@ inline double MeasureFmaPeak(ThreadPool& pool, FmaIsa isa, int passes = 5, doubl
   for (;;) {
     const auto t0 = std::chrono::steady_clock::now();
     if (internal::FmaChains(isa, iters, &sink) == 0) return 0;
-    const double s =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (s > seconds / 8) {
       iters = static_cast<int64_t>(iters * seconds / s);
       break;
