@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/cancel_link.h"
 #include "server/metrics.h"
+#include "server/stream_action.h"
 
 namespace para::server {
 namespace {
@@ -143,11 +144,8 @@ class StreamCall final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   }
 
  private:
-  enum class Kind { kNone, kWrite, kWriteAndFinish, kFinish };
-  struct Action {
-    Kind kind = Kind::kNone;
-    grpc::Status status;
-  };
+  using Kind = StreamStep;
+  using Action = StreamAction;
 
   // Decides the next gRPC operation (one write in flight at a time). Caller holds mu_; the
   // operation itself runs after the lock is released (Run), since gRPC may react inline.
@@ -179,21 +177,7 @@ class StreamCall final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     return {};
   }
 
-  void Run(const Action& a) {
-    switch (a.kind) {
-      case Kind::kNone:
-        return;
-      case Kind::kWrite:
-        StartWrite(&out_);
-        return;
-      case Kind::kWriteAndFinish:
-        StartWriteAndFinish(&out_, grpc::WriteOptions(), a.status);
-        return;
-      case Kind::kFinish:
-        Finish(a.status);
-        return;
-    }
-  }
+  void Run(const Action& a) { RunStreamAction(this, &out_, a); }
 
   ServiceState* state_;
   std::string request_id_;

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/cancel_link.h"
 #include "server/metrics.h"
+#include "server/stream_action.h"
 #include "server/tgis_convert.h"
 
 namespace para::server {
@@ -189,11 +190,8 @@ class StreamCall final : public grpc::ServerWriteReactor<fmaas::GenerationRespon
   }
 
  private:
-  enum class Kind { kNone, kWrite, kWriteAndFinish, kFinish };
-  struct Action {
-    Kind kind = Kind::kNone;
-    grpc::Status status;
-  };
+  using Kind = StreamStep;
+  using Action = StreamAction;
 
   // The first message goes out with the first token (a refused request sends none). mu_ held.
   void Head() {
@@ -227,21 +225,7 @@ class StreamCall final : public grpc::ServerWriteReactor<fmaas::GenerationRespon
     return {};
   }
 
-  void Run(const Action& a) {
-    switch (a.kind) {
-      case Kind::kNone:
-        return;
-      case Kind::kWrite:
-        StartWrite(&out_);
-        return;
-      case Kind::kWriteAndFinish:
-        StartWriteAndFinish(&out_, grpc::WriteOptions(), a.status);
-        return;
-      case Kind::kFinish:
-        Finish(a.status);
-        return;
-    }
-  }
+  void Run(const Action& a) { RunStreamAction(this, &out_, a); }
 
   ServiceState* state_;
   tgis::Converted c_;

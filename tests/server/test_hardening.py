@@ -253,8 +253,8 @@ def test_responses_with_logprobs_are_bounded_before_they_run(tiny_model, tenants
 def test_long_prompts_of_one_tenant_do_not_hold_the_threads_another_needs(slow_model, slow_config,
                                                                          start_server):
     """16 prompts of one tenant, each as long as the context allows in bytes (each costs the
-    tokenizer real time), then one small request of another tenant: it is answered before most of
-    them (they wait on the prepare pool; the request threads stay free)."""
+    tokenizer real time), then one small request of another tenant: it is answered before the long
+    ones still waiting (they wait on the prepare pool; the request threads stay free)."""
     s = start_server(slow_model, slow_config, "--kv-cache-blocks", 2048)
     status, raw = post(s, "/v1/completions", {"model": "slow-llama", "prompt": word_text(4 << 20)[:(1 << 20) - 8]},
                        h.KEYS["acme"])
@@ -274,7 +274,9 @@ def test_long_prompts_of_one_tenant_do_not_hold_the_threads_another_needs(slow_m
              for i in range(16)]
     for t in conns:
         t.start()
-    time.sleep(0.3)  # (the long ones are in; none is answered yet: each takes the tokenizer a while)
+    time.sleep(0.3)  # (the long ones are in; each takes the tokenizer a while)
+    with lock:  # how many were answered before the small request was sent (more on a fast machine)
+        before = len(order)
     small = threading.Thread(target=send, args=("small", h.KEYS["globex"],
                                                 {"model": "slow-llama", "prompt": "hi", "max_tokens": 1}))
     small.start()
@@ -283,7 +285,8 @@ def test_long_prompts_of_one_tenant_do_not_hold_the_threads_another_needs(slow_m
     names = [n for n, _ in order]
     print(f"\nanswer order: {names}")
     assert ("small", 200) in order, order
-    assert names.index("small") < 8, names
+    # Answered at once, not after the long prompts still waiting for the tokenizer.
+    assert names.index("small") <= before + 2, (before, names)
 
 
 # ---- 6. values that should be refused -------------------------------------------------------------
