@@ -239,19 +239,22 @@ absl::Status Engine::Reserve(std::span<const ForwardItem> items) {
   return absl::OkStatus();
 }
 
+absl::Status Engine::CheckItem(const ForwardItem& it) const {
+  if (it.lora != nullptr) RETURN_IF_ERROR(CheckLoraAdapter(*it.lora));
+  if (it.para == nullptr) return absl::OkStatus();
+  RETURN_IF_ERROR(CheckParaAdapter(*it.para));
+  if (it.lora != nullptr)
+    return absl::InvalidArgumentError("an item takes one adapter, PARA or LoRA");
+  if (!it.kv->vectors_ready && it.kv->num_cached != 0)
+    return absl::FailedPreconditionError(
+        "PARA vectors are generated on a sequence's first prefill (num_cached must be 0)");
+  if (!it.kv->vectors_ready && it.prompt_len > static_cast<int32_t>(it.tokens.size()))
+    return absl::InvalidArgumentError("prompt_len exceeds the tokens of the first prefill");
+  return absl::OkStatus();
+}
+
 absl::Status Engine::Forward(std::span<const ForwardItem> items, std::vector<float>* logits) {
-  for (const auto& it : items) {
-    if (it.lora != nullptr) RETURN_IF_ERROR(CheckLoraAdapter(*it.lora));
-    if (it.para == nullptr) continue;
-    RETURN_IF_ERROR(CheckParaAdapter(*it.para));
-    if (it.lora != nullptr)
-      return absl::InvalidArgumentError("an item takes one adapter, PARA or LoRA");
-    if (!it.kv->vectors_ready && it.kv->num_cached != 0)
-      return absl::FailedPreconditionError(
-          "PARA vectors are generated on a sequence's first prefill (num_cached must be 0)");
-    if (!it.kv->vectors_ready && it.prompt_len > static_cast<int32_t>(it.tokens.size()))
-      return absl::InvalidArgumentError("prompt_len exceeds the tokens of the first prefill");
-  }
+  for (const auto& it : items) RETURN_IF_ERROR(CheckItem(it));
   RETURN_IF_ERROR(Reserve(items));
   batch_.clear();
   for (const auto& it : items) {
@@ -275,33 +278,70 @@ absl::Status Engine::Forward(std::span<const ForwardItem> items, std::vector<flo
 }
 
 absl::Status Engine::Step(std::span<Sequence* const> seqs, std::vector<SequenceUpdate>* updates) {
+  const size_t base = updates->size();
+  updates->resize(base + seqs.size());
+  const std::span<SequenceUpdate> out(updates->data() + base, seqs.size());
   std::vector<ForwardItem> items;
-  std::vector<int64_t> first_row;  // first logits row of each sequence
-  std::vector<int32_t> cached_before;
+  std::vector<int64_t> first_row(seqs.size(), -1);  // first logits row of each sequence (-1: none)
+  std::vector<int64_t> num_rows(seqs.size(), 0);
+  std::vector<int32_t> cached_before(seqs.size(), 0);
   int64_t rows = 0;
-  for (Sequence* s : seqs) {
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    Sequence* s = seqs[i];
+    out[i] = SequenceUpdate{};
+    out[i].seq = s;
     if (s->kv().num_cached == 0 && s->kv().blocks.empty()) ReusePrefix(s);
     const auto& toks = s->tokens();
     const int32_t cached = s->kv().num_cached;
     const bool want_prompt_lp = s->request().sampling.prompt_logprobs && !s->prompt_logprobs_done();
-    items.push_back({&s->kv(), std::span<const int32_t>(toks).subspan(cached), want_prompt_lp,
-                     s->request().para.get(), s->num_prompt(), s->request().lora.get()});
-    first_row.push_back(rows);
-    cached_before.push_back(cached);
-    rows += want_prompt_lp ? static_cast<int64_t>(toks.size()) - cached : 1;
+    ForwardItem item{&s->kv(),        std::span<const int32_t>(toks).subspan(cached),
+                     want_prompt_lp,  s->request().para.get(),
+                     s->num_prompt(), s->request().lora.get()};
+    if (absl::Status st = CheckItem(item); !st.ok()) {  // this sequence alone fails
+      out[i].status = std::move(st);
+      continue;
+    }
+    items.push_back(item);
+    first_row[i] = rows;
+    num_rows[i] = want_prompt_lp ? static_cast<int64_t>(toks.size()) - cached : 1;
+    cached_before[i] = cached;
+    rows += num_rows[i];
   }
-  RETURN_IF_ERROR(Forward(items, &logits_));
+  if (items.empty()) return absl::OkStatus();
+  if (absl::Status st = Forward(items, &logits_); !st.ok()) {
+    updates->resize(base);
+    return st;
+  }
+  FailNonFinite(seqs, first_row, num_rows, out);
   if (PrefixCache* cache = cache_->prefix_cache())  // the prompts computed in full this step
     for (size_t i = 0; i < seqs.size(); ++i) {
       const Sequence& s = *seqs[i];
+      if (!out[i].status.ok() || first_row[i] < 0) continue;
       if (cached_before[i] < s.num_prompt() && s.kv().num_cached >= s.num_prompt())
         cache->Insert(std::span<const int32_t>(s.tokens()).first(s.num_prompt()), PrefixSalt(s),
                       s.kv().blocks,
                       s.request().para ? std::span<const int32_t>(s.kv().vector_pages)
                                        : std::span<const int32_t>());
     }
-  SampleAll(seqs, first_row, cached_before, updates);
+  SampleAll(seqs, first_row, cached_before, out);
   return absl::OkStatus();
+}
+
+void Engine::FailNonFinite(std::span<Sequence* const> seqs, const std::vector<int64_t>& first_row,
+                           const std::vector<int64_t>& num_rows, std::span<SequenceUpdate> out) {
+  const int64_t vocab = config().vocab_size;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    if (first_row[i] < 0) continue;
+    const std::span<const float> rows(logits_.data() + first_row[i] * vocab, num_rows[i] * vocab);
+    if (AllFinite(rows)) continue;
+    out[i].status = absl::InternalError(absl::StrCat(
+        "the model computed non-finite logits (NaN or infinity) for this request at position ",
+        seqs[i]->tokens().size(),
+        seqs[i]->request().para   ? " with its PARA adapter"
+        : seqs[i]->request().lora ? " with its LoRA adapter"
+                                  : "",
+        "; the request was stopped, the other requests of its batch were not affected"));
+  }
 }
 
 uint64_t Engine::PrefixSalt(const Sequence& s) {
@@ -334,14 +374,13 @@ void Engine::ReusePrefix(Sequence* s) {
 
 void Engine::SampleAll(std::span<Sequence* const> seqs, const std::vector<int64_t>& first_row,
                        const std::vector<int32_t>& cached_before,
-                       std::vector<SequenceUpdate>* updates) {
+                       std::span<SequenceUpdate> updates) {
   const int64_t vocab = config().vocab_size;
-  const size_t base = updates->size();
-  updates->resize(base + seqs.size());
   auto row = [&](int64_t r) { return std::span<const float>(logits_.data() + r * vocab, vocab); };
   pool_->RunOnAll([&](int t) {
     SamplerScratch* scratch = &scratch_[t];
     for (size_t i = t; i < seqs.size(); i += pool_->num_threads()) {
+      if (first_row[i] < 0 || !updates[i].status.ok()) continue;  // failed: nothing to sample
       Sequence* s = seqs[i];
       const SamplingParams& p = s->request().sampling;
       int64_t last = first_row[i];
@@ -356,9 +395,7 @@ void Engine::SampleAll(std::span<Sequence* const> seqs, const std::vector<int64_
         s->MarkPromptLogprobsDone();
         last = first_row[i] + static_cast<int64_t>(s->tokens().size()) - 1 - cached;
       }
-      SequenceUpdate& u = (*updates)[base + i];
-      u = SequenceUpdate{};
-      u.seq = s;
+      SequenceUpdate& u = updates[i];
       const std::span<const float> logits = row(last);
       if (s->beam_candidates > 0) {  // beam search: the group chooses and appends
         u.candidates = TopLogprobs(logits, s->beam_candidates, scratch);

@@ -60,6 +60,10 @@ struct SequenceUpdate {
   int32_t token = -1;      // the sampled token (-1 for a beam search step: see candidates)
   std::string text_delta;  // text that may be streamed now
   bool finished = false;
+  // Not OK when this sequence's step failed (its logits were not finite, or its part of the batch
+  // was refused): nothing was sampled or appended, and the request must end with this status. The
+  // other sequences of the step are unaffected.
+  absl::Status status;
   // A sampling group's first step (seq->fanout > 1): draws 1 .. fanout-1 from the same logits,
   // each with its branch's RNG, for the group to fork siblings with.
   struct Draw {
@@ -120,7 +124,9 @@ class Engine {
 
   // Runs one step: each unfinished sequence processes its uncached tokens (its whole prompt at
   // first, then one token) and samples one new token. Allocates the blocks it needs; fails with
-  // RESOURCE_EXHAUSTED (and changes nothing) when the pool cannot supply them.
+  // RESOURCE_EXHAUSTED (and changes nothing) when the pool cannot supply them. A failure of one
+  // sequence alone (non-finite logits, an item the backend refuses) is reported in that
+  // sequence's update (`status`) and leaves the others' results unchanged.
   absl::Status Step(std::span<Sequence* const> seqs, std::vector<SequenceUpdate>* updates);
   // Teacher-forced forward pass; writes NumLogitRows rows of logits into `logits`. Reserves the
   // blocks (and PARA vector pages) each item needs; on failure nothing changes.
@@ -147,10 +153,14 @@ class Engine {
   absl::Status CheckParaAdapter(const ParaAdapter& adapter) const;
   absl::Status CheckLoraAdapter(const LoraAdapter& adapter) const;
   absl::Status Reserve(std::span<const ForwardItem> items);
+  absl::Status CheckItem(const ForwardItem& item) const;
+  // Marks the sequences whose logits rows hold NaN or infinity as failed.
+  void FailNonFinite(std::span<Sequence* const> seqs, const std::vector<int64_t>& first_row,
+                     const std::vector<int64_t>& num_rows, std::span<SequenceUpdate> updates);
   static uint64_t PrefixSalt(const Sequence& s);
   void ReusePrefix(Sequence* s);
   void SampleAll(std::span<Sequence* const> seqs, const std::vector<int64_t>& first_row,
-                 const std::vector<int32_t>& cached_before, std::vector<SequenceUpdate>* updates);
+                 const std::vector<int32_t>& cached_before, std::span<SequenceUpdate> updates);
 
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<Model> model_;

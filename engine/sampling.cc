@@ -42,6 +42,19 @@ int32_t Draw(const std::vector<float>& values, const std::vector<int32_t>& ids, 
 
 }  // namespace
 
+bool AllFinite(std::span<const float> values) {
+  // x * 0 is 0 for a finite x and NaN otherwise; 16 independent sums let the loop vectorize.
+  constexpr size_t kLanes = 16;
+  float acc[kLanes] = {};
+  size_t i = 0;
+  for (; i + kLanes <= values.size(); i += kLanes)
+    for (size_t l = 0; l < kLanes; ++l) acc[l] += values[i + l] * 0.0f;
+  for (; i < values.size(); ++i) acc[0] += values[i] * 0.0f;
+  float sum = 0;
+  for (float a : acc) sum += a;
+  return sum == 0.0f;
+}
+
 absl::Status ValidateSamplingParams(const SamplingParams& p, int32_t max_logprobs) {
   if (!std::isfinite(p.temperature) || p.temperature < 0)
     return absl::InvalidArgumentError(

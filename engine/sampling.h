@@ -37,6 +37,9 @@ struct SamplingParams {
 
 absl::Status ValidateSamplingParams(const SamplingParams& p, int32_t max_logprobs);
 
+// True when no value is NaN or infinite (a row of logits that can be sampled from).
+bool AllFinite(std::span<const float> values);
+
 struct TokenLogprob {
   int32_t id;
   float logprob;

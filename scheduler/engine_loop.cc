@@ -198,6 +198,17 @@ void EngineLoop::Finish(SeqId id, absl::Status status) {
   observer->OnDone(done);
 }
 
+namespace {
+
+// The first failed update of a request's sequences [begin, end), or OK.
+absl::Status FirstFailure(const std::vector<SequenceUpdate>& updates, size_t begin, size_t end) {
+  for (size_t k = begin; k < end; ++k)
+    if (!updates[k].status.ok()) return updates[k].status;
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 void EngineLoop::RunStep(const StepPlan& plan) {
   for (const auto& [id, reason] : plan.ended) {
     auto it = entries_.find(id);
@@ -251,6 +262,11 @@ void EngineLoop::RunStep(const StepPlan& plan) {
   for (size_t i = 0; i < ids.size(); ++i) {
     Entry& e = entries_.at(ids[i]);
     SequenceGroup& g = *e.group;
+    if (absl::Status failed = FirstFailure(updates, first_seq[i], first_seq[i + 1]); !failed.ok()) {
+      scheduler_.Cancel(ids[i]);  // only this request ends; the others' tokens are delivered
+      Finish(ids[i], std::move(failed));
+      continue;
+    }
     absl::StatusOr<std::vector<BranchToken>> tokens = g.Apply(std::span<const SequenceUpdate>(
         updates.data() + first_seq[i], first_seq[i + 1] - first_seq[i]));
     if (!tokens.ok()) {  // a fork found no block: the request ends, the others go on

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 
@@ -95,6 +96,53 @@ TEST(EngineLoopTest, PreemptedRequestsOfManyTenantsEqualTheirSoloRuns) {
   }
   EXPECT_GT(preempted_requests, 0);
   EXPECT_EQ(small->kv_cache().pool().num_free(), small->kv_cache().pool().num_blocks());
+}
+
+// A request whose step fails (its adapter blows the activations up to NaN/infinity) ends alone
+// with a precise INTERNAL error; the requests sharing its batches, and those that later reuse its
+// blocks, produce exactly their solo tokens, and every block comes back.
+TEST(EngineLoopTest, ARequestWhoseStepFailsEndsAloneAndHarmsNoOther) {
+  auto engine = testing::MakeEngine(testing::DefaultTinyModelDir(), 256, 4);
+  const std::string good_dir = testing::MakeTempDir("fg_"), bad_dir = testing::MakeTempDir("fb_");
+  ASSERT_TRUE(tools::MakeTinyParaAdapter(good_dir, testing::DefaultTinyModelDir(), {}).ok());
+  tools::TinyParaOptions blowup;
+  blowup.seed = 7;
+  blowup.strength = 1e36f;  // vectors near F32's limit: the first layer overflows
+  ASSERT_TRUE(tools::MakeTinyParaAdapter(bad_dir, testing::DefaultTinyModelDir(), blowup).ok());
+  auto good = *engine->LoadParaAdapter(good_dir);
+  auto bad = engine->LoadParaAdapter(bad_dir);
+  ASSERT_TRUE(bad.ok()) << "finite weights load: " << bad.status();
+  SchedulerConfig config;
+  config.max_num_seqs = 16;
+  config.max_batched_tokens = 256;
+  std::vector<Submission> subs;
+  for (int i = 0; i < 12; ++i) {
+    Submission s;
+    s.request = Greedy(3 + i, 6 + i % 5, 500 + i);
+    if (i % 3 == 1) s.request.para = good;
+    if (i % 3 == 2) s.request.para = *bad;
+    subs.push_back(std::move(s));
+  }
+  std::vector<absl::StatusOr<RequestResult>> solo;
+  for (const auto& s : subs) solo.push_back(RunOffline(engine.get(), {s}, config)[0]);
+  // Twice: the second round reuses the blocks the failed requests left.
+  for (int round = 0; round < 2; ++round) {
+    auto mixed = RunOffline(engine.get(), subs, config);
+    for (size_t i = 0; i < subs.size(); ++i) {
+      if (i % 3 == 2) {
+        ASSERT_FALSE(mixed[i].ok()) << "request " << i << " with the blow-up adapter";
+        EXPECT_EQ(mixed[i].status().code(), absl::StatusCode::kInternal);
+        EXPECT_THAT(std::string(mixed[i].status().message()),
+                    ::testing::HasSubstr("non-finite logits"));
+        EXPECT_EQ(solo[i].status(), mixed[i].status()) << "the same failure when alone";
+        continue;
+      }
+      ASSERT_TRUE(mixed[i].ok()) << i << ": " << mixed[i].status();
+      ASSERT_TRUE(solo[i].ok()) << i << ": " << solo[i].status();
+      EXPECT_EQ(mixed[i]->token_ids, solo[i]->token_ids) << "request " << i << ", round " << round;
+    }
+  }
+  EXPECT_EQ(engine->kv_cache().pool().num_free(), engine->kv_cache().pool().num_blocks());
 }
 
 // Counts events; thread-safe because the loop calls it from its own thread only, and the test

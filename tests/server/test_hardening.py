@@ -1,6 +1,7 @@
 """Findings of hostile testing (issue "Hardening"), each reproduced against the real server: the
 fix must hold, and the server must keep serving afterwards."""
 
+import concurrent.futures
 import http.client
 import json
 import subprocess
@@ -645,3 +646,45 @@ def test_sigkill_under_load_then_restart_from_the_manifest(tiny_model, bare_conf
         for name in names - set(want):
             assert len(c.generate(token_ids=[4, 5, 6], adapter=name, max_tokens=2, ignore_eos=True).token_ids) == 2
     h.wait_idle(second)
+
+
+def test_a_request_whose_step_fails_ends_alone(tiny_model, bare_config, start_server, tmp_path):
+    """Fault "one request's step failing": a tenant's adapter that blows the activations up to
+    NaN/infinity (finite weights, so it loads) ends that tenant's requests with INTERNAL naming the
+    non-finite logits, while the requests sharing their batches give exactly their solo tokens, no
+    KV block leaks, and the server goes on serving."""
+    root = tmp_path / "root"
+    root.mkdir()
+    h.make_para_adapter(root / "good", tiny_model, 71, "--dtype", "f32")
+    h.make_para_adapter(root / "blowup", tiny_model, 72, "--dtype", "f32", "--strength", "1e36")
+    s = start_server(tiny_model, bare_config, "--adapter-root", root, "--kv-cache-blocks", 96)
+    with s.client(h.ADMIN_KEY) as admin:
+        admin.load_adapter("good", "initech", "good")
+        admin.load_adapter("blowup", "initech", "blowup")
+    plain = dict(max_tokens=24, ignore_eos=True)
+    cases = [(None, [5, 6, 7]), ("good", [8, 9, 10, 11]), (None, [12, 13])]
+    with s.client(h.KEYS["initech"]) as c:
+        solo = [list(c.generate(token_ids=ids, adapter=a, **plain).token_ids) if a else
+                list(c.generate(token_ids=ids, **plain).token_ids) for a, ids in cases]
+        with pytest.raises(h.GenerationError) as alone:
+            c.generate(token_ids=[3, 4], adapter="blowup", max_tokens=4)
+        assert alone.value.code == h.grpc.StatusCode.INTERNAL
+        assert "non-finite logits" in alone.value.message, alone.value.message
+        # The failing requests and the others in flight together (one batch), several times over.
+        def run(case):
+            a, ids = case
+            try:
+                r = c.generate(token_ids=ids, adapter=a, **plain) if a else c.generate(token_ids=ids, **plain)
+                return list(r.token_ids)
+            except h.GenerationError as e:
+                return e
+        bad = [("blowup", [3, 4, i]) for i in range(3)]
+        with concurrent.futures.ThreadPoolExecutor(len(cases) + len(bad)) as pool:
+            for _ in range(3):
+                got = list(pool.map(run, [*cases, *bad]))
+                assert got[:len(cases)] == solo
+                for e in got[len(cases):]:
+                    assert isinstance(e, h.GenerationError), e
+                    assert e.code == h.grpc.StatusCode.INTERNAL and "non-finite logits" in e.message, e
+    h.wait_idle(s)
+    assert s.alive()
