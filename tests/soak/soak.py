@@ -677,7 +677,7 @@ def parse_args(argv=None):
     ap.add_argument("--concurrency", type=int, default=16, help="client threads")
     ap.add_argument("--swap-interval-s", type=float, default=0.5, help="time between adapter hot-swaps")
     ap.add_argument("--request-timeout-s", type=float, default=60, help="a request taking longer has hung")
-    ap.add_argument("--rss-growth-mb", type=float, default=64,
+    ap.add_argument("--rss-growth-mb", type=float, default=32,
                     help="the last quarter's RSS peak may exceed the first quarter's by this much")
     ap.add_argument("--rss-cap-mb", type=float, default=256, help="RSS may never exceed this")
     ap.add_argument("--kv-blocks", type=int, default=64,
