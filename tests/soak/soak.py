@@ -105,6 +105,7 @@ class Outcome:
     end: float = 0.0
     result: str = ""  # ok, closed (the client hung up), a gRPC code name, http-NNN, or a failure
     message: str = ""
+    group: str = ""     # a sequence group: "n", "best_of" or "beam"
     variant: str = ""   # for invalid requests: what is wrong with it
     expect: tuple = ()  # for invalid requests: the codes / statuses that are right
     problem: str = ""   # set when the result is wrong
@@ -154,7 +155,8 @@ class Traffic:
         else:
             api = rng.choice(["grpc-unary", "grpc-stream", "http-json", "http-stream"])
         o = Outcome(kind, api, tenant, adapter, time.monotonic())
-        req = self._request(rng, kind, adapter)
+        req = self._request(rng, kind, adapter, api.endswith("stream"))
+        o.group = "beam" if "beam" in req else "best_of" if "best_of" in req else "n" if "n" in req else ""
         key = KEYS[tenant]
         if kind == "invalid":
             req, key, o.expect = self._spoil(rng, req, tenant, o)
@@ -169,7 +171,7 @@ class Traffic:
         return o
 
     # -- what to ask for
-    def _request(self, rng, kind, adapter) -> dict:
+    def _request(self, rng, kind, adapter, stream: bool) -> dict:
         long = kind in ("cancel", "deadline", "disconnect")
         if rng.random() < 0.3:
             prompt = {"text": " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 20)))}
@@ -181,6 +183,8 @@ class Traffic:
                "max_tokens": rng.randint(150, 400) if long else rng.randint(1, 16)}
         if rng.random() < 0.4:
             req["temperature"], req["seed"] = rng.choice([0.5, 1.0]), rng.randrange(1 << 32)
+        if rng.random() < 0.15:
+            _group(rng, req, stream)
         return req
 
     def _spoil(self, rng, req, tenant, o):
@@ -210,6 +214,7 @@ class Traffic:
         r.stopping.ignore_eos = req["ignore_eos"]
         if "seed" in req:
             r.sampling.temperature, r.sampling.seed = req["temperature"], req["seed"]
+        r.n, r.best_of, r.beam.beam_width = req.get("n", 0), req.get("best_of", 0), req.get("beam", 0)
         own = o.kind == "disconnect"
         channel = grpc.insecure_channel(self.server.target) if own else rng.choice(self.channels)
         timeout = rng.uniform(0.001, 0.05) if o.kind == "deadline" else self.args.request_timeout_s
@@ -234,26 +239,28 @@ class Traffic:
             resp = fut.result()
         else:
             resp = stub.Generate(r, metadata=md, timeout=timeout)
-        o.result = "ok"
-        _check_tokens(o, req, len(resp.token_ids), resp.finish_reason, resp.usage.completion_tokens)
+        choices = {c.index: (len(c.token_ids), FINISH[c.finish_reason]) for c in resp.choices}
+        _check(o, req, choices or {0: (len(resp.token_ids), FINISH[resp.finish_reason])},
+               resp.usage.completion_tokens)
 
     def _grpc_stream(self, rng, o, channel, r, md, timeout, req):
         stub = h.generation_pb2_grpc.GenerationStub(channel)
         call = stub.GenerateStream(r, metadata=md, timeout=timeout)
         stop_after = rng.randint(1, 4) if o.kind in ("cancel", "disconnect") else None
-        n, tokens, last = 0, 0, None
+        n, tokens, finish, usage = 0, {}, {}, None
         for msg in call:
-            n, tokens, last = n + 1, tokens + len(msg.token_ids), msg
+            n += 1
+            tokens[msg.index] = tokens.get(msg.index, 0) + len(msg.token_ids)
+            if msg.finish_reason:
+                finish.setdefault(msg.index, []).append(FINISH[msg.finish_reason])
+            if msg.HasField("usage"):
+                usage = msg.usage.completion_tokens
             if stop_after is not None and n == stop_after:
                 if o.kind == "cancel":
                     call.cancel()
                 else:
                     channel.close()
-        o.result = "ok"
-        if last is None:
-            o.problem = "a stream ended OK with no message"
-            return
-        _check_tokens(o, req, tokens, last.finish_reason, last.usage.completion_tokens)
+        _check(o, req, _one_finish(o, tokens, finish), usage)
 
     # -- HTTP
     def _http(self, rng, o: Outcome, req: dict, key: str):
@@ -262,6 +269,9 @@ class Traffic:
                 "max_tokens": req["max_tokens"], "ignore_eos": req["ignore_eos"]}
         if "seed" in req:
             body["temperature"], body["seed"] = req["temperature"], req["seed"]
+        for k, name in (("n", "n"), ("best_of", "best_of"), ("beam", "beam_width")):
+            if k in req:
+                body[name] = req[k]
         if o.api == "http-stream":
             body["stream"], body["stream_options"] = True, {"include_usage": True}
         conn = http.client.HTTPConnection("127.0.0.1", self.server.http_port, timeout=self.args.request_timeout_s)
@@ -306,6 +316,26 @@ class Traffic:
         _http_stream_result(o, req, events)
 
 
+def _group(rng: random.Random, req: dict, stream: bool):
+    """Makes req a sequence group: n samples, best_of, or beam search (they share KV blocks).
+    best_of above n is not streamed: HTTP refuses it (400), and gRPC streams every candidate, not
+    the best (docs/hardening.md, "Soak")."""
+    pick = rng.random()
+    if pick < 0.8:
+        req["temperature"], req["seed"] = 1.0, rng.randrange(1 << 32)
+        if pick < 0.5 or stream:
+            req["n"] = rng.randint(2, 4)
+        else:
+            req["n"] = rng.randint(1, 2)
+            req["best_of"] = rng.randint(req["n"] + 1, 4)
+    else:
+        req.pop("temperature", None)
+        req.pop("seed", None)
+        req["beam"] = rng.randint(2, 4)
+        req["n"] = rng.randint(1, req["beam"])
+    req["max_tokens"] = min(req["max_tokens"], 100)  # 4 sequences must fit in the KV cache
+
+
 WORDS = ("hello world the capital of france is paris numbers and symbols one two three "
          "soak test tenant adapter stream cancel deadline").split()
 
@@ -320,15 +350,43 @@ def _reset(conn: http.client.HTTPConnection, resp=None):
     conn.close()
 
 
-def _check_tokens(o: Outcome, req: dict, tokens: int, finish, usage_tokens: int):
-    length = pb.FINISH_REASON_LENGTH
-    if req["ignore_eos"]:
-        if tokens != req["max_tokens"] or finish != length:
-            o.problem = f"{tokens} tokens, finish {finish}; want {req['max_tokens']}, LENGTH"
-    elif not 1 <= tokens <= req["max_tokens"] or finish not in (length, pb.FINISH_REASON_EOS, pb.FINISH_REASON_STOP):
-        o.problem = f"{tokens} tokens, finish {finish}; want 1..{req['max_tokens']}"
-    if usage_tokens != tokens and not o.problem:
-        o.problem = f"usage says {usage_tokens} tokens, {tokens} came"
+FINISH = {pb.FINISH_REASON_UNSPECIFIED: "", pb.FINISH_REASON_LENGTH: "length", pb.FINISH_REASON_STOP: "stop",
+          pb.FINISH_REASON_EOS: "stop", pb.FINISH_REASON_CANCELLED: "cancelled"}
+
+
+def _one_finish(o: Outcome, tokens: dict, finishes: dict) -> dict:
+    """{index: (tokens or None, finish reason)} from a stream; a problem unless each index that
+    finished did so exactly once."""
+    if any(len(f) != 1 for f in finishes.values()):
+        o.problem = f"finish reasons per choice: {finishes}"
+    return {i: (tokens.get(i), f[0]) for i, f in finishes.items()}
+
+
+def _check(o: Outcome, req: dict, choices: dict, usage_tokens: Optional[int]):
+    """A whole result: n choices, each with max_tokens tokens and finish "length" under ignore_eos
+    (else 1..max_tokens, "length" or "stop"); usage counts the tokens returned (n samples only:
+    best_of and beam search count the sequences they dropped too)."""
+    o.result = "ok"
+    if o.problem:
+        return
+    n, most = req.get("n", 1), req["max_tokens"]
+    if sorted(choices) != list(range(n)):
+        o.problem = f"choices {sorted(choices)}; want {n}"
+        return
+    for i, (tokens, finish) in sorted(choices.items()):
+        if req["ignore_eos"]:
+            good = finish == "length" and tokens in (None, most)
+        else:
+            good = finish in ("length", "stop") and (tokens is None or 1 <= tokens <= most)
+        if not good:
+            o.problem = f"choice {i}: {tokens} tokens, finish {finish!r}; max_tokens {most}, ignore_eos {req['ignore_eos']}"
+            return
+    if "best_of" in req or "beam" in req:
+        return
+    known = [t for t, _ in choices.values() if t is not None]
+    want = sum(known) if len(known) == n else (n * most if req["ignore_eos"] else None)
+    if usage_tokens is None or (want is not None and usage_tokens != want) or not n <= usage_tokens <= n * most:
+        o.problem = f"usage says {usage_tokens} tokens; want {want if want is not None else f'{n}..{n * most}'}"
 
 
 def _http_error(o: Outcome, resp):
@@ -344,14 +402,10 @@ def _http_error(o: Outcome, resp):
 
 
 def _http_json(o: Outcome, req: dict, body: dict):
-    o.result = "ok"
-    choice = body["choices"][0]
-    want = "length" if req["ignore_eos"] else None
-    n = body["usage"]["completion_tokens"]
-    if want and (choice["finish_reason"] != want or n != req["max_tokens"]):
-        o.problem = f"{n} tokens, finish {choice['finish_reason']}; want {req['max_tokens']}, length"
-    elif not want and (choice["finish_reason"] not in ("length", "stop") or not 1 <= n <= req["max_tokens"]):
-        o.problem = f"{n} tokens, finish {choice['finish_reason']}"
+    choices = {c["index"]: (None, c["finish_reason"]) for c in body["choices"]}
+    if len(choices) != len(body["choices"]):
+        o.problem = f"repeated choice indexes: {[c['index'] for c in body['choices']]}"
+    _check(o, req, choices, body["usage"]["completion_tokens"])
 
 
 def _http_stream_result(o: Outcome, req: dict, events: list):
@@ -363,11 +417,13 @@ def _http_stream_result(o: Outcome, req: dict, events: list):
     if errors:
         o.result, o.message = "stream-error", str(errors[0])[:300]
         return
-    finishes = [c["finish_reason"] for e in events[:-1] for c in e["choices"] if c.get("finish_reason")]
-    usage = events[-2].get("usage") or {}
-    n = usage.get("completion_tokens")
-    if len(finishes) != 1 or (req["ignore_eos"] and (finishes[0] != "length" or n != req["max_tokens"])):
-        o.problem = f"finish reasons {finishes}, {n} tokens; want one, {req['max_tokens']} tokens"
+    finishes: dict = {}
+    for e in events[:-1]:
+        for c in e["choices"]:
+            if c.get("finish_reason"):
+                finishes.setdefault(c["index"], []).append(c["finish_reason"])
+    usage = (events[-2].get("usage") or {}).get("completion_tokens")
+    _check(o, req, _one_finish(o, {}, finishes), usage)
 
 
 # ---- judging an outcome -----------------------------------------------------------------------
@@ -500,6 +556,14 @@ class Report:
         for o in self.outcomes:
             k = f"{o.kind} {o.api} {o.result}"
             out[k] = out.get(k, 0) + 1
+        return dict(sorted(out.items()))
+
+    def groups(self) -> dict:
+        """Sequence groups that ended OK and were checked whole, by kind (n, best_of, beam)."""
+        out: dict = {}
+        for o in self.outcomes:
+            if o.group and o.result == "ok":
+                out[o.group] = out.get(o.group, 0) + 1
         return dict(sorted(out.items()))
 
     def messages(self) -> dict:
@@ -654,6 +718,7 @@ def summary(report: Report, args) -> str:
              f"concurrency {args.concurrency}",
              f"swaps: {report.swaps.counts['new-version']} new versions, "
              f"{report.swaps.counts['unload-reload']} unload+reload",
+             f"sequence groups answered whole: {report.groups()}",
              f"normal OK latency: p50 {percentile(oks, 0.5) * 1000:.1f} ms, p99 {percentile(oks, 0.99) * 1000:.1f} ms "
              f"({len(oks)} requests)",
              f"RSS MiB: start {start / 1024:.1f}, first-quarter peak {first / 1024:.1f}, "

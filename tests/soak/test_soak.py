@@ -34,6 +34,7 @@ def test_two_minutes_of_hostile_traffic_leave_the_server_clean(tmp_path):
         assert want in seen, want
     assert report.idle["finish_reasons"].get("cancelled", 0) > 0
     assert report.idle["finish_reasons"].get("deadline_exceeded", 0) > 0
+    assert set(report.groups()) == {"n", "best_of", "beam"}  # KV blocks shared by sequence groups
     assert report.swaps.counts["new-version"] >= 10 and report.swaps.counts["unload-reload"] >= 10
     # Every tenant got answers from each of its adapters and from the base model, over both APIs.
     served = {(o.tenant, o.adapter, o.api[:4]) for o in report.outcomes if o.kind == "normal" and o.result == "ok"}
