@@ -379,7 +379,8 @@ def _check(o: Outcome, req: dict, choices: dict, usage_tokens: Optional[int]):
         else:
             good = finish in ("length", "stop") and (tokens is None or 1 <= tokens <= most)
         if not good:
-            o.problem = f"choice {i}: {tokens} tokens, finish {finish!r}; max_tokens {most}, ignore_eos {req['ignore_eos']}"
+            o.problem = (f"choice {i}: {tokens} tokens, finish {finish!r}; max_tokens {most}, "
+                         f"ignore_eos {req['ignore_eos']}")
             return
     if "best_of" in req or "beam" in req:
         return
@@ -632,8 +633,8 @@ def _check_after(server: h.ServerProcess, report: Report, args):
     for o in report.outcomes:
         why = judge(o, report.swaps, args.request_timeout_s)
         if why:
-            p.append(f"{o.kind}{'/' + o.variant if o.variant else ''} {o.api} {o.tenant}/{o.adapter or 'base'}: {o.result} "
-                     f"{o.message[:200]!r}: {why}")
+            what = o.kind + (f"/{o.variant}" if o.variant else "")
+            p.append(f"{what} {o.api} {o.tenant}/{o.adapter or 'base'}: {o.result} {o.message[:200]!r}: {why}")
     p += report.swaps.problems + report.samples.problems
     if not server.alive():
         p.append(f"the server is gone (exit {server.proc.returncode})")
@@ -693,7 +694,8 @@ def rss_quarters(report: Report) -> tuple[int, int, int, int, int]:
 def _check_rss(report: Report, args):
     start, first, last, peak, end = rss_quarters(report)
     if len(report.samples.rss_kb) < 8:
-        report.problems.append(f"only {len(report.samples.rss_kb)} RSS samples")
+        report.problems.append(f"only {len(report.samples.rss_kb)} RSS samples (0.5 s apart): too short a run to "
+                               f"judge memory; send more requests")
     if last > first + args.rss_growth_mb * 1024:
         report.problems.append(f"RSS grew: last quarter's peak {last} KiB, first quarter's {first} KiB "
                                f"(allowed +{args.rss_growth_mb} MiB)")
