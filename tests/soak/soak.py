@@ -106,6 +106,7 @@ class Outcome:
     result: str = ""  # ok, closed (the client hung up), a gRPC code name, http-NNN, or a failure
     message: str = ""
     group: str = ""     # a sequence group: "n", "best_of" or "beam"
+    shape: str = ""     # the request's prompt and sizes, for reports
     variant: str = ""   # for invalid requests: what is wrong with it
     expect: tuple = ()  # for invalid requests: the codes / statuses that are right
     problem: str = ""   # set when the result is wrong
@@ -136,7 +137,7 @@ class Traffic:
     def __init__(self, server: h.ServerProcess, args, vocab: int):
         self.server, self.args, self.vocab = server, args, vocab
         self.channels = [grpc.insecure_channel(server.target) for _ in range(4)]
-        self.prefixes = [[random.Random(i).randrange(3, vocab) for _ in range(32)] for i in range(16)]
+        self.prefixes = [[r.randrange(3, vocab) for _ in range(32)] for r in map(random.Random, range(16))]
 
     def close(self):
         for c in self.channels:
@@ -160,6 +161,7 @@ class Traffic:
         key = KEYS[tenant]
         if kind == "invalid":
             req, key, o.expect = self._spoil(rng, req, tenant, o)
+        o.shape = json.dumps({k: v for k, v in req.items() if k != "adapter"})
         try:
             if api.startswith("grpc"):
                 self._grpc(rng, o, req, key)
@@ -444,6 +446,8 @@ def judge(o: Outcome, swaps: SwapLog, request_timeout: float) -> str:
         return o.problem
     if o.end - o.start > request_timeout + 5:
         return f"took {o.end - o.start:.1f} s (limit {request_timeout} s)"
+    if o.result in ("INVALID_ARGUMENT", "http-400") and "KV blocks; the pool has" in o.message:
+        return ""  # more than the whole KV pool (a small --kv-blocks): refused before it runs
     if o.kind == "invalid" and o.result in o.expect:
         return "" if o.message else "status without a message"
     if o.result in ALLOWED.get(o.kind, ()):
@@ -634,7 +638,8 @@ def _check_after(server: h.ServerProcess, report: Report, args):
         why = judge(o, report.swaps, args.request_timeout_s)
         if why:
             what = o.kind + (f"/{o.variant}" if o.variant else "")
-            p.append(f"{what} {o.api} {o.tenant}/{o.adapter or 'base'}: {o.result} {o.message[:200]!r}: {why}")
+            p.append(f"{what} {o.api} {o.tenant}/{o.adapter or 'base'}: {o.result} {o.message[:200]!r}: {why}; "
+                     f"request {o.shape}")
     p += report.swaps.problems + report.samples.problems
     if not server.alive():
         p.append(f"the server is gone (exit {server.proc.returncode})")

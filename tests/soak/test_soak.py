@@ -59,6 +59,8 @@ def test_a_status_is_allowed_only_for_what_the_request_did():
     assert "without a message" in soak.judge(outcome("deadline", "DEADLINE_EXCEEDED", ""), swaps, 60)
     assert "took" in soak.judge(outcome(end=100.0), swaps, 60)
     assert soak.judge(outcome(problem="3 tokens, want 4"), swaps, 60) == "3 tokens, want 4"
+    too_big = "request needs up to 9 KV blocks; the pool has 8 (shorten the prompt or max_tokens)"
+    assert soak.judge(outcome("normal", "INVALID_ARGUMENT", too_big), swaps, 60) == ""
     bad = outcome("invalid", "INVALID_ARGUMENT", "max_tokens ...", expect=("NOT_FOUND", "http-404"))
     assert "want one of" in soak.judge(bad, swaps, 60)
 
