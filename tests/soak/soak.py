@@ -5,15 +5,18 @@ that nothing leaked, hung or crashed.
 One server (a tiny random model, 8 tenants with PARA and LoRA adapters and the base model) gets
 gRPC (para.v1 Generate, GenerateStream) and HTTP (/v1/completions, JSON and SSE) requests from
 --concurrency threads: normal requests, invalid ones, client cancels mid-stream, short deadlines
-and abrupt disconnects (a closed gRPC channel, an HTTP socket reset). Meanwhile a swapper thread
+and abrupt disconnects (a closed gRPC channel, an HTTP socket reset); some run as sequence groups
+(n, best_of, beam search). Meanwhile a swapper thread
 hot-swaps adapters through the Admin API (a new version under the same name, or unload + reload).
 The run stops after --requests requests or --duration-s seconds, whichever comes first.
 
 Checked (each failure is listed and the exit status is 1):
   - every request ends with a result or a status in the set allowed for what it did (gRPC code
     with a non-empty message; HTTP status with an OpenAI error body); NOT_FOUND only while its
-    adapter was unloaded; no request outlives --request-timeout-s;
-  - results are whole: ignore_eos requests return exactly max_tokens tokens, finish "length";
+    adapter was unloaded; INVALID_ARGUMENT / 400 for a request larger than the KV pool (a small
+    --kv-blocks); no request outlives --request-timeout-s;
+  - results are whole: every choice of an ignore_eos request has exactly max_tokens tokens and
+    finish "length"; usage counts the tokens returned;
   - the server stays alive and /readyz answers 200 throughout; every swap succeeds;
   - at idle: nothing in flight or queued, every KV block free (Admin stats and /metrics), no
     adapter lease left (in_flight, retired_in_flight);
