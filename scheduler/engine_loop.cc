@@ -216,14 +216,20 @@ void EngineLoop::RunStep(const StepPlan& plan) {
     if (reason == EndReason::kCancelled) {
       it->second.group->Cancel();
       Finish(id, absl::OkStatus());
+    } else if (reason == EndReason::kUnfit) {
+      Finish(id, absl::ResourceExhaustedError(
+                     "the request was preempted to make room, and its sequences, recomputed "
+                     "separately, need more KV blocks than the whole pool holds; retry with a "
+                     "smaller n, best_of, beam_width or max_tokens"));
     } else {
       Finish(id, absl::DeadlineExceededError("the request's deadline passed before it finished"));
     }
   }
   for (SeqId id : plan.preempted) {
-    Entry& e = entries_.at(id);
-    e.group->ReleaseKv();
-    ++e.preemptions;
+    auto it = entries_.find(id);
+    if (it == entries_.end()) continue;
+    it->second.group->ReleaseKv();
+    ++it->second.preemptions;
   }
   // Which entries are in this step's batch (no allocation: flags on the entries).
   for (auto& [id, e] : entries_) e.was_running = std::exchange(e.running, false);

@@ -9,7 +9,7 @@
 namespace para::sched {
 
 const char* EndReasonName(EndReason r) {
-  return r == EndReason::kCancelled ? "cancelled" : "expired";
+  return r == EndReason::kCancelled ? "cancelled" : r == EndReason::kExpired ? "expired" : "unfit";
 }
 
 Scheduler::Scheduler(SchedulerConfig config, PoolShape pool, const Clock* clock,
@@ -32,9 +32,12 @@ absl::StatusOr<SeqId> Scheduler::Add(const SeqSpec& spec) {
     return absl::InvalidArgumentError(
         "a sequence needs a prompt and room for at least one generated token");
   const int32_t pages = spec.adapter_kind == AdapterKind::kPara ? pool_.para_pages : 0;
-  // A group's prompt blocks are shared; each of its sequences has the rest of its own.
+  // A group's prompt blocks are shared; each of its sequences has the rest of its own, and a step
+  // that forks copies a partly filled last block for every sequence but one before the old
+  // sequences let theirs go.
   const int32_t shared = spec.width > 1 ? spec.prompt_len / pool_.block_size : 0;
-  const int32_t need = shared + spec.width * (BlocksFor(spec.max_total_tokens) - shared) + pages;
+  const int32_t need =
+      shared + spec.width * (BlocksFor(spec.max_total_tokens) - shared) + (spec.width - 1) + pages;
   if (need > pool_.total_blocks) {
     ++stats_.refused;
     return absl::InvalidArgumentError(absl::StrCat("request needs up to ", need,
@@ -166,6 +169,11 @@ void Scheduler::Preempt(Seq& s, StepPlan* plan) {
   ++stats_.preemptions;
 }
 
+bool Scheduler::Readmittable(const Seq& s) const {
+  const int32_t pages = s.spec.adapter_kind == AdapterKind::kPara ? pool_.para_pages : 0;
+  return (s.reported ? s.admit_need : BlocksFor(s.total_tokens)) + pages <= pool_.total_blocks;
+}
+
 void Scheduler::ReserveDecode(StepPlan* plan) {
   auto need = [&](const Seq& s) {
     return s.reported ? s.step_need : BlocksFor(s.total_tokens) - s.kv_blocks;
@@ -173,11 +181,17 @@ void Scheduler::ReserveDecode(StepPlan* plan) {
   int64_t total_need = 0;
   for (SeqId id : running_) total_need += need(seqs_.at(id));
   while (total_need > free_blocks() && !running_.empty()) {
-    // Victim: lowest priority, then the most recently admitted.
+    // Victim: one that can be readmitted later if any (a group recomputes its sequences without
+    // sharing their prompt blocks), then the lowest priority, then the most recently admitted.
     SeqId victim = running_.front();
     for (SeqId id : running_) {
       const Seq& a = seqs_.at(id);
       const Seq& v = seqs_.at(victim);
+      const bool ra = Readmittable(a), rv = Readmittable(v);
+      if (ra != rv) {
+        if (ra) victim = id;
+        continue;
+      }
       if (a.spec.priority < v.spec.priority ||
           (a.spec.priority == v.spec.priority && a.admit_order > v.admit_order))
         victim = id;
@@ -262,6 +276,19 @@ void Scheduler::Admit(StepPlan* plan) {
     if (why != Blocked::kNo ||
         (adapter && (drain || (residency_wait && !running_adapters_.count(s.spec.adapter_id))))) {
       blocked[*name] = true;  // FCFS within the tenant; other tenants go on
+      continue;
+    }
+    if (!Readmittable(s)) {  // preempted, and it would wait for ever: end it, let others go on
+      if (std::find(plan->preempted.begin(), plan->preempted.end(), s.id) !=
+          plan->preempted.end()) {  // preempted by this very plan: it ends at the next one
+        blocked[*name] = true;
+        continue;
+      }
+      ++stats_.refused;
+      plan->ended.push_back({s.id, EndReason::kUnfit});
+      const SeqId id = s.id;
+      Free(s);
+      Remove(id);
       continue;
     }
     const int64_t n = s.total_tokens;

@@ -99,7 +99,9 @@ struct GroupProgress {
   int32_t readmit_need = 0;  // KV blocks a recompute of all its sequences needs
 };
 
-enum class EndReason { kCancelled, kExpired };
+// kUnfit: a preempted sequence group whose sequences, recomputed separately, need more blocks than
+// the whole pool holds; it could never be readmitted, so it ends with an error instead of waiting.
+enum class EndReason { kCancelled, kExpired, kUnfit };
 const char* EndReasonName(EndReason r);
 
 struct StepPlan {
@@ -193,6 +195,8 @@ class Scheduler {
   Blocked Admissible(const Seq& s, const Tenant& t) const;
   void CountRunning(const Seq& s, int delta);
   void Preempt(Seq& s, StepPlan* plan);
+  // Whether a preempted `s` could be admitted again, alone in the pool.
+  bool Readmittable(const Seq& s) const;
   void Free(Seq& s);
   void Remove(SeqId id);
   void Charge(Seq& s, double tokens, double weight);

@@ -1,5 +1,6 @@
 #include "server/generation_service.h"
 
+#include <algorithm>
 #include <map>
 #include <mutex>
 
@@ -29,6 +30,7 @@ absl::StatusOr<v1::GenerateRequest> ParseRequest(const grpc::ByteBuffer* bytes) 
 
 class UnaryCall final : public grpc::ServerUnaryReactor {
  public:
+  static constexpr bool kStreams = false;
   UnaryCall(ServiceState* state, grpc::ByteBuffer* response, std::string request_id)
       : state_(state), response_(response), request_id_(std::move(request_id)) {}
   void OnCancel() override { link_->Cancel(); }
@@ -72,6 +74,7 @@ class UnaryObserver final : public sched::RequestObserver {
 
 class StreamCall final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
+  static constexpr bool kStreams = true;
   StreamCall(ServiceState* state, std::string request_id)
       : state_(state), request_id_(std::move(request_id)) {}
   void Fail(const absl::Status& s) {
@@ -214,6 +217,10 @@ Call* Launch(ServiceState* state, grpc::CallbackServerContext* ctx, const grpc::
   if (status.ok() && who->admin)
     status = absl::PermissionDeniedError(
         "an admin key is for the Admin API; generate with a tenant's key");
+  if (status.ok() && Call::kStreams && request->best_of() > std::max(1, request->n()))
+    status = absl::InvalidArgumentError(absl::StrCat(
+        "best_of (", request->best_of(), ") above n (", std::max(1, request->n()),
+        ") cannot stream: the best sequences are known only at the end; use Generate"));
   if (!status.ok()) {
     call->Fail(status);
     return call;

@@ -345,6 +345,45 @@ TEST(SchedulerSimTest, PreemptionPicksLowestPriorityThenNewest) {
   for (size_t i = 0; i < reqs.size(); ++i) EXPECT_EQ(out[i].tokens, SoloTokens(i, reqs[i]));
 }
 
+// A group's sequences share their prompt blocks while they run, but a recompute after preemption
+// gives each its own: a preempted group whose recompute needs more than the whole pool ends with
+// kUnfit at the next plan instead of waiting for ever at the head of the queue (which stalled
+// every tenant), and a group that can be readmitted is preferred as the victim.
+TEST(SchedulerSimTest, APreemptedGroupThatCanNeverBeReadmittedEndsInsteadOfWaiting) {
+  SchedulerConfig c;
+  c.max_num_seqs = 8;
+  c.block_watermark = 0;
+  ManualClock clock;
+  Scheduler s(c, PoolShape{10, 16, 0}, &clock);
+  // 3 beams over a 40-token prompt (2 shared blocks), 8 new tokens: 2 + 3 * 1 + 2 fork copies = 7.
+  SeqSpec g{"a", 0, 40, 48};
+  g.width = 3;
+  SeqSpec h = g;
+  h.tenant = "b";
+  SeqSpec too_big = g;
+  too_big.max_total_tokens = 80;  // 2 + 3 * 3 + 2 = 13 blocks: refused at once, naming them
+  auto refused = s.Add(too_big);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(refused.status().message()), ::testing::HasSubstr("13 KV blocks"));
+  const SeqId a = *s.Add(g), b = *s.Add(h);
+  StepPlan first = s.Schedule();  // each admitted with its prompt (3) and 2 fork copies: 10 of 10
+  ASSERT_EQ(first.prefill.size(), 2u);
+  // After the step each holds 5 blocks, needs 2 more next step, and a recompute would need
+  // 3 * 3 + 2 = 11 > 10: neither can ever be readmitted.
+  const GroupProgress p{41, 3, false, 5, 0, 2, 11};
+  s.CompletedGroup(a, p);
+  s.CompletedGroup(b, p);
+  StepPlan second = s.Schedule();
+  ASSERT_EQ(second.preempted, std::vector<SeqId>{b}) << "the most recently admitted";
+  EXPECT_TRUE(second.ended.empty()) << "a sequence preempted by a plan ends at the next one";
+  EXPECT_EQ(second.decode, std::vector<SeqId>{a});
+  StepPlan third = s.Schedule();
+  ASSERT_EQ(third.ended.size(), 1u);
+  EXPECT_EQ(third.ended[0], std::make_pair(b, EndReason::kUnfit));
+  EXPECT_EQ(third.decode, std::vector<SeqId>{a}) << "the other group goes on";
+}
+
 TEST(SchedulerSimTest, CancelFreesBlocksAtTheNextStep) {
   SchedulerConfig c;
   Sim sim(c, PoolShape{100, 4, 0});
