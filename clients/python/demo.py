@@ -1,7 +1,9 @@
-"""The demo's chat: every tenant of a running para-server asks its questions at the same time, through
-the gRPC chat call (the model's own chat template renders each conversation), so that their
-requests, with their PARA and LoRA adapters and the base model, share the server's batches.
-Used by scripts/demo.sh.
+"""The demo's chat: the tenants of a running para-server ask, all at the same time, held-out
+questions of the task their adapters were trained for (tools/para_train: adding numbers, sorting a
+list, reversing words, writing dates in ISO 8601), through the gRPC chat call (the model's own chat
+template renders each conversation), so that their requests — with their PARA adapter, their LoRA
+adapter, and the base model for comparison — share the server's batches. Prints each answer next
+to the right one. Used by scripts/demo.sh.
 
     python3 clients/python/demo.py --target localhost:50051 --config build/demo/tenants.json
 """
@@ -11,50 +13,55 @@ import os
 import sys
 import threading
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "..", "tools", "para_train"))
 from para_client import Client  # noqa: E402
-from para.v1 import generation_pb2  # noqa: E402
-
-QUESTIONS = [
-    "What is the capital of France?",
-    "What is the capital of Japan?",
-    "Name three primary colors.",
-    'Translate "hello" into Spanish.',
-]
+from para_train import tasks as T  # noqa: E402
 
 
-def ask(target: str, key: str, tenant: str, adapter: str, question: str, max_tokens: int, out: list) -> None:
+def ask(target, key, tenant, adapter, row, out, lock):
     with Client(target, key) as c:
         text, last = "", None
-        for chunk in c.chat_stream([{"role": "user", "content": question}], adapter=adapter,
-                                   max_tokens=max_tokens):
+        for chunk in c.chat_stream([{"role": "system", "content": row["system"]},
+                                    {"role": "user", "content": row["prompt"]}],
+                                   adapter=adapter, temperature=0.0, max_tokens=T.MAX_NEW_TOKENS):
             text += chunk.text_delta
             last = chunk
-    reason = generation_pb2.FinishReason.Name(last.finish_reason)
-    out.append(f"== {tenant} / {adapter or '(base model)'}: {question}\n   {text.strip()}\n"
-               f"   [{last.usage.completion_tokens} tokens, {reason}, "
-               f"time to first token {last.usage.time_to_first_token_seconds * 1000:.0f} ms]")
+    answer = text.strip()
+    mark = "right" if answer == row["response"] else f"wrong (expected {row['response']})"
+    line = (f"  {adapter or '(base model)':13} {answer!r:34.34} {mark}  "
+            f"[{last.usage.completion_tokens} tokens, first after "
+            f"{last.usage.time_to_first_token_seconds * 1000:.0f} ms]")
+    with lock:
+        out.setdefault((tenant, row["prompt"]), []).append(line)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--target", required=True)
     ap.add_argument("--config", required=True, help="the server's tenants file (for the demo keys)")
-    ap.add_argument("--max-tokens", type=int, default=48)
+    ap.add_argument("--questions", type=int, default=2, help="held-out questions per tenant")
     args = ap.parse_args()
     cfg = json.load(open(args.config))
-    jobs, results = [], []
-    for i, (name, tenant) in enumerate(cfg["tenants"].items()):
-        for j, adapter in enumerate(list(tenant.get("adapters", {})) or [""]):
-            question = QUESTIONS[(i + j) % len(QUESTIONS)]
-            jobs.append(threading.Thread(target=ask, args=(args.target, tenant["api_keys"][0], name, adapter,
-                                                           question, args.max_tokens, results)))
+    jobs, results, lock = [], {}, threading.Lock()
+    for tenant, spec in cfg["tenants"].items():
+        adapters = list(spec.get("adapters", {}))
+        if not adapters:
+            continue
+        task = adapters[0].split("-")[0]  # adapters are named TASK-para / TASK-lora
+        for row in T.splits(task, 2000, 200)[1][:args.questions]:
+            for adapter in [*adapters, ""]:  # the tenant's adapters and the base model
+                jobs.append(threading.Thread(target=ask, args=(args.target, spec["api_keys"][0], tenant,
+                                                               adapter, row, results, lock)))
     for t in jobs:
         t.start()
     for t in jobs:
         t.join()
-    print("\n".join(sorted(results)))
-    if len(results) != len(jobs):
+    for (tenant, prompt), lines in sorted(results.items()):
+        print(f"== {tenant}: {prompt}")
+        print("\n".join(sorted(lines)))
+    if sum(len(v) for v in results.values()) != len(jobs):
         sys.exit("some requests failed")
 
 
