@@ -51,7 +51,7 @@ int FindProtobuf(struct dl_phdr_info* info, size_t, void* found) {
   return 0;
 }
 
-bool SystemProtobufLoaded() {
+[[maybe_unused]] bool SystemProtobufLoaded() {
   bool found = false;
   ::dl_iterate_phdr(&FindProtobuf, &found);
   return found;
@@ -70,7 +70,13 @@ const Shim& GetShim() {
     }
     candidates.push_back(PARA_SENTENCEPIECE_SHIM);
     std::string errors;
+#ifdef PARA_SANITIZED
+    // The sanitizer runtimes refuse RTLD_DEEPBIND; their builds go without it (and the tests run
+    // there show whether the protobuf symbols still resolve apart).
+    const int flags = RTLD_NOW | RTLD_LOCAL;
+#else
     const int flags = RTLD_NOW | RTLD_LOCAL | (SystemProtobufLoaded() ? RTLD_DEEPBIND : 0);
+#endif
     for (const std::string& path : candidates) {
       void* h = ::dlopen(path.c_str(), flags);
       if (h == nullptr) {

@@ -3,7 +3,9 @@
 #   scripts/sanitize.sh address   ASan + UBSan in build-asan: every unit test (ctest -L unit) and
 #                                 the integration tests (para-cli, para-server over gRPC and HTTP)
 #   scripts/sanitize.sh thread    TSan in build-tsan: the engine loop and scheduler, the adapter
-#                                 store, the server's units, and the para-server tests
+#                                 store, the server's units, and the para-server tests of its
+#                                 concurrent paths (concurrency, adapter store, lazy loading,
+#                                 lifecycle, liveness, hardening)
 # Sanitizer reports of every process (test binaries, para-server, para-cli, para-tool) go to
 # files; any report fails the run and is printed. Without clang++ it exits 77, or 1 under CI.
 set -euo pipefail
@@ -26,7 +28,11 @@ case "$kind" in
     dir=build-tsan
     targets=(scheduler_tests store_tests server_unit_tests para-server para-cli para-tool)
     units=(scheduler_tests store_tests server_unit_tests)
-    integration='^server_tests$'
+    integration=''
+    # The server's concurrent paths, against a TSan para-server (the whole server suite would take
+    # most of CI's time under TSan's slowdown).
+    server_files=(test_server_concurrency.py test_adapter_store.py test_lazy_adapters.py
+                  test_server_lifecycle.py test_engine_liveness.py test_hardening.py)
     ;;
   *) echo "unknown sanitizer '$kind': address or thread" >&2; exit 2 ;;
 esac
@@ -52,7 +58,13 @@ if ((${#units[@]})); then
 else
   (cd "$dir" && ctest --output-on-failure -j "$jobs" -L unit) || status=1
 fi
-(cd "$dir" && ctest --output-on-failure -j "$jobs" -R "$integration") || status=1
+if [ -n "$integration" ]; then
+  (cd "$dir" && ctest --output-on-failure -j "$jobs" -R "$integration") || status=1
+else
+  (cd tests/server && PARA_SERVER="$PWD/../../$dir/bin/para-server" PARA_TOOL="$PWD/../../$dir/bin/para-tool" \
+    PARA_CLI="$PWD/../../$dir/bin/para-cli" PYTHONPATH="$PWD/../../clients/python" \
+    timeout 1500 python3 -m pytest -q -p no:cacheprovider "${server_files[@]}") || status=1
+fi
 if [ "$kind" = address ]; then  # the fuzz target that needs the whole engine
   corpus="$(mktemp -d)"
   cp tests/fuzz/corpus/grpc_request/* "$corpus/"

@@ -30,7 +30,7 @@ def ask(target, key, tenant, adapter, row, out, lock):
             last = chunk
     answer = text.strip()
     mark = "right" if answer == row["response"] else f"wrong (expected {row['response']})"
-    line = (f"  {adapter or '(base model)':13} {answer!r:34.34} {mark}  "
+    line = (f"  {adapter or '(base model)':13} {answer!r:42.42} {mark}  "
             f"[{last.usage.completion_tokens} tokens, first after "
             f"{last.usage.time_to_first_token_seconds * 1000:.0f} ms]")
     with lock:

@@ -14,8 +14,10 @@ namespace para::cpu {
 // 88.7), written without calls or branches so loops that use it vectorise. x = n·ln2 + r with
 // n = round(x / ln2) and r reduced in two steps (ln2 split so n·ln2_hi is exact), |r| <= ln2/2;
 // e^r by a degree-6 polynomial fitted here to relative error 1e-7; 2^n goes into the exponent.
+// NaN gives NaN (without the undefined float-to-int conversion of a NaN exponent).
 inline float ExpF(float x) {
-  x = x < -87.3f ? -87.3f : (x > 88.7f ? 88.7f : x);
+  const bool nan = x != x;
+  x = nan ? 0.0f : (x < -87.3f ? -87.3f : (x > 88.7f ? 88.7f : x));
   const float n = __builtin_floorf(x * 1.44269504088896341f + 0.5f);
   const float r = (x - n * 0.693145751953125f) - n * 1.428606765330187e-06f;
   float p = 0.0013859296450391412f;
@@ -26,7 +28,8 @@ inline float ExpF(float x) {
   p = p * r + 1.0f;
   p = p * r + 1.0f;
   const int32_t bits = __builtin_bit_cast(int32_t, p) + (static_cast<int32_t>(n) << 23);
-  return x <= -87.3f ? 0.0f : __builtin_bit_cast(float, bits);
+  const float y = x <= -87.3f ? 0.0f : __builtin_bit_cast(float, bits);
+  return nan ? __builtin_nanf("") : y;
 }
 
 // out[i] = x[i] / sqrt(mean(x^2) + eps) * w[i], for one row of n.
