@@ -93,7 +93,7 @@ class StreamCall final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
       if (!ok) client_gone_ = true;
       a = Next();
     }
-    Run(a);
+    if (a.kind != Kind::kNone) Run(a);  // kNone: another thread may have finished `this`
   }
   const std::shared_ptr<CancelLink>& link() { return link_; }
 
@@ -109,7 +109,7 @@ class StreamCall final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
       if (e.logprobs != nullptr) FillTokenInfo(*e.logprobs, m.add_logprobs());
       a = Next();
     }
-    Run(a);
+    if (a.kind != Kind::kNone) Run(a);  // kNone: another thread may have finished `this`
   }
   // The end: one last message per returned sequence (each with its finish reason; beam search's,
   // which stream nothing before, with all their text), usage and prompt logprobs on the last.
@@ -143,7 +143,7 @@ class StreamCall final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
       }
       a = Next();
     }
-    Run(a);
+    if (a.kind != Kind::kNone) Run(a);  // kNone: another thread may have finished `this`
   }
 
  private:

@@ -116,7 +116,8 @@ void HttpSession::StartCompletion(const Request& req, openai::Api api) {
       openai::ChoiceResult c;
       if (r.has_token_ids()) {
         c.prompt_ids.assign(r.token_ids().ids().begin(), r.token_ids().ids().end());
-        c.prompt_text = model.tokenizer()->Decode(c.prompt_ids);
+        // Without special tokens' text, as a sentencepiece decode and the echo offsets have it.
+        c.prompt_text = model.tokenizer()->Decode(c.prompt_ids, /*skip_special_tokens=*/true);
       } else {
         c.prompt_text = r.text();
         // (Text that cannot fit is refused untokenized when the generation starts.)

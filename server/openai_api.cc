@@ -181,7 +181,8 @@ namespace {
 // Where each prompt token starts in the decoded prompt (bytes). A whole decode may drop what a
 // streamed first token adds (Metaspace's and sentencepiece's leading space), so the running sum of
 // token bytes is shifted back by that difference and clamped at 0: "Hello world" puts "▁Hello" at
-// 0 and "▁world" at 5.
+// 0 and "▁world" at 5. Special tokens add no bytes to the stream, so the whole decode skips them
+// too (a tokenizer.json decode would otherwise count BOS's "<s>" and shift nothing).
 std::vector<size_t> PromptOffsets(const Tokenizer* tok, const std::vector<int32_t>& ids) {
   std::vector<size_t> out;
   out.reserve(ids.size());
@@ -192,7 +193,7 @@ std::vector<size_t> PromptOffsets(const Tokenizer* tok, const std::vector<int32_
     sums.push_back(streamed);
     streamed += tok->TokenBytes(id).size();
   }
-  const size_t decoded = tok->Decode(ids).size();
+  const size_t decoded = tok->Decode(ids, /*skip_special_tokens=*/true).size();
   const size_t shift = streamed > decoded ? streamed - decoded : 0;
   for (size_t s : sums) out.push_back(s > shift ? s - shift : 0);
   return out;

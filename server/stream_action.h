@@ -16,7 +16,9 @@ struct StreamAction {
 };
 
 // Starts `a` on `reactor`, writing `*out` for the write steps. `out` must stay untouched until
-// the write completes.
+// the write completes. A caller whose action is kNone must not touch its reactor again (not even
+// to call this): once its lock is released, another thread may finish the call, and gRPC then
+// deletes the reactor (UBSan's vptr check caught exactly that in the sanitized server tests).
 template <typename Reactor, typename Message>
 void RunStreamAction(Reactor* reactor, const Message* out, const StreamAction& a) {
   switch (a.kind) {

@@ -148,7 +148,7 @@ class StreamCall final : public grpc::ServerWriteReactor<fmaas::GenerationRespon
       if (!ok) client_gone_ = true;
       a = Next();
     }
-    Run(a);
+    if (a.kind != Kind::kNone) Run(a);  // kNone: another thread may have finished `this`
   }
   const std::shared_ptr<CancelLink>& link() { return link_; }
   const tgis::Converted& converted() const { return c_; }
@@ -170,7 +170,7 @@ class StreamCall final : public grpc::ServerWriteReactor<fmaas::GenerationRespon
       }
       a = Next();
     }
-    Run(a);
+    if (a.kind != Kind::kNone) Run(a);  // kNone: another thread may have finished `this`
   }
   // The end (from the engine, or a refusal after submission started).
   void Ended(const absl::Status& status, const sched::RequestResult* r) {
@@ -186,7 +186,7 @@ class StreamCall final : public grpc::ServerWriteReactor<fmaas::GenerationRespon
       }
       a = Next();
     }
-    Run(a);
+    if (a.kind != Kind::kNone) Run(a);  // kNone: another thread may have finished `this`
   }
 
  private:

@@ -23,6 +23,7 @@ if str(CLIENT_DIR) not in sys.path:
     sys.path.insert(0, str(CLIENT_DIR))
 
 import grpc  # noqa: E402
+import spm_json  # noqa: E402
 
 from para.v1 import admin_pb2, admin_pb2_grpc, generation_pb2, generation_pb2_grpc  # noqa: E402,F401
 from para_client import Client, GenerationError  # noqa: E402,F401
@@ -70,6 +71,8 @@ def run(*args, timeout: float = 120, check: bool = True) -> subprocess.Completed
 
 def make_model(path: pathlib.Path, seed: int, *extra: str) -> str:
     run(TOOL, "make-tiny-model", path, "--seed", seed, *extra)
+    if spm_json.wanted() and (pathlib.Path(path) / "tokenizer.model").exists():
+        spm_json.add_tokenizer_json(pathlib.Path(path))  # sanitized runs: see spm_json.py
     return str(path)
 
 

@@ -330,6 +330,7 @@ def _rss_over_cycles(s, cycles=50, warmup=5):
     return rss0, warm, end, sizes[0], seconds
 
 
+@pytest.mark.memory_bound
 def test_no_memory_growth_across_load_unload_cycles(tiny_model, bare_config, start_server, tmp_path):
     """A cycle: load a 2.3 MB PARA adapter, replace it with another (a new version), run a
     request on it, unload it; the manifest is rewritten on every change. A leak of the weights

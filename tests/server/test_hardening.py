@@ -198,6 +198,7 @@ def test_http_completions_cut_short_by_shutdown_report_the_interruption(slow_mod
 
 # ---- 5. cheap requests that cost a lot -------------------------------------------------------
 
+@pytest.mark.memory_bound
 def test_a_prompt_that_cannot_fit_is_refused_by_its_bytes_without_tokenizing(server):
     """1 MiB of text can never fit in 512 tokens: it is refused by its length, over HTTP, gRPC and
     chat, with a message that says why; 16 of them at once leave the server's memory in bounds."""

@@ -369,6 +369,7 @@ def test_slowloris_clients_are_cut_off_and_do_not_block_others(hostile_server):
         assert time.monotonic() - t0 < 3.5
 
 
+@pytest.mark.memory_bound
 def test_connections_past_the_limit_get_503_and_memory_stays_bounded(hostile_server):
     s = hostile_server
     rss0 = s.rss_kb()

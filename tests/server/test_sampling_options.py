@@ -119,11 +119,11 @@ def test_prompt_logprobs_over_http_equal_grpc(server):
             assert entry[str(token)]["rank"] > 3 and entry[str(token)]["logprob"] <= want.top[-1].logprob
 
 
-def test_echo_text_offsets_point_at_each_token(server):
-    choice = completion(server, prompt="Hello world, how are you", max_tokens=4, ignore_eos=True, echo=True,
-                        logprobs=0)
+def check_echo_offsets(s, prompt):
+    choice = completion(s, prompt=prompt, max_tokens=4, ignore_eos=True, echo=True, logprobs=0)
     text, lp = choice["text"], choice["logprobs"]
     offsets, tokens = lp["text_offset"], lp["tokens"]
+    assert text.startswith("Hello world, how are you"), text
     assert offsets == sorted(offsets)
     # After the first word every token's text stands at its offset in the returned text.
     for tok, off in list(zip(tokens, offsets))[2:]:
@@ -132,6 +132,24 @@ def test_echo_text_offsets_point_at_each_token(server):
     # Consecutive offsets differ by the token's length.
     for i in range(2, len(tokens) - 1):
         assert offsets[i + 1] - offsets[i] == len(tokens[i].encode())
+
+
+def test_echo_text_offsets_point_at_each_token(server):
+    check_echo_offsets(server, "Hello world, how are you")
+
+
+def test_echo_offsets_with_a_llama_style_tokenizer_json(tenants_config, start_server, tmp_path):
+    """The same with LLaMA's tokenizer.json shape (a "▁" prepended by the normalizer, stripped by
+    the decoder, BOS as a special token): offsets once ignored that BOS adds no text and were one
+    byte late. Token-id prompts with BOS echo the text without "<s>"."""
+    model = h.make_model(tmp_path / "json" / "tiny-llama", 11, "--max-pos", "512")
+    h.spm_json.add_tokenizer_json(tmp_path / "json" / "tiny-llama")
+    s = start_server(model, tenants_config)
+    check_echo_offsets(s, "Hello world, how are you")
+    with s.client(KEY) as c:
+        ids = list(c.tokenize("Hello world, how are you").ids)
+    assert ids[0] == 1  # BOS
+    check_echo_offsets(s, ids)
 
 
 def test_generation_config_max_new_tokens_is_the_default(tmp_path, start_server):
