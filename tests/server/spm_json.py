@@ -1,6 +1,6 @@
 """Writes a Hugging Face tokenizer.json that tokenizes exactly like the sentencepiece BPE model
-that `para-tool make-tiny-model` trains (identity normalisation, a dummy "▁" prefix, byte
-fallback, digits split, no whitespace removal).
+that `para-tool make-tiny-model` trains (identity normalisation, "▁" prepended to the text,
+byte fallback, digits split, no whitespace removal).
 
 Why: para-server loads Debian's libsentencepiece privately with RTLD_DEEPBIND, which the sanitizer
 runtimes refuse; without it the library's bundled protobuf clashes with the system one that gRPC
@@ -9,15 +9,17 @@ give every tiny test model this equivalent tokenizer.json, which para-server pre
 tokenizer.model; the tokenizer.model stays beside it, so the tests that compare with sentencepiece
 itself (test_tokenize_equals_sentencepiece_and_para_cli) check that the two agree.
 
-The merges are derived from the vocabulary as sentencepiece's BPE applies them: a pair of pieces
-is merged when their concatenation is a piece, the highest-scoring concatenation first."""
+The LLaMA-2-style pipeline and the merges derived from the piece scores are the GGUF converter's
+(tools/convert_gguf.py, spm_pipeline), fed from the sentencepiece model instead of a GGUF."""
 from __future__ import annotations
 
 import json
 import os
 import pathlib
+import sys
 
-SPACE = "\u2581"  # sentencepiece's whitespace symbol
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "tools"))
+import convert_gguf as cg  # noqa: E402
 
 
 def wanted() -> bool:
@@ -25,60 +27,32 @@ def wanted() -> bool:
     return os.environ.get("PARA_TEST_TOKENIZER", "") == "json"
 
 
-def _pieces(model_file: pathlib.Path):
-    import sentencepiece as spm
-    sp = spm.SentencePieceProcessor(model_file=str(model_file))
-    out = []
-    for i in range(sp.get_piece_size()):
-        kind = ("unknown" if sp.is_unknown(i) else "control" if sp.is_control(i)
-                else "byte" if sp.is_byte(i) else "normal")
-        out.append((sp.id_to_piece(i), sp.get_score(i), kind))
-    return out
+class _Meta:
+    """The two GGUF keys spm_pipeline reads, for a sentencepiece model."""
 
+    def __init__(self, scores):
+        self.values = {"tokenizer.ggml.scores": scores, "tokenizer.ggml.add_space_prefix": True}
 
-def _merges(pieces) -> list[list[str]]:
-    ids = {p: i for i, (p, _, kind) in enumerate(pieces) if kind == "normal"}
-    ranked = []
-    for piece, score, kind in pieces:
-        if kind != "normal" or len(piece) < 2:
-            continue
-        for cut in range(1, len(piece)):
-            left, right = piece[:cut], piece[cut:]
-            if left in ids and right in ids:
-                ranked.append((-score, ids[piece], ids[left], left, right))
-    ranked.sort()
-    return [[left, right] for *_, left, right in ranked]
-
-
-def _added(pieces) -> list[dict]:
-    return [{"id": i, "content": p, "single_word": False, "lstrip": False, "rstrip": False,
-             "normalized": False, "special": True}
-            for i, (p, _, kind) in enumerate(pieces) if kind in ("unknown", "control")]
+    def get(self, key, default=None, required=False):
+        return self.values.get(key, default)
 
 
 def tokenizer_json(model_file: pathlib.Path) -> dict:
-    pieces = _pieces(model_file)
-    unk = next(p for p, _, kind in pieces if kind == "unknown")
-    replace_space = {"type": "Replace", "pattern": {"String": " "}, "content": SPACE}
-    return {
-        "version": "1.0",
-        "truncation": None,
-        "padding": None,
-        "added_tokens": _added(pieces),
-        "normalizer": {"type": "Sequence",
-                       "normalizers": [{"type": "Prepend", "prepend": SPACE}, replace_space]},
-        "pre_tokenizer": None,
-        "post_processor": None,  # BOS comes from tokenizer_config.json, as with tokenizer.model
-        "decoder": {"type": "Sequence", "decoders": [
-            {"type": "Replace", "pattern": {"String": SPACE}, "content": " "},
-            {"type": "ByteFallback"}, {"type": "Fuse"},
-            {"type": "Strip", "content": " ", "start": 1, "stop": 0}]},
-        "model": {"type": "BPE", "dropout": None, "unk_token": unk,
-                  "continuing_subword_prefix": None, "end_of_word_suffix": None, "fuse_unk": True,
-                  "byte_fallback": True, "ignore_merges": False,
-                  "vocab": {p: i for i, (p, _, _) in enumerate(pieces)},
-                  "merges": _merges(pieces)},
-    }
+    import sentencepiece as spm
+    sp = spm.SentencePieceProcessor(model_file=str(model_file))
+    ids = range(sp.get_piece_size())
+    tokens = [sp.id_to_piece(i) for i in ids]
+    types = [cg.UNKNOWN if sp.is_unknown(i) else cg.CONTROL if sp.is_control(i)
+             else cg.BYTE if sp.is_byte(i) else cg.NORMAL for i in ids]
+    unk = types.index(cg.UNKNOWN)
+    vocab = {t: i for i, t in enumerate(tokens)}
+    pipeline, _ = cg.spm_pipeline(_Meta([sp.get_score(i) for i in ids]), vocab, tokens, types, unk)
+    added = [{"id": i, "content": tokens[i], "single_word": False, "lstrip": False, "rstrip": False,
+              "normalized": False, "special": True}
+             for i in ids if types[i] in (cg.UNKNOWN, cg.CONTROL)]
+    # No post_processor: BOS comes from tokenizer_config.json, as with tokenizer.model.
+    return {"version": "1.0", "truncation": None, "padding": None, "added_tokens": added,
+            "post_processor": None, **pipeline}
 
 
 def add_tokenizer_json(model_dir: pathlib.Path) -> None:
