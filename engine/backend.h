@@ -13,6 +13,7 @@
 #include "absl/status/status.h"
 #include "engine/lora_adapter.h"
 #include "engine/para_adapter.h"
+#include "engine/sampling.h"
 
 namespace para {
 
@@ -42,6 +43,23 @@ struct BackendStats {
   int64_t para_generator_runs = 0;  // one per sequence whose vectors were generated
 };
 
+// One draw made on the backend's device from a row of the step's logits (backends whose
+// SamplesOnDevice() is true). The host takes the uniform number from the sequence's RNG, so a
+// seeded request draws the same stream of numbers wherever it is sampled.
+struct DeviceDraw {
+  int64_t logit_row = 0;
+  const SamplingParams* params = nullptr;
+  SamplingHistory history;
+  double uniform = 0;  // UniformDouble of the sequence's RNG; read only when the draw is random
+  int32_t top_n = -1;  // -1: no log-probabilities; else the token's entry with top_n alternatives
+};
+
+struct DeviceDrawResult {
+  bool finite = true;  // false: the row held NaN or infinity, and nothing was drawn
+  int32_t token = -1;
+  LogprobEntry entry{};  // when top_n >= 0
+};
+
 // Rows of logits a batch produces, in order: per sequence, tokens.size() rows when all_logits,
 // else one row.
 int64_t NumLogitRows(std::span<const ForwardSeq> batch);
@@ -52,6 +70,19 @@ class Backend {
   // Runs the forward pass, writes new K/V into the cache, and writes NumLogitRows(batch) rows of
   // vocab_size logits to `logits`.
   virtual absl::Status Forward(std::span<const ForwardSeq> batch, float* logits) = 0;
+  // Whether ForwardSample is available: logits processing and sampling on the backend's device,
+  // so that only tokens and log-probabilities come back.
+  virtual bool SamplesOnDevice() const { return false; }
+  // Runs the forward pass like Forward, then makes `draws` (in logit-row order) from the logits
+  // where they are and fills `results` (one per draw); the logits themselves are not returned.
+  virtual absl::Status ForwardSample(std::span<const ForwardSeq> batch,
+                                     std::span<const DeviceDraw> draws,
+                                     std::span<DeviceDrawResult> results) {
+    (void)batch;
+    (void)draws;
+    (void)results;
+    return absl::UnimplementedError("this backend samples on the host");
+  }
   // Copies one pool block's contents (keys, values or PARA vectors) into another.
   virtual void CopyBlock(int32_t src, int32_t dst) = 0;
   virtual const char* name() const = 0;

@@ -43,6 +43,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& opti
                                                    " exceeds the model's max_position_embeddings ",
                                                    c.max_position_embeddings));
   e->max_logprobs_ = options.max_logprobs;
+  e->device_sampling_ = options.device_sampling;
   e->max_lora_rank_ = options.max_lora_rank;
   const DType weights = options.dtype.value_or(e->model_->stored_dtype());
   e->weights_dtype_ = weights;
@@ -254,6 +255,14 @@ absl::Status Engine::CheckItem(const ForwardItem& it) const {
 }
 
 absl::Status Engine::Forward(std::span<const ForwardItem> items, std::vector<float>* logits) {
+  RETURN_IF_ERROR(PrepareBatch(items));
+  logits->resize(NumLogitRows(batch_) * config().vocab_size);
+  RETURN_IF_ERROR(backend_->Forward(batch_, logits->data()));
+  CommitBatch(items);
+  return absl::OkStatus();
+}
+
+absl::Status Engine::PrepareBatch(std::span<const ForwardItem> items) {
   for (const auto& it : items) RETURN_IF_ERROR(CheckItem(it));
   RETURN_IF_ERROR(Reserve(items));
   batch_.clear();
@@ -268,13 +277,14 @@ absl::Status Engine::Forward(std::span<const ForwardItem> items, std::vector<flo
     }
     batch_.push_back(s);
   }
-  logits->resize(NumLogitRows(batch_) * config().vocab_size);
-  RETURN_IF_ERROR(backend_->Forward(batch_, logits->data()));
+  return absl::OkStatus();
+}
+
+void Engine::CommitBatch(std::span<const ForwardItem> items) {
   for (const auto& it : items) {
     it.kv->num_cached += static_cast<int32_t>(it.tokens.size());
     if (it.para != nullptr) it.kv->vectors_ready = true;
   }
-  return absl::OkStatus();
 }
 
 absl::Status Engine::Step(std::span<Sequence* const> seqs, std::vector<SequenceUpdate>* updates) {
@@ -308,11 +318,16 @@ absl::Status Engine::Step(std::span<Sequence* const> seqs, std::vector<SequenceU
     rows += num_rows[i];
   }
   if (items.empty()) return absl::OkStatus();
-  if (absl::Status st = Forward(items, &logits_); !st.ok()) {
+  const bool on_device = StepDrawsOnDevice(seqs);
+  if (on_device) PlanDraws(seqs, first_row, out);
+  if (absl::Status st = on_device ? ForwardDraws(items) : Forward(items, &logits_); !st.ok()) {
     updates->resize(base);
     return st;
   }
-  FailNonFinite(seqs, first_row, num_rows, out);
+  if (!on_device) FailNonFinite(seqs, first_row, num_rows, out);
+  for (size_t i = 0; on_device && i < seqs.size(); ++i)
+    if (draw_first_[i] >= 0 && !draw_results_[draw_first_[i]].finite)
+      out[i].status = NonFiniteError(*seqs[i]);
   if (PrefixCache* cache = cache_->prefix_cache())  // the prompts computed in full this step
     for (size_t i = 0; i < seqs.size(); ++i) {
       const Sequence& s = *seqs[i];
@@ -323,7 +338,11 @@ absl::Status Engine::Step(std::span<Sequence* const> seqs, std::vector<SequenceU
                       s.request().para ? std::span<const int32_t>(s.kv().vector_pages)
                                        : std::span<const int32_t>());
     }
-  SampleAll(seqs, first_row, cached_before, out);
+  if (on_device) {
+    ApplyDraws(seqs, out);
+  } else {
+    SampleAll(seqs, first_row, cached_before, out);
+  }
   return absl::OkStatus();
 }
 
@@ -333,15 +352,18 @@ void Engine::FailNonFinite(std::span<Sequence* const> seqs, const std::vector<in
   for (size_t i = 0; i < seqs.size(); ++i) {
     if (first_row[i] < 0) continue;
     const std::span<const float> rows(logits_.data() + first_row[i] * vocab, num_rows[i] * vocab);
-    if (AllFinite(rows)) continue;
-    out[i].status = absl::InternalError(absl::StrCat(
-        "the model computed non-finite logits (NaN or infinity) for this request at position ",
-        seqs[i]->tokens().size(),
-        seqs[i]->request().para   ? " with its PARA adapter"
-        : seqs[i]->request().lora ? " with its LoRA adapter"
-                                  : "",
-        "; the request was stopped, the other requests of its batch were not affected"));
+    if (!AllFinite(rows)) out[i].status = NonFiniteError(*seqs[i]);
   }
+}
+
+absl::Status Engine::NonFiniteError(const Sequence& s) {
+  return absl::InternalError(absl::StrCat(
+      "the model computed non-finite logits (NaN or infinity) for this request at position ",
+      s.tokens().size(),
+      s.request().para   ? " with its PARA adapter"
+      : s.request().lora ? " with its LoRA adapter"
+                         : "",
+      "; the request was stopped, the other requests of its batch were not affected"));
 }
 
 uint64_t Engine::PrefixSalt(const Sequence& s) {

@@ -8,6 +8,7 @@
 // backend. Sequences are owned by the caller, who must Release() them to return their blocks.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -37,6 +38,9 @@ struct EngineOptions {
   int64_t max_model_len = 0;   // context limit; 0 = max_position_embeddings
   int32_t max_logprobs = 20;   // largest top-n a request may ask for
   int64_t max_lora_rank = 64;  // LoRA adapters with a larger rank are refused
+  // Sample on the backend's device when it can (CUDA): only tokens and log-probabilities come
+  // back. Steps with prompt log-probabilities or beam search always sample on the host.
+  bool device_sampling = true;
 };
 
 // The most sequences one request's group may run (n, best_of, beam_width).
@@ -147,6 +151,13 @@ class Engine {
   // Preemption by recompute: frees the sequence's KV blocks (keeping its PARA vectors); its next
   // Step prefills all its tokens (prompt and generated) again.
   void ReleaseKv(Sequence* seq) { cache_->ReleaseKv(&seq->kv()); }
+  // Whether Step samples on the backend's device.
+  bool samples_on_device() const { return device_sampling_ && backend_->SamplesOnDevice(); }
+  // Tests: replaces the backend with wrap(the current one).
+  void WrapBackendForTesting(
+      const std::function<std::unique_ptr<Backend>(std::unique_ptr<Backend>)>& wrap) {
+    backend_ = wrap(std::move(backend_));
+  }
 
  private:
   Engine() = default;
@@ -161,6 +172,18 @@ class Engine {
   void ReusePrefix(Sequence* s);
   void SampleAll(std::span<Sequence* const> seqs, const std::vector<int64_t>& first_row,
                  const std::vector<int32_t>& cached_before, std::span<SequenceUpdate> updates);
+  // Fills batch_ from checked, reserved items; after the backend ran, counts their tokens cached.
+  absl::Status PrepareBatch(std::span<const ForwardItem> items);
+  void CommitBatch(std::span<const ForwardItem> items);
+  // Device sampling (engine_draws.cc): whether this step's sequences can be sampled on the
+  // device; the draws for them (taking uniform numbers from their RNGs); the forward pass with
+  // the draws; their results applied like SampleAll.
+  bool StepDrawsOnDevice(std::span<Sequence* const> seqs) const;
+  void PlanDraws(std::span<Sequence* const> seqs, const std::vector<int64_t>& first_row,
+                 std::span<const SequenceUpdate> updates);
+  absl::Status ForwardDraws(std::span<const ForwardItem> items);
+  void ApplyDraws(std::span<Sequence* const> seqs, std::span<SequenceUpdate> updates);
+  static absl::Status NonFiniteError(const Sequence& s);
 
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<Model> model_;
@@ -175,6 +198,13 @@ class Engine {
   std::vector<float> logits_;
   std::vector<ForwardSeq> batch_;
   std::vector<SamplerScratch> scratch_;  // one per thread
+  bool device_sampling_ = true;
+  // This step's device draws: per draw its sequence's RNG after the draw (fanout branches), and
+  // per sequence the index of its first draw (-1: none).
+  std::vector<DeviceDraw> draws_;
+  std::vector<DeviceDrawResult> draw_results_;
+  std::vector<std::mt19937_64> draw_rngs_;
+  std::vector<int32_t> draw_first_;
 };
 
 }  // namespace para

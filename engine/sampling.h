@@ -64,6 +64,12 @@ struct SamplingHistory {
   std::span<const int32_t> suppressed;  // ids that may not be drawn now (min_tokens)
 };
 
+// Whether SampleToken with these parameters takes a number from the RNG (it does once, unless
+// the choice is greedy: temperature 0 or top_k 1).
+inline bool DrawIsRandom(const SamplingParams& p) {
+  return !(p.temperature == 0.0f || p.top_k == 1);
+}
+
 // Picks the next token.
 int32_t SampleToken(std::span<const float> logits, const SamplingParams& params,
                     const SamplingHistory& history, std::mt19937_64* rng, SamplerScratch* scratch);

@@ -2,7 +2,8 @@
 # The CUDA backend's check on a GPU machine, in one go (designed for < 8 minutes on one H200):
 #   1. builds the GPU tests and the engine benchmark (Release, CUDA for sm_80 and sm_90);
 #   2. runs the GPU tests (every kernel and whole-model logits against the CPU backend, mixed-
-#      tenant batch invariance) and the CPU-side tests of the kernels' index arithmetic;
+#      tenant batch invariance, the device sampler against the host's), the CPU-side tests of the
+#      kernels' logic, and the engine suites' CUDA instances (engine_model_tests '*Cuda');
 #   3. writes a LLaMA-2-7B-shaped random BF16 model (32 layers, hidden 4096, ffn 11008, vocab
 #      32000; no tokenizer) and runs para-bench-engine on it: decode at batch 1 and 32 against
 #      the HBM bound, and PARA (r 12) / LoRA (r 16, all projections) / base at 32 tenants.
@@ -34,7 +35,7 @@ cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DPARA_BUILD_BENCH=O
   tail -30 "$OUT_DIR/configure.txt"; exit 1; }
 grep "CUDA backend" "$OUT_DIR/configure.txt"
 timeout 300 cmake --build build-gpu -j "$JOBS" --target cuda_backend_tests engine_unit_tests \
-  para-tool para-bench-engine >"$OUT_DIR/build.txt" 2>&1 || {
+  engine_model_tests para-tool para-bench-engine >"$OUT_DIR/build.txt" 2>&1 || {
   tail -40 "$OUT_DIR/build.txt"; exit 1; }
 
 stamp "GPU tests"
@@ -42,6 +43,10 @@ status=0
 timeout 180 build-gpu/bin/cuda_backend_tests 2>&1 | tee "$OUT_DIR/gpu-tests.txt" | tail -40
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 timeout 60 build-gpu/bin/engine_unit_tests --gtest_filter='Cuda*' 2>&1 | tail -3 | tee -a "$OUT_DIR/gpu-tests.txt"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+stamp "the engine suites on the CUDA backend"
+timeout 240 build-gpu/bin/engine_model_tests --gtest_filter='*Cuda' 2>&1 | tee "$OUT_DIR/engine-suites.txt" \
+  | grep -E "^\[  (FAILED|PASSED|SKIPPED) |tests ran" | tee -a "$OUT_DIR/gpu-tests.txt"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 if grep -q "no GPU run:" "$OUT_DIR/gpu-tests.txt"; then
   echo "some GPU tests were skipped (no device visible?)"; status=1

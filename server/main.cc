@@ -49,6 +49,8 @@ ABSL_FLAG(int32_t, kv_cache_blocks, 0, "KV cache size in blocks (0 = from --kv_c
 ABSL_FLAG(int64_t, kv_cache_bytes, int64_t{1} << 30, "KV cache budget in bytes");
 ABSL_FLAG(int32_t, threads, 0, "compute threads (0 = all cores)");
 ABSL_FLAG(std::string, device, "auto", "compute device: auto, cpu or cuda");
+ABSL_FLAG(bool, device_sampling, true,
+          "sample on the compute device when it can (cuda): only tokens and log-probs come back");
 ABSL_FLAG(
     std::string, dtype, "auto",
     "weights in memory: auto (as stored, memory-mapped), f32, bf16 or f16 (converted at load)");
@@ -170,6 +172,7 @@ absl::StatusOr<EngineOptions> EngineOptionsFromFlags() {
   EngineOptions o;
   o.model_dir = absl::GetFlag(FLAGS_model);
   o.device = absl::GetFlag(FLAGS_device);
+  o.device_sampling = absl::GetFlag(FLAGS_device_sampling);
   ASSIGN_OR_RETURN(o.dtype, ParseDTypeChoice(absl::GetFlag(FLAGS_dtype), "--dtype"));
   ASSIGN_OR_RETURN(o.kv_cache_dtype,
                    ParseDTypeChoice(absl::GetFlag(FLAGS_kv_cache_dtype), "--kv_cache_dtype"));

@@ -14,6 +14,10 @@ absl::StatusOr<EngineOptions> EngineOptionsFromArgs(const Args& args) {
   if (prefix != "on" && prefix != "off")
     return absl::InvalidArgumentError("--prefix-caching must be on or off");
   o.kv_cache.prefix_caching = prefix == "on";
+  const std::string sampling = args.GetOr("device-sampling", "on");
+  if (sampling != "on" && sampling != "off")
+    return absl::InvalidArgumentError("--device-sampling must be on or off");
+  o.device_sampling = sampling == "on";
   ASSIGN_OR_RETURN(o.dtype, ParseDTypeChoice(args.GetOr("dtype", "auto"), "--dtype"));
   ASSIGN_OR_RETURN(o.kv_cache_dtype,
                    ParseDTypeChoice(args.GetOr("kv-cache-dtype", "auto"), "--kv-cache-dtype"));

@@ -22,6 +22,8 @@ inline const std::vector<FlagSpec> kEngineFlagSpecs = {
      "KV cache elements: auto|f32|f16|bf16"},
     {"dtype", "T", "auto: as stored, memory-mapped", "weights in memory: auto|f32|bf16|f16"},
     {"device", "D", "auto", "compute device: auto|cpu|cuda"},
+    {"device-sampling", "on|off", "on",
+     "sample on the compute device when it can (cuda): only tokens come back"},
     {"prefix-caching", "on|off", "off", "reuse cached prompt blocks across requests"},
     {"threads", "N", "0 = all cores", "compute threads"},
     {"max-model-len", "N", "0 = max_position_embeddings", "context limit"},

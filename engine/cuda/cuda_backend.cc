@@ -248,6 +248,12 @@ absl::Status CudaBackend::UploadStep(std::span<const ForwardSeq> batch) {
 }
 
 absl::Status CudaBackend::Forward(std::span<const ForwardSeq> batch, float* logits) {
+  return Run(batch, logits, {}, {});
+}
+
+absl::Status CudaBackend::Run(std::span<const ForwardSeq> batch, float* logits,
+                              std::span<const DeviceDraw> draws,
+                              std::span<DeviceDrawResult> results) {
   const int32_t group = static_cast<int32_t>(cfg_.num_attention_heads / cfg_.num_key_value_heads);
   RETURN_IF_ERROR(plan_.Build(batch, static_cast<int32_t>(cfg_.vocab_size), cache_->block_size(),
                               PrefillTilesFit(group) ? PrefillTileRows(group) : 0));
@@ -266,7 +272,7 @@ absl::Status CudaBackend::Forward(std::span<const ForwardSeq> batch, float* logi
   LaunchRopeTable(rows_.pos, rows, inv_freq_, static_cast<int32_t>(cfg_.head_dim / 2), cos_, sin_,
                   stream_);
   for (int32_t l = 0; l < cfg_.num_hidden_layers; ++l) RETURN_IF_ERROR(Layer(l));
-  RETURN_IF_ERROR(Logits(logits));
+  RETURN_IF_ERROR(logits != nullptr ? Logits(logits) : SampleLogits(draws, results));
   stats_.para_generator_runs += static_cast<int64_t>(plan_.generating.size());
   return absl::OkStatus();
 }
@@ -320,16 +326,12 @@ absl::Status CudaBackend::Layer(int32_t l) {
 }
 
 absl::Status CudaBackend::Logits(float* logits) {
-  const int64_t h = cfg_.hidden_size, vocab = cfg_.vocab_size;
+  const int64_t vocab = cfg_.vocab_size;
   const int64_t m = static_cast<int64_t>(plan_.logit_rows.size());
-  const float eps = static_cast<float>(cfg_.rms_norm_eps);
-  const int64_t chunk = std::min(scratch_rows_, kLogitChunkRows);
+  const int64_t chunk = LogitChunkRows();
   for (int64_t begin = 0; begin < m; begin += chunk) {
     const int64_t n = std::min(chunk, m - begin);
-    LaunchRmsNorm(h_, w_->final_norm(), eps, h, logit_rows_dev_ + begin, static_cast<int32_t>(n),
-                  xn_, stream_);
-    RETURN_IF_ERROR(
-        gemm_->Run(n, vocab, h, xn_, h, w_->lm_head(), 0.f, logits_dev_, vocab, stream_));
+    RETURN_IF_ERROR(LmHeadChunk(begin, n));
     const size_t bytes = static_cast<size_t>(n * vocab) * sizeof(float);
     RETURN_IF_ERROR(CudaCheck(
         cudaMemcpyAsync(logits_host_.data(), logits_dev_, bytes, cudaMemcpyDeviceToHost, stream_),
@@ -339,6 +341,16 @@ absl::Status CudaBackend::Logits(float* logits) {
   }
   last_logit_rows_ = static_cast<int32_t>(std::min(m, chunk));
   return absl::OkStatus();
+}
+
+int64_t CudaBackend::LogitChunkRows() const { return std::min(scratch_rows_, kLogitChunkRows); }
+
+absl::Status CudaBackend::LmHeadChunk(int64_t begin, int64_t n) {
+  const int64_t h = cfg_.hidden_size;
+  LaunchRmsNorm(h_, w_->final_norm(), static_cast<float>(cfg_.rms_norm_eps), h,
+                logit_rows_dev_ + begin, static_cast<int32_t>(n), xn_, stream_);
+  return gemm_->Run(n, cfg_.vocab_size, h, xn_, h, w_->lm_head(), 0.f, logits_dev_, cfg_.vocab_size,
+                    stream_);
 }
 
 absl::Status CudaBackend::GreedyOfLastLogits(std::vector<int32_t>* tokens,

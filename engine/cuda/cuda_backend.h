@@ -25,6 +25,7 @@
 #include "engine/cuda/device_memory.h"
 #include "engine/cuda/kernels.h"
 #include "engine/cuda/lt_gemm.h"
+#include "engine/cuda/sample_plan.h"
 #include "engine/cuda/step_plan.h"
 #include "engine/device.h"
 #include "engine/kv_cache.h"
@@ -41,6 +42,11 @@ class CudaBackend final : public Backend {
   ~CudaBackend() override;
 
   absl::Status Forward(std::span<const ForwardSeq> batch, float* logits) override;
+  // Logits processing and sampling on the device (cuda_sampling.cc, sample_math.h): the LM head
+  // chunks stay on the device and only tokens and log-probabilities are copied back.
+  bool SamplesOnDevice() const override { return true; }
+  absl::Status ForwardSample(std::span<const ForwardSeq> batch, std::span<const DeviceDraw> draws,
+                             std::span<DeviceDrawResult> results) override;
   void CopyBlock(int32_t src, int32_t dst) override;
   const char* name() const override { return "cuda"; }
   const BackendStats& stats() const override { return stats_; }
@@ -62,7 +68,17 @@ class CudaBackend final : public Backend {
     return gemm_->Run(m, n, k, x, k, w, beta, c, n, stream_);
   }
   void Lora(int32_t layer, LoraSite site, const uint16_t* x, int64_t ldx, float* y, int64_t ncols);
+  // The forward pass; then logits copied to `logits`, or (logits null) the draws made.
+  absl::Status Run(std::span<const ForwardSeq> batch, float* logits,
+                   std::span<const DeviceDraw> draws, std::span<DeviceDrawResult> results);
   absl::Status Logits(float* logits);
+  // Logit rows per LM-head chunk (the rows logits_dev_ holds).
+  int64_t LogitChunkRows() const;
+  // LM head rows [begin, begin + n) of this step's logit rows into logits_dev_.
+  absl::Status LmHeadChunk(int64_t begin, int64_t n);
+  absl::Status SampleLogits(std::span<const DeviceDraw> draws, std::span<DeviceDrawResult> results);
+  // Sizes the sampler's buffers for sample_plan_ (grows only).
+  absl::Status ReserveSampling();
 
   const Model* model_;
   const ModelConfig& cfg_;
@@ -108,6 +124,13 @@ class CudaBackend final : public Backend {
   const LoraSiteDesc* const* lora_tables_ = nullptr;
   int32_t lora_max_rank_[kNumLoraSites] = {};
   int32_t last_logit_rows_ = 0;
+
+  // The device sampler: this step's draws, their metadata and results (pinned host and device
+  // twins of one layout), and per-draw scratch for kSampleBatch draws at a time.
+  SamplePlan sample_plan_;
+  PinnedBuffer sample_host_;
+  DeviceBuffer sample_dev_;
+  DeviceBuffer sample_scratch_;
   int32_t num_sms_ = 0;
 };
 

@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "engine/cuda/kernel_math.h"
+#include "engine/cuda/sample_math.h"
 
 typedef struct CUstream_st* cudaStream_t;
 
@@ -97,6 +98,26 @@ void LaunchLoraExpand(const float* t, int64_t ldt, const LoraTile* tiles, int32_
 // softmax of the row.
 void LaunchGreedy(const float* logits, int32_t rows, int64_t vocab, int32_t* token, float* logprob,
                   cudaStream_t s);
+
+// The device sampler (sample_kernels.cu, sample_math.h): draw i samples row
+// descs[i].logit_row - first_row of `logits` ([rows, vocab]) and writes out[i], and its top
+// alternatives to top_ids / top_lp[i * max_top ...]. Scratch per draw: v[vocab] and
+// keys / ids[SortCapacity(vocab)]; descs, edit_ids and edits are the step's (device copies).
+struct SampleLaunch {
+  const float* logits;
+  int64_t vocab;
+  const SampleRowDesc* descs;
+  const int32_t* edit_ids;
+  const SampleEdit* edits;
+  float* v;
+  uint32_t* keys;
+  int32_t* ids;
+  SampleRowOut* out;
+  int32_t* top_ids;
+  float* top_lp;
+  int32_t max_top;
+};
+void LaunchSample(const SampleLaunch& a, int32_t first_row, int32_t draws, cudaStream_t s);
 
 // dst[i] = bf16(src[i]) for n F32 values (weights going to the device).
 void LaunchF32ToBf16(const float* src, int64_t n, uint16_t* dst, cudaStream_t s);

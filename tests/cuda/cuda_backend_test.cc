@@ -15,6 +15,7 @@
 #include "engine/cuda/device_adapters.h"
 #include "engine/cuda/kernels.h"
 #include "engine/cuda/lt_gemm.h"
+#include "engine/cuda/sample_plan.h"
 #include "engine/device.h"
 #include "engine/para_vectors.h"
 #include "tests/engine/test_model.h"
@@ -319,6 +320,79 @@ TEST(CudaKernelTest, GreedyFindsTheFirstMaximumAndItsLogprob) {
   EXPECT_EQ(got_t[1], 17);
 }
 
+// The device sampler kernel on rows of random logits (with ties), every sampling control, against
+// the host sampler given the same uniform numbers: the same tokens, and the same log-probabilities,
+// ranks and top alternatives.
+TEST(CudaKernelTest, DeviceSamplerMatchesTheHostSampler) {
+  REQUIRE_CUDA_DEVICE();
+  for (int64_t vocab : {int64_t{300}, int64_t{5000}, int64_t{49152}}) {
+    std::vector<SamplingParams> cases(8);
+    cases[0].temperature = 0;
+    cases[1].temperature = 0.7f;
+    cases[2].top_k = 50;
+    cases[3].top_p = 0.9f;
+    cases[4].top_p = 0.999f;
+    cases[4].temperature = 4.0f;  // the largest 1024 do not hold the mass: a full sort
+    cases[5].min_p = 0.03f;
+    cases[6].top_k = 2000;
+    cases[6].top_p = 0.95f;
+    cases[7].repetition_penalty = 1.4f;
+    cases[7].presence_penalty = 0.5f;
+    cases[7].frequency_penalty = 0.5f;
+    cases[7].logit_bias = {{3, 5.0f}, {3, 1.0f}, {11, -100.0f}};
+    const std::vector<int32_t> penalized = {1, 3, 8, 42, 77};
+    const std::vector<std::pair<int32_t, int32_t>> counts = {{3, 2}, {42, 1}};
+    const std::vector<int32_t> suppressed = {2};
+    const SamplingHistory history{penalized, counts, suppressed};
+    const int32_t rows = 6;
+    std::vector<float> logits = Random(rows * vocab, 91 + vocab, 3.f);
+    for (int64_t i = 0; i < rows * vocab; i += 3) logits[i] = std::round(logits[i] * 4) / 4;
+    SamplePlan plan;
+    std::vector<int32_t> want;
+    std::vector<LogprobEntry> want_lp;
+    SamplerScratch scratch;
+    for (const SamplingParams& p : cases)
+      for (int32_t r = 0; r < rows; ++r) {
+        const std::span<const float> x(&logits[r * vocab], vocab);
+        std::mt19937_64 a(r * 13 + 1), b(r * 13 + 1);
+        want.push_back(SampleToken(x, p, history, &a, &scratch));
+        want_lp.push_back(ComputeLogprobs(x, want.back(), 4, &scratch));
+        plan.Add(r, p, history, DrawIsRandom(p) ? UniformDouble(&b) : 0.0, 4);
+      }
+    const int32_t draws = static_cast<int32_t>(plan.descs.size());
+    const int64_t cap = SortCapacity(vocab);
+    DeviceArrays d;
+    SampleLaunch l{d.Put(logits),
+                   vocab,
+                   d.Put(plan.descs),
+                   d.Put(plan.edit_ids),
+                   d.Put(plan.edits),
+                   d.Alloc<float>(draws * vocab),
+                   d.Alloc<uint32_t>(draws * cap),
+                   d.Alloc<int32_t>(draws * cap),
+                   d.Alloc<SampleRowOut>(draws),
+                   d.Alloc<int32_t>(draws * 4),
+                   d.Alloc<float>(draws * 4),
+                   4};
+    LaunchSample(l, 0, draws, nullptr);
+    ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+    auto out = DeviceArrays::Get(l.out, draws);
+    auto top_ids = DeviceArrays::Get(l.top_ids, draws * 4);
+    auto top_lp = DeviceArrays::Get(l.top_lp, draws * 4);
+    for (int32_t i = 0; i < draws; ++i) {
+      SCOPED_TRACE(std::to_string(vocab) + " draw " + std::to_string(i));
+      EXPECT_EQ(out[i].finite, 1);
+      EXPECT_EQ(out[i].token, want[i]);
+      EXPECT_NEAR(out[i].logprob, want_lp[i].logprob, 1e-5f);
+      EXPECT_EQ(out[i].rank, want_lp[i].rank);
+      for (int j = 0; j < 4; ++j) {
+        EXPECT_EQ(top_ids[i * 4 + j], want_lp[i].top[j].id);
+        EXPECT_NEAR(top_lp[i * 4 + j], want_lp[i].top[j].logprob, 1e-5f);
+      }
+    }
+  }
+}
+
 // Engines on the tiny model: CPU (F32) and CUDA (BF16 weights, F32 KV cache).
 struct Engines {
   std::unique_ptr<Engine> cpu, gpu;
@@ -525,6 +599,49 @@ TEST(CudaModelTest, GreedyGenerationAgreesWithTheCpuOnTheFirstTokens) {
   }
   // Near-ties may flip under BF16; most first tokens agree.
   EXPECT_GE(same, 6);
+}
+
+// Whole requests on the CUDA backend, sampled on the device and (option off) on the host from the
+// copied logits: the same tokens and log-probabilities, and no logits copy on the device path.
+TEST(CudaModelTest, DeviceSamplingGivesWhatHostSamplingGives) {
+  REQUIRE_CUDA_DEVICE();
+  auto make = [](bool on_device) {
+    EngineOptions o;
+    o.model_dir = testing::DefaultTinyModelDir();
+    o.device = "cuda";
+    o.kv_cache_dtype = DType::kF32;
+    o.kv_cache.num_blocks = 1024;
+    o.device_sampling = on_device;
+    return Engine::Create(o);
+  };
+  auto device = make(true), host = make(false);
+  ASSERT_TRUE(device.ok() && host.ok());
+  ASSERT_TRUE((*device)->samples_on_device());
+  ASSERT_FALSE((*host)->samples_on_device());
+  std::vector<GenerationRequest> reqs(6);
+  for (int i = 0; i < 6; ++i) {
+    reqs[i].prompt_ids = testing::RandomIds(4 + i * 5, 700 + i, 503);
+    reqs[i].stopping.max_tokens = 12;
+    reqs[i].stopping.ignore_eos = true;
+    reqs[i].sampling.seed = 40 + i;
+    reqs[i].sampling.logprobs = 2;
+  }
+  reqs[0].sampling.temperature = 0;
+  reqs[1].sampling.top_k = 10;
+  reqs[2].sampling.top_p = 0.8f;
+  reqs[3].sampling.min_p = 0.1f;
+  reqs[4].sampling.repetition_penalty = 1.5f;
+  reqs[5].group.n = 2;
+  reqs[5].group.best_of = 3;
+  auto a = testing::RunRequests(device->get(), reqs);
+  auto b = testing::RunRequests(host->get(), reqs);
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_TRUE(a[i].ok() && b[i].ok());
+    EXPECT_EQ(a[i]->token_ids, b[i]->token_ids) << i;
+    ASSERT_EQ(a[i]->logprobs.size(), b[i]->logprobs.size());
+    for (size_t t = 0; t < a[i]->logprobs.size(); ++t)
+      EXPECT_NEAR(a[i]->logprobs[t].logprob, b[i]->logprobs[t].logprob, 1e-4f) << i << " " << t;
+  }
 }
 
 TEST(CudaModelTest, DeviceCudaIsRefusedClearlyWithoutADevice) {

@@ -38,8 +38,10 @@ std::shared_ptr<const ParaAdapter> Para(Engine& e, uint64_t seed) {
   return *e.LoadParaAdapter(dir);
 }
 
-TEST(LoraEngineTest, ZeroBAdapterIsExactlyTheBaseModel) {
-  auto e = testing::MakeEngine(testing::DefaultTinyModelDir());
+class LoraEngineTest : public testing::BackendTest {};
+
+TEST_P(LoraEngineTest, ZeroBAdapterIsExactlyTheBaseModel) {
+  auto e = Make(testing::DefaultTinyModelDir());
   auto zero = Lora(*e, 1, "all", 8, /*zero_b=*/true);
   testing::Stream base{testing::RandomIds(15, 2, 503), 6};
   testing::Stream with{testing::RandomIds(15, 2, 503), 6, nullptr, zero.get()};
@@ -49,8 +51,8 @@ TEST(LoraEngineTest, ZeroBAdapterIsExactlyTheBaseModel) {
     EXPECT_EQ(base.rows[i], with.rows[i]) << "step " << i;
 }
 
-TEST(LoraEngineTest, LoraChangesTheLogits) {
-  auto e = testing::MakeEngine(testing::DefaultTinyModelDir());
+TEST_P(LoraEngineTest, LoraChangesTheLogits) {
+  auto e = Make(testing::DefaultTinyModelDir());
   auto a = Lora(*e, 2, "q_proj,v_proj", 8);
   testing::Stream base{testing::RandomIds(10, 3, 503), 10};
   testing::Stream with{testing::RandomIds(10, 3, 503), 10, nullptr, a.get()};
@@ -59,8 +61,8 @@ TEST(LoraEngineTest, LoraChangesTheLogits) {
   EXPECT_GT(testing::MaxAbsDiff(base.rows[0], with.rows[0]), 1e-2f);
 }
 
-TEST(LoraEngineTest, LoraParaAndPlainRowsShareStepsWithoutChangingLogits) {
-  auto e = testing::MakeEngine(testing::DefaultTinyModelDir(), 1024);
+TEST_P(LoraEngineTest, LoraParaAndPlainRowsShareStepsWithoutChangingLogits) {
+  auto e = Make(testing::DefaultTinyModelDir(), 1024);
   std::vector<std::shared_ptr<const LoraAdapter>> loras = {
       Lora(*e, 10, "all", 16), Lora(*e, 11, "q_proj,v_proj", 8), Lora(*e, 12, "all", 4)};
   std::vector<std::shared_ptr<const ParaAdapter>> paras = {Para(*e, 20), Para(*e, 21)};
@@ -80,13 +82,13 @@ TEST(LoraEngineTest, LoraParaAndPlainRowsShareStepsWithoutChangingLogits) {
   testing::RunTogether(*e, all);
   for (int i = 0; i < 24; ++i)
     for (size_t r = 0; r < solo[i].rows.size(); ++r)
-      ASSERT_LE(testing::MaxAbsDiff(solo[i].rows[r], mixed[i].rows[r]), 1e-5f)
+      ASSERT_LE(testing::MaxAbsDiff(solo[i].rows[r], mixed[i].rows[r]), same())
           << "request " << i << " step " << r;
   EXPECT_EQ(e->kv_cache().pool().num_free(), e->kv_cache().pool().num_blocks());
 }
 
-TEST(LoraEngineTest, GreedyOutputsInAMixedBatchEqualSoloOutputs) {
-  auto e = testing::MakeEngine(testing::DefaultTinyModelDir(), 1024);
+TEST_P(LoraEngineTest, GreedyOutputsInAMixedBatchEqualSoloOutputs) {
+  auto e = Make(testing::DefaultTinyModelDir(), 1024);
   auto l1 = Lora(*e, 30, "all", 16), l2 = Lora(*e, 31, "q_proj,k_proj,v_proj,o_proj", 8);
   auto p1 = Para(*e, 32);
   std::vector<GenerationRequest> reqs;
@@ -108,7 +110,7 @@ TEST(LoraEngineTest, GreedyOutputsInAMixedBatchEqualSoloOutputs) {
   }
 }
 
-TEST(LoraEngineTest, GroupingFindsSegmentsAndScatteredRows) {
+TEST_P(LoraEngineTest, GroupingFindsSegmentsAndScatteredRows) {
   LoraAdapter* a = reinterpret_cast<LoraAdapter*>(0x10);
   LoraAdapter* b = reinterpret_cast<LoraAdapter*>(0x20);
   const LoraAdapter* rows[] = {a, a, a, nullptr, b, a, b, b};
@@ -124,8 +126,8 @@ TEST(LoraEngineTest, GroupingFindsSegmentsAndScatteredRows) {
   EXPECT_TRUE(groups[0].contiguous);
 }
 
-TEST(LoraEngineTest, AdapterTypeIsDetectedAndOneAdapterPerRequest) {
-  auto e = testing::MakeEngine(testing::DefaultTinyModelDir());
+TEST_P(LoraEngineTest, AdapterTypeIsDetectedAndOneAdapterPerRequest) {
+  auto e = Make(testing::DefaultTinyModelDir());
   const std::string lora_dir = testing::MakeTempDir("lt_"), para_dir = testing::MakeTempDir("pt_");
   ASSERT_TRUE(tools::MakeTinyLoraAdapter(lora_dir, e->model().dir(), {}).ok());
   ASSERT_TRUE(tools::MakeTinyParaAdapter(para_dir, e->model().dir(), {}).ok());
@@ -144,6 +146,8 @@ TEST(LoraEngineTest, AdapterTypeIsDetectedAndOneAdapterPerRequest) {
   r.lora = lora->lora;
   EXPECT_NE(e->ValidateRequest(r).message().find("one adapter"), std::string::npos);
 }
+
+INSTANTIATE_TEST_SUITE_P(Backends, LoraEngineTest, testing::BackendValues(), testing::DeviceName);
 
 }  // namespace
 }  // namespace para

@@ -1,5 +1,7 @@
 #include "tests/engine/test_model.h"
 
+#include "engine/device.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -124,6 +126,18 @@ std::vector<absl::StatusOr<sched::RequestResult>> RunRequests(
   for (const auto& r : requests) subs.push_back({r, "", 0, std::nullopt, nullptr});
   return sched::RunOffline(engine, std::move(subs), sched::SchedulerConfig());
 }
+
+std::vector<std::string> TestDevices() { return {"cpu", "cuda"}; }
+
+bool DeviceRuns(const std::string& device, std::string* why) {
+  if (device == "cpu") return true;
+  std::string reason;
+  if (CudaDeviceCount(&reason) > 0) return true;
+  *why = "no GPU run: " + reason;
+  return false;
+}
+
+float SameLogitsTolerance(const std::string& device) { return device == "cpu" ? 1e-5f : 2e-3f; }
 
 std::unique_ptr<Engine> MakeEngine(const std::string& dir, int32_t num_blocks, int32_t block_size,
                                    DType kv_dtype, std::optional<DType> weights_dtype,

@@ -2,6 +2,8 @@
 // Not thread-safe (tests run sequentially within a binary).
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <functional>
 #include <memory>
 #include <string>
@@ -26,6 +28,39 @@ std::unique_ptr<Engine> MakeEngine(const std::string& dir, int32_t num_blocks = 
                                    int32_t block_size = 16, DType kv_dtype = DType::kF32,
                                    std::optional<DType> weights_dtype = std::nullopt,
                                    const std::string& device = "cpu");
+// The backends the engine suites run on, the parameter of every backend suite: "cpu" always,
+// and "cuda", whose instances skip (printing why) where the build or the machine has no device.
+std::vector<std::string> TestDevices();
+// Whether `device` can run here; `why` says why not.
+bool DeviceRuns(const std::string& device, std::string* why);
+// The largest difference allowed between logits that must be equal (the same request alone and
+// in a batch, decoded incrementally and recomputed): 1e-5 on the CPU's F32 path, batch-invariant
+// by construction; 2e-3 on CUDA (BF16 GEMM inputs, and cuBLASLt may pick another algorithm for
+// another number of rows).
+float SameLogitsTolerance(const std::string& device);
+
+// A suite run once per backend (TEST_P; INSTANTIATE with BackendValues()): skips devices that
+// cannot run here, and makes engines on its device.
+class BackendTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    std::string why;
+    if (!DeviceRuns(GetParam(), &why)) GTEST_SKIP() << why;
+  }
+  const std::string& device() const { return GetParam(); }
+  bool on_cpu() const { return GetParam() == "cpu"; }
+  float same() const { return SameLogitsTolerance(GetParam()); }
+  std::unique_ptr<Engine> Make(const std::string& dir, int32_t num_blocks = 512,
+                               int32_t block_size = 16, DType kv_dtype = DType::kF32,
+                               std::optional<DType> weights_dtype = std::nullopt) const {
+    return MakeEngine(dir, num_blocks, block_size, kv_dtype, weights_dtype, GetParam());
+  }
+};
+inline auto BackendValues() { return ::testing::ValuesIn(TestDevices()); }
+inline std::string DeviceName(const ::testing::TestParamInfo<std::string>& info) {
+  return info.param == "cpu" ? "Cpu" : "Cuda";
+}
+
 // n random token ids in [3, vocab).
 std::vector<int32_t> RandomIds(int n, uint64_t seed, int vocab = 512);
 float MaxAbsDiff(const float* a, const float* b, int64_t n);
