@@ -51,9 +51,8 @@ class CudaBackend final : public Backend {
   const char* name() const override { return "cuda"; }
   const BackendStats& stats() const override { return stats_; }
 
-  // Greedy tokens and their log-probabilities for the rows of the last Forward's logits, computed
-  // on the device (only tokens and log-probs cross the bus); the engine's sampler still uses the
-  // host copy of the logits.
+  // Greedy tokens and their log-probabilities for the rows of the last Forward's logits (not
+  // after a ForwardSample), computed on the device: a kernel-level check of the LM head's output.
   absl::Status GreedyOfLastLogits(std::vector<int32_t>* tokens, std::vector<float>* logprobs);
   const DeviceAdapters& adapters() const { return adapters_; }
   size_t gemm_plans() const { return gemm_->cached_plans(); }
