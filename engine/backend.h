@@ -52,6 +52,7 @@ struct DeviceDraw {
   SamplingHistory history;
   double uniform = 0;  // UniformDouble of the sequence's RNG; read only when the draw is random
   int32_t top_n = -1;  // -1: no log-probabilities; else the token's entry with top_n alternatives
+  int32_t forced_token = -1;  // >= 0: nothing is drawn; this token's entry is wanted instead
 };
 
 struct DeviceDrawResult {

@@ -318,16 +318,14 @@ absl::Status Engine::Step(std::span<Sequence* const> seqs, std::vector<SequenceU
     rows += num_rows[i];
   }
   if (items.empty()) return absl::OkStatus();
-  const bool on_device = StepDrawsOnDevice(seqs);
-  if (on_device) PlanDraws(seqs, first_row, out);
+  const bool on_device = samples_on_device();
+  if (on_device) PlanDraws(seqs, first_row, cached_before, out);
   if (absl::Status st = on_device ? ForwardDraws(items) : Forward(items, &logits_); !st.ok()) {
     updates->resize(base);
     return st;
   }
   if (!on_device) FailNonFinite(seqs, first_row, num_rows, out);
-  for (size_t i = 0; on_device && i < seqs.size(); ++i)
-    if (draw_first_[i] >= 0 && !draw_results_[draw_first_[i]].finite)
-      out[i].status = NonFiniteError(*seqs[i]);
+  if (on_device) FailNonFiniteDraws(seqs, out);
   if (PrefixCache* cache = cache_->prefix_cache())  // the prompts computed in full this step
     for (size_t i = 0; i < seqs.size(); ++i) {
       const Sequence& s = *seqs[i];

@@ -39,7 +39,7 @@ struct EngineOptions {
   int32_t max_logprobs = 20;   // largest top-n a request may ask for
   int64_t max_lora_rank = 64;  // LoRA adapters with a larger rank are refused
   // Sample on the backend's device when it can (CUDA): only tokens and log-probabilities come
-  // back. Steps with prompt log-probabilities or beam search always sample on the host.
+  // back (prompt log-probabilities and beam candidates included).
   bool device_sampling = true;
 };
 
@@ -175,13 +175,14 @@ class Engine {
   // Fills batch_ from checked, reserved items; after the backend ran, counts their tokens cached.
   absl::Status PrepareBatch(std::span<const ForwardItem> items);
   void CommitBatch(std::span<const ForwardItem> items);
-  // Device sampling (engine_draws.cc): whether this step's sequences can be sampled on the
-  // device; the draws for them (taking uniform numbers from their RNGs); the forward pass with
-  // the draws; their results applied like SampleAll.
-  bool StepDrawsOnDevice(std::span<Sequence* const> seqs) const;
+  // Device sampling (engine_draws.cc): the draws for the step's sequences (taking uniform
+  // numbers from their RNGs); the forward pass with the draws; sequences with a non-finite row
+  // failed; the results applied like SampleAll.
   void PlanDraws(std::span<Sequence* const> seqs, const std::vector<int64_t>& first_row,
+                 const std::vector<int32_t>& cached_before,
                  std::span<const SequenceUpdate> updates);
   absl::Status ForwardDraws(std::span<const ForwardItem> items);
+  void FailNonFiniteDraws(std::span<Sequence* const> seqs, std::span<SequenceUpdate> updates);
   void ApplyDraws(std::span<Sequence* const> seqs, std::span<SequenceUpdate> updates);
   static absl::Status NonFiniteError(const Sequence& s);
 
@@ -205,6 +206,8 @@ class Engine {
   std::vector<DeviceDrawResult> draw_results_;
   std::vector<std::mt19937_64> draw_rngs_;
   std::vector<int32_t> draw_first_;
+  std::vector<int32_t> draw_count_;   // per sequence: its draws
+  std::vector<int32_t> draw_prompt_;  // per sequence: its prompt-logprob draws (first ones)
 };
 
 }  // namespace para

@@ -81,7 +81,8 @@ absl::Status CudaBackend::SampleLogits(std::span<const DeviceDraw> draws,
     if (d.logit_row < 0 || d.logit_row >= m)
       return absl::InvalidArgumentError(
           absl::StrCat("a draw names logit row ", d.logit_row, " of a step with ", m));
-    sample_plan_.Add(static_cast<int32_t>(d.logit_row), *d.params, d.history, d.uniform, d.top_n);
+    sample_plan_.Add(static_cast<int32_t>(d.logit_row), *d.params, d.history, d.uniform, d.top_n,
+                     d.forced_token);
   }
   RETURN_IF_ERROR(ReserveSampling());
   const SampleLayout host = Lay(sample_host_.data(), sample_plan_);

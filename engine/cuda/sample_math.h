@@ -43,8 +43,9 @@ struct SampleRowDesc {
   int32_t top_k;
   float top_p, min_p;
   float repetition_penalty, presence_penalty, frequency_penalty;
-  double uniform;  // in [0, 1); used only when the draw is not greedy
-  int32_t top_n;   // -1: no log-probabilities; else the chosen token's and top_n alternatives
+  double uniform;        // in [0, 1); used only when the draw is not greedy
+  int32_t top_n;         // -1: no log-probabilities; else the chosen token's and top_n alternatives
+  int32_t forced_token;  // >= 0: no draw, this token is reported (prompt log-probabilities)
   int32_t suppressed_begin, suppressed_count;  // in edit_ids
   int32_t penalized_begin, penalized_count;    // in edit_ids (distinct)
   int32_t bias_begin, bias_count;              // in edits, applied in order
@@ -456,7 +457,8 @@ PARA_HD int32_t DrawRow(const SampleRowDesc& d, int64_t n, SampleScratch s, Samp
   return s.ids[at];
 }
 
-// The whole row: writes *out, and top_ids / top_lp[0, top_n) when d.top_n > 0.
+// The whole row: writes *out, and top_ids / top_lp[0, top_n) when d.top_n > 0. With a forced
+// token nothing is drawn: only its log-probabilities are computed.
 PARA_HD void SampleRow(const SampleRowDesc& d, const float* x, int64_t n, const int32_t* edit_ids,
                        const SampleEdit* edits, SampleScratch s, SampleShared* sh,
                        SampleRowOut* out, int32_t* top_ids, float* top_lp) {
@@ -469,13 +471,15 @@ PARA_HD void SampleRow(const SampleRowDesc& d, const float* x, int64_t n, const 
     });
     return;
   }
-  AdjustRow(d, x, n, edit_ids, edits, s.v);
-  int32_t token;
-  if (d.temperature == 0.0f || d.top_k == 1) {
-    RowMax(SampleView{s.v, nullptr}, n, sh);
-    token = sh->index;
-  } else {
-    token = DrawRow(d, n, s, sh);
+  int32_t token = d.forced_token < n ? d.forced_token : static_cast<int32_t>(n - 1);
+  if (d.forced_token < 0) {
+    AdjustRow(d, x, n, edit_ids, edits, s.v);
+    if (d.temperature == 0.0f || d.top_k == 1) {
+      RowMax(SampleView{s.v, nullptr}, n, sh);
+      token = sh->index;
+    } else {
+      token = DrawRow(d, n, s, sh);
+    }
   }
   if (d.top_n < 0) {
     Phase([&](int t) {

@@ -26,10 +26,12 @@ struct SamplePlan {
     max_top = 0;
   }
 
-  // Adds a draw from row `logit_row`; top_n < 0: no log-probabilities.
+  // Adds a draw from row `logit_row`; top_n < 0: no log-probabilities; forced_token >= 0: no
+  // draw, that token's log-probabilities (p and h are then not read).
   void Add(int32_t logit_row, const SamplingParams& p, const SamplingHistory& h, double uniform,
-           int32_t top_n) {
+           int32_t top_n, int32_t forced_token = -1) {
     SampleRowDesc d{};
+    d.forced_token = forced_token;
     d.logit_row = logit_row;
     d.temperature = p.temperature;
     d.top_k = p.top_k;

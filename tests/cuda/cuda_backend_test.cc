@@ -618,8 +618,8 @@ TEST(CudaModelTest, DeviceSamplingGivesWhatHostSamplingGives) {
   ASSERT_TRUE(device.ok() && host.ok());
   ASSERT_TRUE((*device)->samples_on_device());
   ASSERT_FALSE((*host)->samples_on_device());
-  std::vector<GenerationRequest> reqs(6);
-  for (int i = 0; i < 6; ++i) {
+  std::vector<GenerationRequest> reqs(7);
+  for (int i = 0; i < 7; ++i) {
     reqs[i].prompt_ids = testing::RandomIds(4 + i * 5, 700 + i, 503);
     reqs[i].stopping.max_tokens = 12;
     reqs[i].stopping.ignore_eos = true;
@@ -631,13 +631,20 @@ TEST(CudaModelTest, DeviceSamplingGivesWhatHostSamplingGives) {
   reqs[2].sampling.top_p = 0.8f;
   reqs[3].sampling.min_p = 0.1f;
   reqs[4].sampling.repetition_penalty = 1.5f;
+  reqs[1].sampling.prompt_logprobs = 1;
   reqs[5].group.n = 2;
   reqs[5].group.best_of = 3;
+  reqs[6].sampling.temperature = 0;
+  reqs[6].group.beam_width = 3;
+  reqs[6].group.n = 2;
   auto a = testing::RunRequests(device->get(), reqs);
   auto b = testing::RunRequests(host->get(), reqs);
-  for (int i = 0; i < 6; ++i) {
+  for (int i = 0; i < 7; ++i) {
     ASSERT_TRUE(a[i].ok() && b[i].ok());
     EXPECT_EQ(a[i]->token_ids, b[i]->token_ids) << i;
+    ASSERT_EQ(a[i]->prompt_logprobs.size(), b[i]->prompt_logprobs.size());
+    for (size_t t = 0; t < a[i]->prompt_logprobs.size(); ++t)
+      EXPECT_NEAR(a[i]->prompt_logprobs[t].logprob, b[i]->prompt_logprobs[t].logprob, 1e-4f);
     ASSERT_EQ(a[i]->logprobs.size(), b[i]->logprobs.size());
     for (size_t t = 0; t < a[i]->logprobs.size(); ++t)
       EXPECT_NEAR(a[i]->logprobs[t].logprob, b[i]->logprobs[t].logprob, 1e-4f) << i << " " << t;

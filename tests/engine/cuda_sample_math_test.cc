@@ -195,6 +195,29 @@ TEST(CudaSampleMathTest, EveryUniformNumberPicksTheHostsToken) {
   }
 }
 
+// A forced token (prompt log-probabilities, beam candidates): nothing is drawn, and its entry is
+// ComputeLogprobs'.
+TEST(CudaSampleMathTest, ForcedTokensReportTheirLogprobs) {
+  const int64_t vocab = 900;
+  const std::vector<float> x = Logits(vocab, 12, true);
+  for (int32_t token : {0, 7, 11, 450, 899}) {
+    for (int32_t top_n : {0, 3, 20}) {
+      SamplePlan plan;
+      SamplingParams p;
+      p.logit_bias = {{token, -100.0f}};  // not read: a forced draw applies no edits
+      plan.Add(0, p, SamplingHistory{}, 0.3, top_n, token);
+      const std::vector<HostSampleResult> got = SampleOnHost(plan, x.data(), vocab);
+      SamplerScratch scratch;
+      const LogprobEntry e = ComputeLogprobs(x, token, top_n, &scratch);
+      EXPECT_EQ(got[0].out.token, token);
+      EXPECT_NEAR(got[0].out.logprob, e.logprob, 1e-5f);
+      EXPECT_EQ(got[0].out.rank, e.rank);
+      ASSERT_EQ(got[0].top_ids.size(), e.top.size());
+      for (size_t i = 0; i < e.top.size(); ++i) EXPECT_EQ(got[0].top_ids[i], e.top[i].id);
+    }
+  }
+}
+
 TEST(CudaSampleMathTest, NonFiniteRowsDrawNothing) {
   for (float bad : {NAN, INFINITY, -INFINITY}) {
     std::vector<float> x = Logits(500, 1, false);

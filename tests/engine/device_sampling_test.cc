@@ -2,8 +2,8 @@
 // says it samples on its device and makes the draws with the device sampler's own code
 // (engine/cuda/sample_plan.h's SampleOnHost) must give every request exactly what the host
 // sampler gives it (same tokens, log-probabilities, ranks, n / best_of choices), with the
-// sequences' RNGs consumed the same way, in mixed batches; steps that need the logits on the
-// host (prompt log-probabilities, beam search) fall back to the host sampler.
+// sequences' RNGs consumed the same way, in mixed batches, prompt log-probabilities and beam
+// search included.
 #include <gtest/gtest.h>
 
 #include <memory>
@@ -33,7 +33,8 @@ class EmulatedDeviceSampler final : public Backend {
     if (absl::Status st = inner_->Forward(batch, logits.data()); !st.ok()) return st;
     cuda::SamplePlan plan;
     for (const DeviceDraw& d : draws)
-      plan.Add(static_cast<int32_t>(d.logit_row), *d.params, d.history, d.uniform, d.top_n);
+      plan.Add(static_cast<int32_t>(d.logit_row), *d.params, d.history, d.uniform, d.top_n,
+               d.forced_token);
     const std::vector<cuda::HostSampleResult> got = cuda::SampleOnHost(plan, logits.data(), vocab_);
     for (size_t i = 0; i < draws.size(); ++i) {
       results[i].finite = got[i].out.finite != 0;
@@ -171,7 +172,7 @@ TEST(DeviceSamplingTest, SeededRequestIsTheSameAloneAndInABatch) {
   EXPECT_EQ(alone[0]->token_ids, mixed[1]->token_ids);
 }
 
-TEST(DeviceSamplingTest, PromptLogprobsAndBeamSearchSampleOnTheHost) {
+TEST(DeviceSamplingTest, PromptLogprobsAndBeamSearchAreComputedOnTheDevice) {
   auto host = testing::MakeEngine(testing::DefaultTinyModelDir(), 1024);
   EmulatedDeviceSampler* backend = nullptr;
   auto device = EmulatedEngine(&backend);
@@ -181,15 +182,21 @@ TEST(DeviceSamplingTest, PromptLogprobsAndBeamSearchSampleOnTheHost) {
   beam.sampling.temperature = 0;
   beam.group.beam_width = 3;
   beam.group.n = 2;
-  for (const GenerationRequest& r : {lp, beam}) {
-    const int64_t host_before = backend->host_steps;
-    auto want = testing::RunRequests(host.get(), {r});
-    auto got = testing::RunRequests(device.get(), {r});
-    ASSERT_TRUE(want[0].ok() && got[0].ok());
-    ExpectSameResult(*want[0], *got[0]);
-    ExpectSameEntries(want[0]->prompt_logprobs, got[0]->prompt_logprobs);
-    EXPECT_GT(backend->host_steps, host_before);
+  GenerationRequest both = Request(11, 13, 6);  // prompt logprobs with sampled output logprobs
+  both.sampling.prompt_logprobs = 0;
+  both.sampling.logprobs = 1;
+  both.sampling.temperature = 0.7f;
+  auto want = testing::RunRequests(host.get(), {lp, beam, both});
+  auto got = testing::RunRequests(device.get(), {lp, beam, both});
+  for (size_t i = 0; i < want.size(); ++i) {
+    SCOPED_TRACE(i);
+    ASSERT_TRUE(want[i].ok() && got[i].ok());
+    ExpectSameResult(*want[i], *got[i]);
+    ExpectSameEntries(want[i]->prompt_logprobs, got[i]->prompt_logprobs);
   }
+  EXPECT_EQ(got[0]->prompt_logprobs.size(), lp.prompt_ids.size() - 1);
+  EXPECT_EQ(got[1]->choices.size(), 2u);
+  EXPECT_EQ(backend->host_steps, 0);
 }
 
 TEST(DeviceSamplingTest, TheOptionKeepsSamplingOnTheHost) {
