@@ -126,7 +126,12 @@ const AdapterRef& Lease::ref() const { return version_->ref; }
 int64_t Lease::version() const { return version_->number; }
 
 AdapterStore::AdapterStore(const Engine* engine, StoreOptions options)
+    : AdapterStore(engine, std::move(options), engine->adapter_device_tier()) {}
+
+AdapterStore::AdapterStore(const Engine* engine, StoreOptions options,
+                           AdapterDeviceTier* device_tier)
     : engine_(engine),
+      device_tier_(device_tier),
       options_(std::move(options)),
       pool_(std::make_unique<Pool>(options_.threads)),
       trimmer_(std::make_shared<Trimmer>()) {
@@ -142,6 +147,8 @@ AdapterStore::~AdapterStore() {
     trimmer_->store = nullptr;  // leases that outlive the store trim nothing
   }
   pool_->pool.join();
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [name, e] : entries_) LeaveDeviceLocked(*e->current);
 }
 
 absl::StatusOr<std::string> AdapterStore::ConfinedPath(const std::string& path) const {
@@ -290,6 +297,7 @@ bool AdapterStore::MakeRoomLocked(int64_t bytes, Tier tier, const Version* keep,
     }
     if (victim == nullptr) return false;  // everything left is in use
     ++evictions_;
+    LeaveDeviceLocked(*victim);
     if (tier == Tier::kDevice) {
       victim->tier = Tier::kHost;
       device_bytes_ -= victim->bytes;
@@ -313,7 +321,12 @@ void AdapterStore::IndexLocked(const std::shared_ptr<Version>& v) {
       it = it->second.expired() ? by_adapter_id_.erase(it) : std::next(it);
 }
 
+void AdapterStore::LeaveDeviceLocked(const Version& v) {
+  if (device_tier_ != nullptr && v.tier == Tier::kDevice) device_tier_->Demote(v.ref.uid());
+}
+
 void AdapterStore::RetireLocked(Version& v) {
+  LeaveDeviceLocked(v);  // requests still on it run from a copy the backend makes on first use
   if (v.tier != Tier::kDisk) (v.tier == Tier::kDevice ? device_bytes_ : host_bytes_) -= v.bytes;
   v.retired = true;
 }
@@ -594,6 +607,7 @@ void AdapterStore::RequestResidency(AdapterKind, uint64_t adapter_id,
   v->tier = Tier::kDevice;
   host_bytes_ -= v->bytes;
   device_bytes_ += v->bytes;
+  if (device_tier_ != nullptr) device_tier_->Promote(v->ref);
   v->last_used = ++clock_;
 }
 

@@ -13,7 +13,11 @@
 //   schedulable). Host and device have byte budgets; least recently used adapters with no request
 //   in flight are demoted (device -> host) or dropped to disk to make room; an adapter with a
 //   request in flight is never demoted or freed. On the CPU backend host and device are the same
-//   RAM, so the device tier is the set the scheduler may batch and its budget bounds it.
+//   RAM, so the device tier is the set the scheduler may batch and its budget bounds it. A backend
+//   with memory of its own (CUDA) is told through its AdapterDeviceTier (adapter_device_tier.h):
+//   Promote when an adapter enters the device tier, Demote when it leaves it (demoted to host,
+//   dropped to disk, unloaded, replaced, or the store destroyed), so that it holds exactly the
+//   device tier's adapters.
 // * Manifest: the registry can be written to a JSON manifest (after every change) and read back
 //   at start, so a restart serves the same adapters. An adapter too large for the host or device
 //   budget is refused at load (RESOURCE_EXHAUSTED). The device tier never demotes an adapter
@@ -24,7 +28,7 @@
 //   <lazy_dir>/<tenant>/<name> when that directory exists, on a pool thread, and the request
 //   waits for it off the engine thread; concurrent first uses of one adapter load it once.
 // Thread-safety: every public method is thread-safe; callbacks run on the store's pool threads.
-// The store borrows the Engine (validation), which must outlive it.
+// The store borrows the Engine (validation) and its device tier, which must outlive it.
 #pragma once
 
 #include <atomic>
@@ -93,7 +97,10 @@ class Lease {
 
 class AdapterStore final : public AdapterResidency {
  public:
+  // The device tier is the engine's (null on the CPU backend).
   AdapterStore(const Engine* engine, StoreOptions options);
+  // With another device tier (tests; null = none).
+  AdapterStore(const Engine* engine, StoreOptions options, AdapterDeviceTier* device_tier);
   ~AdapterStore() override;
 
   // Starts a load; `done` gets the published adapter's info or the reason it was refused.
@@ -164,6 +171,8 @@ class AdapterStore final : public AdapterResidency {
   static bool InFlight(const Version& v);
   void IndexLocked(const std::shared_ptr<Version>& v);
   void RetireLocked(Version& v);
+  // Tells the device tier that `v`, on the device tier until now, leaves it.
+  void LeaveDeviceLocked(const Version& v);
   void TouchLocked(Entry& e);
   Lease LeaseLocked(Entry& e);
   AdapterInfo InfoLocked(Entry& e) const;
@@ -171,6 +180,7 @@ class AdapterStore final : public AdapterResidency {
   void SaveManifest();
 
   const Engine* engine_;
+  AdapterDeviceTier* device_tier_;  // null: none (CPU)
   StoreOptions options_;
   std::string root_;  // canonical adapter root
   mutable std::mutex mu_;

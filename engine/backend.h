@@ -17,6 +17,8 @@
 
 namespace para {
 
+class AdapterDeviceTier;
+
 // One sequence's part of a step.
 struct ForwardSeq {
   std::span<const int32_t> tokens;  // the new tokens, at positions start_pos, start_pos+1, ...
@@ -88,6 +90,9 @@ class Backend {
   virtual void CopyBlock(int32_t src, int32_t dst) = 0;
   virtual const char* name() const = 0;
   virtual const BackendStats& stats() const = 0;
+  // Where the adapter store's device tier lives (adapter_device_tier.h); null (the default) when
+  // the backend computes from host memory, where host and device tiers are the same RAM.
+  virtual AdapterDeviceTier* adapter_device_tier() { return nullptr; }
 };
 
 }  // namespace para

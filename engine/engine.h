@@ -16,6 +16,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "engine/adapter_device_tier.h"
+#include "engine/adapter_ref.h"
 #include "engine/backend.h"
 #include "engine/kv_cache.h"
 #include "engine/model.h"
@@ -51,12 +53,6 @@ absl::Status ValidateGroupParams(const GenerationRequest& request);
 // "auto" → nullopt; "f32", "f16", "bf16" → that type; anything else INVALID_ARGUMENT naming
 // `what` (a flag's name).
 absl::StatusOr<std::optional<DType>> ParseDTypeChoice(std::string_view text, const char* what);
-
-// A loaded adapter of either kind (at most one is set).
-struct AdapterRef {
-  std::shared_ptr<const ParaAdapter> para;
-  std::shared_ptr<const LoraAdapter> lora;
-};
 
 // What one Step did to one sequence.
 struct SequenceUpdate {
@@ -121,6 +117,9 @@ class Engine {
   // Loads either kind, by adapter_config.json's peft_type ("PARA" or "LORA").
   absl::StatusOr<AdapterRef> LoadAdapter(const std::string& dir) const;
   const BackendStats& backend_stats() const { return backend_->stats(); }
+  // The backend's adapter device tier (adapter_device_tier.h), for the adapter store; null when
+  // the backend has none (CPU).
+  AdapterDeviceTier* adapter_device_tier() const { return backend_->adapter_device_tier(); }
   // What the engine runs on, for logs and ModelInfo: e.g. "cpu, weights bf16, KV cache f16".
   const std::string& device_summary() const { return device_summary_; }
   // The dtype the backend holds and reads the weights in.

@@ -172,7 +172,7 @@ void CudaBackend::CopyBlock(int32_t src, int32_t dst) {
 
 absl::Status CudaBackend::UploadStep(std::span<const ForwardSeq> batch) {
   const int32_t layers = static_cast<int32_t>(cfg_.num_hidden_layers);
-  adapters_.BeginStep();
+  adapters_.BeginStep(stream_);  // device tier: frees and side-stream uploads
   // Adapters on the device.
   std::vector<const LoraSiteDesc*> tables;
   for (const LoraAdapter* a : plan_.lora_adapters) {

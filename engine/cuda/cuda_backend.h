@@ -50,6 +50,7 @@ class CudaBackend final : public Backend {
   void CopyBlock(int32_t src, int32_t dst) override;
   const char* name() const override { return "cuda"; }
   const BackendStats& stats() const override { return stats_; }
+  AdapterDeviceTier* adapter_device_tier() override { return adapters_.tier(); }  // device tier
 
   // Greedy tokens and their log-probabilities for the rows of the last Forward's logits (not
   // after a ForwardSample), computed on the device: a kernel-level check of the LM head's output.

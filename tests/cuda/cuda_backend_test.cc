@@ -13,6 +13,7 @@
 #include "engine/cpu/lora_kernels.h"
 #include "engine/cuda/cuda_backend.h"
 #include "engine/cuda/device_adapters.h"
+#include "engine/cuda/device_tier_book.h"
 #include "engine/cuda/kernels.h"
 #include "engine/cuda/lt_gemm.h"
 #include "engine/cuda/sample_plan.h"
@@ -649,6 +650,58 @@ TEST(CudaModelTest, DeviceSamplingGivesWhatHostSamplingGives) {
     for (size_t t = 0; t < a[i]->logprobs.size(); ++t)
       EXPECT_NEAR(a[i]->logprobs[t].logprob, b[i]->logprobs[t].logprob, 1e-4f) << i << " " << t;
   }
+}
+
+// The adapter store's device tier on CUDA: promoted adapters are uploaded on the side stream at
+// the next step and used from there (the same logits as an upload on first use); demoted ones are
+// freed at the next step, whether or not a step used them; a use after demotion uploads again.
+TEST(CudaModelTest, TheDeviceTierUploadsPromotedAdaptersAndFreesDemotedOnes) {
+  REQUIRE_CUDA_DEVICE();
+  const std::string& dir = testing::DefaultTinyModelDir();
+  auto first_use = testing::MakeEngine(dir, 1024, 16, DType::kF32, std::nullopt, "cuda");
+  auto tiered = testing::MakeEngine(dir, 1024, 16, DType::kF32, std::nullopt, "cuda");
+  ASSERT_TRUE(first_use && tiered);
+  auto* book = dynamic_cast<DeviceTierBook*>(tiered->adapter_device_tier());
+  ASSERT_NE(book, nullptr) << "the CUDA backend has a device tier";
+  tools::TinyParaOptions po;
+  po.seed = 71;
+  const std::string pdir = testing::MakeTempDir("tier_pa_");
+  ASSERT_TRUE(tools::MakeTinyParaAdapter(pdir, dir, po).ok());
+  tools::TinyLoraOptions lo;
+  lo.seed = 72;
+  lo.targets = {LoraTarget::kQ, LoraTarget::kV, LoraTarget::kDown};
+  const std::string ldir = testing::MakeTempDir("tier_lo_");
+  ASSERT_TRUE(tools::MakeTinyLoraAdapter(ldir, dir, lo).ok());
+  AdapterRef para{*tiered->LoadParaAdapter(pdir), nullptr};
+  AdapterRef lora{nullptr, *tiered->LoadLoraAdapter(ldir)};
+  AdapterRef idle{nullptr, *tiered->LoadLoraAdapter(ldir)};  // promoted, never used
+  auto streams = [&] {
+    std::vector<testing::Stream> s;
+    for (int i = 0; i < 3; ++i)
+      s.push_back({testing::RandomIds(9 + 5 * i, 700 + i, 503), 4 + i, nullptr, nullptr});
+    s[1].para = para.para.get();
+    s[2].lora = lora.lora.get();
+    return s;
+  };
+  std::vector<testing::Stream> want = streams(), got = streams();
+  RunStreams(*first_use, want);
+  tiered->adapter_device_tier()->Promote(para);
+  tiered->adapter_device_tier()->Promote(lora);
+  tiered->adapter_device_tier()->Promote(idle);
+  RunStreams(*tiered, got);
+  for (int i = 0; i < 3; ++i) EXPECT_LT(MaxRowDiff(got[i], want[i]), 1e-5f) << "stream " << i;
+  EXPECT_EQ(book->promoted(), 3u);
+  EXPECT_FALSE(book->uploading(para.uid())) << "the steps that used it waited for its upload";
+  EXPECT_FALSE(book->uploading(lora.uid()));
+  EXPECT_TRUE(book->uploading(idle.uid())) << "no step used it";
+  // Demoted: freed at the next step (the idle one after waiting for its upload); a later use of
+  // the LoRA adapter uploads it on first use and gives the same logits.
+  for (const AdapterRef* a : {&para, &lora, &idle}) tiered->adapter_device_tier()->Demote(a->uid());
+  std::vector<testing::Stream> again = streams();
+  RunStreams(*tiered, again);
+  EXPECT_EQ(book->promoted(), 0u);
+  EXPECT_EQ(book->upload_failures(), 0);
+  for (int i = 0; i < 3; ++i) EXPECT_LT(MaxRowDiff(again[i], want[i]), 1e-5f) << "stream " << i;
 }
 
 TEST(CudaModelTest, DeviceCudaIsRefusedClearlyWithoutADevice) {

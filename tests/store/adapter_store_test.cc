@@ -320,6 +320,112 @@ TEST(AdapterStoreTest, DeviceTierFollowsUseWithinItsBudget) {
   EXPECT_EQ(store.Get("a")->tier, Tier::kHost);
 }
 
+// Records the store's calls to a backend's device tier, in order: "+<uid>" for a promotion,
+// "-<uid>" for a demotion.
+class RecordingTier final : public AdapterDeviceTier {
+ public:
+  void Promote(AdapterRef adapter) override { Add(absl::StrCat("+", adapter.uid())); }
+  void Demote(uint64_t adapter_uid) override { Add(absl::StrCat("-", adapter_uid)); }
+  std::vector<std::string> Take() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return std::exchange(calls_, {});
+  }
+
+ private:
+  void Add(std::string call) {
+    std::lock_guard<std::mutex> lock(mu_);
+    calls_.push_back(std::move(call));
+  }
+  std::mutex mu_;
+  std::vector<std::string> calls_;
+};
+
+std::string Up(uint64_t uid) { return absl::StrCat("+", uid); }
+std::string Down(uint64_t uid) { return absl::StrCat("-", uid); }
+uint64_t ResidencyId(const Lease& l) { return reinterpret_cast<uintptr_t>(l.ref().para.get()); }
+
+TEST(AdapterStoreTest, TheDeviceTierIsToldOfPromotionsAndOfDemotionsToMakeRoom) {
+  Env env;
+  EXPECT_EQ(env.engine->adapter_device_tier(), nullptr)
+      << "on the CPU backend host and device are the same RAM: no tier to tell";
+  StoreOptions o = env.Options();
+  const int64_t one = OneAdapterBytes(env);
+  o.device_budget_bytes = one + one / 2;  // room for one
+  RecordingTier tier;
+  AdapterStore store(env.engine.get(), o, &tier);
+  ASSERT_TRUE(store.LoadAndWait(Spec("a", "t", env.Para("a", 1))).ok());
+  ASSERT_TRUE(store.LoadAndWait(Spec("b", "t", env.Para("b", 2))).ok());
+  EXPECT_THAT(tier.Take(), ::testing::IsEmpty()) << "loaded adapters start on the host tier";
+  auto a = AcquireNow(store, "t", "a");
+  auto b = AcquireNow(store, "t", "b");
+  ASSERT_TRUE(a.ok() && b.ok());
+  const uint64_t a_uid = a->ref().uid(), b_uid = b->ref().uid();
+  auto none = [](uint64_t) { return false; };
+  auto a_runs = [&](uint64_t id) { return id == ResidencyId(*a); };
+  store.RequestResidency(AdapterKind::kPara, ResidencyId(*a), none);
+  EXPECT_THAT(tier.Take(), ::testing::ElementsAre(Up(a_uid)));
+  store.RequestResidency(AdapterKind::kPara, ResidencyId(*a), none);
+  EXPECT_THAT(tier.Take(), ::testing::IsEmpty()) << "already on the device tier";
+  store.RequestResidency(AdapterKind::kPara, ResidencyId(*b), a_runs);
+  EXPECT_THAT(tier.Take(), ::testing::IsEmpty()) << "a runs: nothing moves";
+  store.RequestResidency(AdapterKind::kPara, ResidencyId(*b), none);
+  EXPECT_THAT(tier.Take(), ::testing::ElementsAre(Down(a_uid), Up(b_uid)))
+      << "a leaves the device before b enters it";
+  EXPECT_EQ(store.Get("a")->tier, Tier::kHost);
+  EXPECT_EQ(store.Get("b")->tier, Tier::kDevice);
+}
+
+TEST(AdapterStoreTest, TheDeviceTierIsToldWhenAnAdapterIsDroppedUnloadedOrReplaced) {
+  Env env;
+  StoreOptions o = env.Options();
+  const int64_t one = OneAdapterBytes(env);
+  o.host_budget_bytes = 2 * one + one / 2;  // room for two, host and device together
+  RecordingTier tier;
+  auto none = [](uint64_t) { return false; };
+  // Dropped to disk from the device tier to make host room: demoted.
+  {
+    AdapterStore store(env.engine.get(), o, &tier);
+    ASSERT_TRUE(store.LoadAndWait(Spec("a", "t", env.Para("a", 1))).ok());
+    uint64_t a_uid = 0;
+    {
+      auto a = AcquireNow(store, "t", "a");  // released at once: a is idle
+      ASSERT_TRUE(a.ok());
+      a_uid = a->ref().uid();
+      store.RequestResidency(AdapterKind::kPara, ResidencyId(*a), none);
+    }
+    ASSERT_THAT(tier.Take(), ::testing::ElementsAre(Up(a_uid)));
+    ASSERT_TRUE(store.LoadAndWait(Spec("b", "t", env.Para("b", 2))).ok());
+    EXPECT_THAT(tier.Take(), ::testing::IsEmpty());
+    ASSERT_TRUE(store.LoadAndWait(Spec("c", "t", env.Para("c", 3))).ok());
+    EXPECT_EQ(store.Get("a")->tier, Tier::kDisk) << "the least recently used adapter went to disk";
+    EXPECT_THAT(tier.Take(), ::testing::ElementsAre(Down(a_uid)));
+  }
+  EXPECT_THAT(tier.Take(), ::testing::IsEmpty()) << "nothing else was on the device tier";
+  // Unloaded and replaced (even with requests still in flight on them), and the store's end.
+  auto store = std::make_unique<AdapterStore>(env.engine.get(), o, &tier);
+  ASSERT_TRUE(store->LoadAndWait(Spec("u", "t", env.Para("u", 4))).ok());
+  ASSERT_TRUE(store->LoadAndWait(Spec("r", "t", env.Para("r", 5))).ok());
+  auto u = AcquireNow(*store, "t", "u");
+  auto r1 = AcquireNow(*store, "t", "r");
+  ASSERT_TRUE(u.ok() && r1.ok());
+  store->RequestResidency(AdapterKind::kPara, ResidencyId(*u), none);
+  store->RequestResidency(AdapterKind::kPara, ResidencyId(*r1), none);
+  ASSERT_THAT(tier.Take(), ::testing::ElementsAre(Up(u->ref().uid()), Up(r1->ref().uid())));
+  ASSERT_TRUE(store->Unload("u").ok());
+  EXPECT_THAT(tier.Take(), ::testing::ElementsAre(Down(u->ref().uid())));
+  ASSERT_TRUE(store->LoadAndWait(Spec("r", "t", env.Para("r2", 6))).ok());
+  EXPECT_THAT(tier.Take(), ::testing::ElementsAre(Down(r1->ref().uid())))
+      << "the replaced version leaves the device tier; the new one starts on the host";
+  auto r2 = AcquireNow(*store, "t", "r");
+  ASSERT_TRUE(r2.ok());
+  ASSERT_NE(r2->ref().uid(), r1->ref().uid());
+  store->RequestResidency(AdapterKind::kPara, ResidencyId(*r2), none);
+  EXPECT_THAT(tier.Take(), ::testing::ElementsAre(Up(r2->ref().uid())));
+  store.reset();  // the leases outlive it
+  EXPECT_THAT(tier.Take(), ::testing::ElementsAre(Down(r2->ref().uid())))
+      << "a store that goes leaves nothing on the device tier";
+}
+
 TEST(AdapterStoreTest, ManifestBringsBackTheSameAdapters) {
   Env env;
   StoreOptions o = env.Options();
