@@ -149,8 +149,6 @@ absl::Status CudaBackend::AllocateScratch(int64_t rows) {
     para_pooled_ = cv.Take<float>(rows * h);
     para_t_ = cv.Take<float>(rows * h);
     logits_dev_ = cv.Take<float>(logit_rows * cfg_.vocab_size);
-    greedy_token_ = cv.Take<int32_t>(logit_rows);
-    greedy_logprob_ = cv.Take<float>(logit_rows);
   };
   if (stream_ != nullptr) RETURN_IF_ERROR(CudaCheck(cudaStreamSynchronize(stream_), "sync"));
   Carve sizing;
@@ -339,7 +337,6 @@ absl::Status CudaBackend::Logits(float* logits) {
     RETURN_IF_ERROR(CudaCheck(cudaStreamSynchronize(stream_), "the forward pass"));
     std::memcpy(logits + begin * vocab, logits_host_.data(), bytes);
   }
-  last_logit_rows_ = static_cast<int32_t>(std::min(m, chunk));
   return absl::OkStatus();
 }
 
@@ -351,24 +348,6 @@ absl::Status CudaBackend::LmHeadChunk(int64_t begin, int64_t n) {
                 logit_rows_dev_ + begin, static_cast<int32_t>(n), xn_, stream_);
   return gemm_->Run(n, cfg_.vocab_size, h, xn_, h, w_->lm_head(), 0.f, logits_dev_, cfg_.vocab_size,
                     stream_);
-}
-
-absl::Status CudaBackend::GreedyOfLastLogits(std::vector<int32_t>* tokens,
-                                             std::vector<float>* logprobs) {
-  const int32_t m = last_logit_rows_;
-  if (static_cast<int64_t>(plan_.logit_rows.size()) > m)
-    return absl::FailedPreconditionError(
-        "the last step had more logit rows than one LM-head chunk");
-  LaunchGreedy(logits_dev_, m, cfg_.vocab_size, greedy_token_, greedy_logprob_, stream_);
-  tokens->resize(m);
-  logprobs->resize(m);
-  RETURN_IF_ERROR(CudaCheck(cudaMemcpyAsync(tokens->data(), greedy_token_, m * sizeof(int32_t),
-                                            cudaMemcpyDeviceToHost, stream_),
-                            "copying tokens"));
-  RETURN_IF_ERROR(CudaCheck(cudaMemcpyAsync(logprobs->data(), greedy_logprob_, m * sizeof(float),
-                                            cudaMemcpyDeviceToHost, stream_),
-                            "copying log-probs"));
-  return CudaCheck(cudaStreamSynchronize(stream_), "greedy sampling");
 }
 
 }  // namespace para::cuda

@@ -52,9 +52,6 @@ class CudaBackend final : public Backend {
   const BackendStats& stats() const override { return stats_; }
   AdapterDeviceTier* adapter_device_tier() override { return adapters_.tier(); }  // device tier
 
-  // Greedy tokens and their log-probabilities for the rows of the last Forward's logits (not
-  // after a ForwardSample), computed on the device: a kernel-level check of the LM head's output.
-  absl::Status GreedyOfLastLogits(std::vector<int32_t>* tokens, std::vector<float>* logprobs);
   const DeviceAdapters& adapters() const { return adapters_; }
   size_t gemm_plans() const { return gemm_->cached_plans(); }
 
@@ -106,8 +103,6 @@ class CudaBackend final : public Backend {
   float *partials_ = nullptr, *lora_t_ = nullptr, *para_pooled_ = nullptr, *para_t_ = nullptr;
   float* logits_dev_ = nullptr;
   uint16_t *xn_ = nullptr, *attn_ = nullptr, *act_ = nullptr;
-  int32_t* greedy_token_ = nullptr;
-  float* greedy_logprob_ = nullptr;
   int64_t max_partials_ = 0;
   int64_t lora_ldt_ = 0;
 
@@ -123,7 +118,6 @@ class CudaBackend final : public Backend {
   const int32_t* lora_rows_ = nullptr;
   const LoraSiteDesc* const* lora_tables_ = nullptr;
   int32_t lora_max_rank_[kNumLoraSites] = {};
-  int32_t last_logit_rows_ = 0;
 
   // The device sampler: this step's draws, their metadata and results (pinned host and device
   // twins of one layout), and per-draw scratch for kSampleBatch draws at a time.

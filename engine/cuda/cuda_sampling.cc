@@ -74,7 +74,6 @@ absl::Status CudaBackend::ReserveSampling() {
 absl::Status CudaBackend::SampleLogits(std::span<const DeviceDraw> draws,
                                        std::span<DeviceDrawResult> results) {
   const int64_t vocab = cfg_.vocab_size, m = static_cast<int64_t>(plan_.logit_rows.size());
-  last_logit_rows_ = 0;  // logits_dev_ will hold part of a chunk: GreedyOfLastLogits refuses
   if (draws.empty()) return absl::OkStatus();  // the forward pass alone (it stays queued)
   sample_plan_.Clear();
   for (const DeviceDraw& d : draws) {

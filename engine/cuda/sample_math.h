@@ -91,27 +91,6 @@ PARA_HD int64_t ChunkBegin(int t, int64_t n) {
 }
 PARA_HD int64_t ChunkEnd(int t, int64_t n) { return ChunkBegin(t + 1, n); }
 
-PARA_HD double ExpD(double x) {
-#if defined(__CUDA_ARCH__)
-  return ::exp(x);
-#else
-  return std::exp(x);
-#endif
-}
-PARA_HD double LogD(double x) {
-#if defined(__CUDA_ARCH__)
-  return ::log(x);
-#else
-  return std::log(x);
-#endif
-}
-PARA_HD float LogF(float x) {
-#if defined(__CUDA_ARCH__)
-  return logf(x);
-#else
-  return std::log(x);
-#endif
-}
 PARA_HD bool IsFiniteF(float x) { return x - x == 0.0f; }
 
 PARA_HD void SharedIncrement(int32_t* p) {
@@ -193,7 +172,7 @@ PARA_HD void SumExp(SampleView x, int64_t n, float max, SampleShared* sh) {
   Phase([&](int t) {
     double s = 0;
     for (int64_t i = ChunkBegin(t, n); i < ChunkEnd(t, n); ++i)
-      s += ExpD(static_cast<double>(x.At(i) - max));
+      s += std::exp(static_cast<double>(x.At(i) - max));
     sh->dsum[t] = s;
   });
   Phase([&](int t) {
@@ -216,7 +195,7 @@ PARA_HD void FirstCrossing(SampleView x, int64_t n, float max, double threshold,
     double acc = sh->dsum[t];
     int32_t at = -1;
     for (int64_t i = ChunkBegin(t, n); i < ChunkEnd(t, n); ++i) {
-      acc += ExpD(static_cast<double>(x.At(i) - max));
+      acc += std::exp(static_cast<double>(x.At(i) - max));
       if (strict ? threshold < acc : acc >= threshold) {
         at = static_cast<int32_t>(i);
         break;
@@ -446,7 +425,7 @@ PARA_HD int32_t DrawRow(const SampleRowDesc& d, int64_t n, SampleScratch s, Samp
     if (sh->index >= 0) keep = sh->index + 1;
   }
   if (d.min_p > 0.0f) {  // sorted: those at least min_p x the top probability are a prefix
-    const float floor = max + LogF(d.min_p);
+    const float floor = max + std::log(d.min_p);
     CountIf(
         sorted, keep, [floor](float y) { return !(y < floor); }, sh);
     keep = sh->count > 1 ? sh->count : 1;
@@ -488,7 +467,7 @@ PARA_HD void SampleRow(const SampleRowDesc& d, const float* x, int64_t n, const 
     return;
   }
   SumExp(raw, n, max_x, sh);
-  const double log_z = static_cast<double>(max_x) + LogD(sh->total);
+  const double log_z = static_cast<double>(max_x) + std::log(sh->total);
   const float mine = x[token];
   CountIf(
       raw, n, [mine](float y) { return y > mine; }, sh);
