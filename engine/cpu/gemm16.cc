@@ -62,6 +62,27 @@ int gemm16_type(WType t) {
   return gemm16::kF32;
 }
 
+using Span = LinearScratch::Span;
+
+void SetSpan(Span* s, int64_t front, int64_t back) {
+  s->front_back.store(static_cast<uint64_t>(back) << 32 | static_cast<uint64_t>(front),
+                      std::memory_order_relaxed);
+}
+
+// The next chunk of a span, from its front (the owner) or its back (another thread); -1 when the
+// span is empty.
+int64_t TakeChunk(Span* s, bool from_front) {
+  uint64_t v = s->front_back.load(std::memory_order_relaxed);
+  for (;;) {
+    const uint64_t front = v & 0xffffffffu, back = v >> 32;
+    if (front >= back) return -1;
+    const uint64_t next = from_front ? back << 32 | (front + 1) : (back - 1) << 32 | front;
+    if (s->front_back.compare_exchange_weak(v, next, std::memory_order_relaxed)) {
+      return static_cast<int64_t>(from_front ? front : back - 1);
+    }
+  }
+}
+
 }  // namespace
 
 const char* CpuIsaName(CpuIsa isa) { return isa == CpuIsa::kAvx512 ? "avx512" : "avx2"; }
@@ -88,6 +109,7 @@ bool SetGemm16Isa(CpuIsa isa) {
 void LinearScratch::Reserve(int num_threads) {
   if (num_threads <= threads_) return;
   buf_.EnsureSize(static_cast<size_t>(num_threads) * gemm16::kScratchFloats);
+  spans_ = std::make_unique<Span[]>(static_cast<size_t>(num_threads));
   threads_ = num_threads;
 }
 
@@ -151,33 +173,43 @@ void LinearParts(ThreadPool* pool, int64_t m, std::span<const WeightView> parts,
     LinearScratch* scratch;
     float* y;
     int64_t chunk, total;
-    std::atomic<int64_t> next{0};
+    int spans;
+    // The thread's own span from the front, then the others' from the back.
     void Run(int t) {
       gemm16::Block b = *proto;
       b.panel = scratch->thread_buffer(t);
       b.part = b.panel + gemm16::kPanelFloats;
-      for (int64_t c = next.fetch_add(1, std::memory_order_relaxed); c < total;
-           c = next.fetch_add(1, std::memory_order_relaxed)) {
-        int64_t col = 0, cc = c;
-        size_t p = 0;
-        for (;; ++p) {
-          const int64_t chunks = (parts[p].rows + chunk - 1) / chunk;
-          if (cc < chunks) break;
-          cc -= chunks;
-          col += parts[p].rows;
-        }
-        const WeightView& part = parts[p];
-        const int64_t r0 = cc * chunk;
-        b.rows = std::min(chunk, part.rows - r0);
-        b.type = gemm16_type(part.type);
-        b.ldw = part.cols;
-        b.w = static_cast<const uint8_t*>(part.data) + r0 * part.cols * WTypeSize(part.type);
-        b.y = y + col + r0;
-        block_fn(b);
+      for (int d = 0; d < spans; ++d) {
+        Span* s = scratch->span((t + d) % spans);
+        for (int64_t c = TakeChunk(s, d == 0); c >= 0; c = TakeChunk(s, d == 0)) Do(c, &b);
       }
     }
-  } ctx{parts, &proto, block_fn, scratch, y, chunk, total};
-  if (threads == 1 || total == 1) {
+    // Chunk c: its part, and its rows there.
+    void Do(int64_t c, gemm16::Block* b) const {
+      int64_t col = 0;
+      size_t p = 0;
+      for (;; ++p) {
+        const int64_t chunks = (parts[p].rows + chunk - 1) / chunk;
+        if (c < chunks) break;
+        c -= chunks;
+        col += parts[p].rows;
+      }
+      const WeightView& part = parts[p];
+      const int64_t r0 = c * chunk;
+      b->rows = std::min(chunk, part.rows - r0);
+      b->type = gemm16_type(part.type);
+      b->ldw = part.cols;
+      b->w = static_cast<const uint8_t*>(part.data) + r0 * part.cols * WTypeSize(part.type);
+      b->y = y + col + r0;
+      block_fn(*b);
+    }
+  } ctx{parts, &proto, block_fn, scratch,
+        y,     chunk,  total,    threads == 1 || total == 1 ? 1 : threads};
+  // Chunks cut into one contiguous span per thread; the pool's hand-off orders these stores
+  // before the threads' first loads.
+  for (int t = 0; t < ctx.spans; ++t)
+    SetSpan(scratch->span(t), total * t / ctx.spans, total * (t + 1) / ctx.spans);
+  if (ctx.spans == 1) {
     ctx.Run(0);
   } else {
     // A lambda of one reference fits std::function's inline storage: no allocation per call.

@@ -29,10 +29,13 @@
 // weight once; larger m packs 12 rows x 256 k into an F32 panel in L1 and sweeps it with 8 x 12
 // register tiles (24 accumulators).
 //
-// Threads. Output columns are cut into chunks of whole weight rows that the pool's threads take
-// in turn (each chunk's weights are read by one thread; dynamic, so a descheduled thread on a
-// shared machine does not hold the others back). Large m is processed in blocks of rows of x per
-// chunk so that x stays in the L2 cache.
+// Threads. Output columns are cut into chunks of whole weight rows, and the chunks into one
+// contiguous span per thread of the pool. A thread takes the chunks of its own span from the
+// front, so that it streams one run of memory, then takes chunks from the back of the other
+// spans (dynamic, so a descheduled thread on a shared machine does not hold the others back).
+// Each chunk's weights are read by one thread. (Threads taking adjacent chunks in turn read
+// ~10% slower at batch 1 here: every chunk restarts the hardware prefetcher's streams.) Large m
+// is processed in blocks of rows of x per chunk so that x stays in the L2 cache.
 //
 // Thread-safety: LinearParts may run concurrently with other calls only on distinct scratch and
 // y, and not on the same pool (ThreadPool's rule: one caller at a time). LinearScratch is owned
@@ -40,8 +43,10 @@
 // first use (or Reserve), for the pool's threads. Nothing else is allocated per call.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 
 #include "engine/aligned_buffer.h"
@@ -73,17 +78,26 @@ CpuIsa Gemm16Isa();
 // lacks it. Not to be called while a LinearParts call is running.
 bool SetGemm16Isa(CpuIsa isa);
 
-// Per-thread packing panels for LinearParts. Move-only; one per concurrent caller.
+// Per-thread packing panels and chunk spans for LinearParts. Move-only; one per concurrent
+// caller.
 class LinearScratch {
  public:
+  // A thread's span of chunks [front, back), packed as back << 32 | front so that its owner
+  // (from the front) and other threads (from the back) take chunks with one compare-and-swap.
+  struct alignas(64) Span {
+    std::atomic<uint64_t> front_back{0};
+  };
+
   LinearScratch() = default;
   // Allocates for `num_threads` threads (about 400 KiB each) if it has fewer; LinearParts calls
   // it, so the first call allocates and later ones on the same pool do not.
   void Reserve(int num_threads);
-  float* thread_buffer(int thread);  // for LinearParts
+  float* thread_buffer(int thread);                   // for LinearParts
+  Span* span(int thread) { return &spans_[thread]; }  // for LinearParts
 
  private:
   AlignedBuffer buf_;
+  std::unique_ptr<Span[]> spans_;
   int threads_ = 0;
 };
 

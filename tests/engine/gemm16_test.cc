@@ -281,6 +281,30 @@ TEST_F(Gemm16Test, LargeBlocksOfRows) {
   }
 }
 
+// Every chunk of rows is computed exactly once when threads take their own spans and then steal
+// from the others' (more threads than cores here, so threads are descheduled mid-call and the
+// others take over their chunks). beta = 1: a chunk done twice adds its sums twice, a skipped
+// one keeps y0.
+TEST_F(Gemm16Test, ThreadsTakingEachOthersChunksComputeEveryRowOnce) {
+  std::mt19937 rng(7);
+  for (CpuIsa isa : Paths()) {
+    ASSERT_TRUE(SetGemm16Isa(isa));
+    for (int threads : {2, 5, 8}) {
+      ThreadPool pool(threads);
+      LinearScratch scratch;
+      for (int64_t m : {1, 3, 20}) {
+        Problem pr(m, 64, {{WType::kBF16, 1000}, {WType::kF16, 250}}, 1.f, rng);
+        const std::vector<float> want = Documented(pr);
+        for (int rep = 0; rep < 20; ++rep) {
+          const std::vector<float> got = pr.Run(&pool, &scratch);
+          ASSERT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * 4))
+              << CpuIsaName(isa) << " threads=" << threads << " m=" << m << " rep " << rep;
+        }
+      }
+    }
+  }
+}
+
 // The last weight row ends right before an unmapped page: no path reads past it (k tails, row
 // tails, every m regime).
 TEST_F(Gemm16Test, NeverReadsPastTheWeights) {
