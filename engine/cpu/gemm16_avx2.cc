@@ -284,7 +284,10 @@ void BlockT(const Block& b) {
         for (int64_t k0 = kx; k0 < kx1; k0 += kKc) {
           const int64_t kc = Min(kKc, kx1 - k0);
           PackPanel<T>(w + p0 * l + k0 * kEs<T>, l, nr, kc, b.panel);
+          const NextBlock next = NextPanelBlock(b, kEs<T>, kPanelRows, p0, k0, kx, kx1);
+          const int64_t tiles = (m1 - m0 + kMr - 1) / kMr;
           for (int64_t i0 = m0; i0 < m1; i0 += kMr) {
+            PrefetchShare(next, l, (i0 - m0) / kMr, tiles);
             const int mr = static_cast<int>(Min(kMr, m1 - i0));
             kMicro[mr - 1][nv - 1](b.panel, kc, b.x + i0 * b.ldx + k0, b.ldx,
                                    part + (i0 - m0) * kPartFloatsPerRow, k0 == 0, k0 + kc == b.k,

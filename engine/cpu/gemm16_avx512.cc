@@ -324,22 +324,10 @@ void BlockT(const Block& b) {
         for (int64_t k0 = kx; k0 < kx1; k0 += kKc) {
           const int64_t kc = Min(kKc, kx1 - k0);
           PackPanel<T>(w + p0 * l + k0 * kEs<T>, l, nr, kc, b.panel);
-          // Ask for the next block's weights (same panel, next k; else the next panel) while
-          // the tiles run, so that its packing does not wait for memory: a share of its rows
-          // before each tile, not all at once (a burst of ~100 prefetches overflows the queue
-          // of outstanding misses, and the whole step at 32 sequences ran ~5% slower).
-          const bool same = k0 + kKc < kx1;
-          const int64_t np0 = same ? p0 : p0 + kPanelRows, nk0 = same ? k0 + kKc : kx;
-          const bool more = np0 < b.rows;
-          const uint8_t* q = more ? w + np0 * l + nk0 * kEs<T> : w;
-          const int64_t bytes = more ? Min(kKc, kx1 - nk0) * kEs<T> : 0,
-                        rows = more ? Min(kPanelRows, b.rows - np0) : 0;
+          const NextBlock next = NextPanelBlock(b, kEs<T>, kPanelRows, p0, k0, kx, kx1);
           const int64_t tiles = (m1 - m0 + kMr - 1) / kMr;
           for (int64_t i0 = m0; i0 < m1; i0 += kMr) {
-            const int64_t ti = (i0 - m0) / kMr;
-            for (int64_t r = rows * ti / tiles; r < rows * (ti + 1) / tiles; ++r)
-              for (int64_t c = 0; c < bytes; c += 64)
-                _mm_prefetch(reinterpret_cast<const char*>(q + r * l + c), _MM_HINT_T1);
+            PrefetchShare(next, l, (i0 - m0) / kMr, tiles);
             const int mr = static_cast<int>(Min(kMr, m1 - i0));
             kMicro[mr - 1][nv - 1](b.panel, kc, b.x + i0 * b.ldx + k0, b.ldx,
                                    part + (i0 - m0) * kPartFloatsPerRow, k0 == 0, k0 + kc == b.k,
