@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <atomic>
 #include <mutex>
 #include <random>
@@ -227,16 +228,22 @@ TEST(EngineLoopTest, StopCancelsWhatIsLeftAndIdleLoopDoesNotSpin) {
   for (int i = 0; i < 2000 && !quick->done; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   ASSERT_TRUE(quick->done);
-  // Idle: the loop thread waits on its condition variable.
-  rusage before, after;
-  getrusage(RUSAGE_SELF, &before);
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  getrusage(RUSAGE_SELF, &after);
-  const double cpu_ms = (after.ru_utime.tv_sec - before.ru_utime.tv_sec) * 1e3 +
-                        (after.ru_utime.tv_usec - before.ru_utime.tv_usec) / 1e3 +
-                        (after.ru_stime.tv_sec - before.ru_stime.tv_sec) * 1e3 +
-                        (after.ru_stime.tv_usec - before.ru_stime.tv_usec) / 1e3;
-  EXPECT_LT(cpu_ms, 30.0) << "CPU used while idle for 300 ms";
+  // Idle: the loop thread waits on its condition variable. The process's CPU time over two
+  // windows of 300 ms, the quieter one counted: the end of the finished request's step (on a
+  // loaded CI machine) can fall in the first, while a loop that spins fills both.
+  auto idle_cpu_ms = [] {
+    rusage before, after;
+    getrusage(RUSAGE_SELF, &before);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    getrusage(RUSAGE_SELF, &after);
+    return (after.ru_utime.tv_sec - before.ru_utime.tv_sec) * 1e3 +
+           (after.ru_utime.tv_usec - before.ru_utime.tv_usec) / 1e3 +
+           (after.ru_stime.tv_sec - before.ru_stime.tv_sec) * 1e3 +
+           (after.ru_stime.tv_usec - before.ru_stime.tv_usec) / 1e3;
+  };
+  const double first_ms = idle_cpu_ms(), second_ms = idle_cpu_ms();
+  EXPECT_LT(std::min(first_ms, second_ms), 30.0)
+      << "CPU used while idle for 300 ms: " << first_ms << " then " << second_ms << " ms";
   auto endless = std::make_shared<Counter>();
   ASSERT_TRUE(loop.Submit({Greedy(3, 1000, 2), "a", 0, std::nullopt, endless}).ok());
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
