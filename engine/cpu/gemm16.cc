@@ -166,6 +166,7 @@ void LinearParts(ThreadPool* pool, int64_t m, std::span<const WeightView> parts,
   proto.ldy = ldy;
   proto.mc = mc;
 
+  const int spans = threads == 1 || total == 1 ? 1 : threads;
   struct Ctx {
     std::span<const WeightView> parts;
     const gemm16::Block* proto;
@@ -203,8 +204,7 @@ void LinearParts(ThreadPool* pool, int64_t m, std::span<const WeightView> parts,
       b->y = y + col + r0;
       block_fn(*b);
     }
-  } ctx{parts, &proto, block_fn, scratch,
-        y,     chunk,  total,    threads == 1 || total == 1 ? 1 : threads};
+  } ctx{parts, &proto, block_fn, scratch, y, chunk, total, spans};
   // Chunks cut into one contiguous span per thread; the pool's hand-off orders these stores
   // before the threads' first loads.
   for (int t = 0; t < ctx.spans; ++t)
