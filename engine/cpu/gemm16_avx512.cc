@@ -198,8 +198,13 @@ using DirectFn = void (*)(const uint8_t*, int64_t, int64_t, int64_t, const float
                           int64_t, int, float);
 
 // Quads side by side for MR rows of x: enough independent accumulators to hide the FMA latency,
-// few enough that nothing spills.
-constexpr int GroupsFor(int mr) { return mr <= 2 ? 4 : mr <= 4 ? 3 : mr <= 6 ? 2 : 1; }
+// few enough that nothing spills. At m = 1 two quads (8 weight rows read side by side) rather
+// than four: batch-1 decode is a pure stream, and on a Zen 5 host 16 concurrent row streams per
+// thread read ~20% slower than one linear run while 8 read ~10% slower; two accumulator chains
+// still keep ahead of memory (bench/README.md, "16 or 8 rows side by side at batch 1").
+constexpr int GroupsFor(int mr) {
+  return mr <= 1 ? 2 : mr <= 2 ? 4 : mr <= 4 ? 3 : mr <= 6 ? 2 : 1;
+}
 
 template <int T, int MR>
 void DecodeRows(const uint8_t* w, int64_t l, int64_t rows, const Block& b) {
