@@ -2,9 +2,10 @@
 // memory, with 4 KiB pages and with transparent huge pages: a standalone measurement behind the
 // "Two ideas for the batch-1 gap" paragraph of bench/README.md (not part of the build).
 //
-//   rows16   the m = 1 kernel's pattern today (engine/cpu/gemm16_avx512.cc, Direct<2, 1, 4>):
-//            each thread reads 16 rows of 4 KiB side by side, 64 bytes of each per step, with a
-//            software prefetch 512 bytes ahead in every row;
+//   rows16   the m = 1 kernel's pattern until 2026-12-02 (engine/cpu/gemm16_avx512.cc,
+//            Direct<2, 1, 4>): each thread reads 16 rows of 4 KiB side by side, 64 bytes of each
+//            per step, with a software prefetch 512 bytes ahead in every row;
+//   rows8    the same with 8 rows (Direct<2, 1, 2>, the pattern since);
 //   linear   one contiguous run per thread (what a repacked layout would read), prefetch 1 KiB
 //            ahead, and the same without prefetch.
 // Each pass: 2 threads, each over half of a `--mib` buffer (2048 = several times the L3 of
@@ -33,11 +34,14 @@ constexpr int64_t kRowBytes = 4096;
 
 __m512 Widen(__m512i v) { return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)); }
 
-float Rows16(const uint8_t* w, int64_t r0, int64_t r1) {
+// N rows of kRowBytes side by side, 64 bytes of each per step (the m = 1 kernel's pattern: 16
+// rows before 2026-12-02, 8 since).
+template <int N>
+float Rows(const uint8_t* w, int64_t r0, int64_t r1) {
   __m512 acc = _mm512_setzero_ps();
-  for (int64_t r = r0; r + 16 <= r1; r += 16) {
+  for (int64_t r = r0; r + N <= r1; r += N) {
     for (int64_t k = 0; k < kRowBytes; k += 64) {
-      for (int j = 0; j < 16; ++j) {
+      for (int j = 0; j < N; ++j) {
         const uint8_t* p = w + (r + j) * kRowBytes + k;
         _mm_prefetch(reinterpret_cast<const char*>(p + 512), _MM_HINT_T0);
         acc = _mm512_add_ps(acc, Widen(_mm512_loadu_si512(p)));
@@ -65,7 +69,9 @@ double Pass(const uint8_t* w, int64_t rows, int mode) {
   for (int t = 0; t < 2; ++t)
     threads[t] = std::thread([&, t] {
       const int64_t r0 = t * rows / 2, r1 = (t + 1) * rows / 2;
-      const float s = mode == 0 ? Rows16(w, r0, r1) : Linear(w, r0, r1, mode == 1 ? 1024 : 0);
+      const float s = mode == 0   ? Rows<16>(w, r0, r1)
+                      : mode == 1 ? Rows<8>(w, r0, r1)
+                                  : Linear(w, r0, r1, mode == 2 ? 1024 : 0);
       sink = sink + s;
     });
   for (auto& th : threads) th.join();
@@ -86,14 +92,16 @@ int main(int argc, char** argv) {
   if (w == nullptr) return 1;
   ::madvise(w, bytes, argv[1][0] == 'h' ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
   for (int64_t i = 0; i < bytes; ++i) w[i] = static_cast<uint8_t>(i * 7);
-  const char* names[] = {"rows16 (prefetch 512)", "linear (prefetch 1024)", "linear (none)"};
+  const char* names[] = {"rows16 (prefetch 512)", "rows8 (prefetch 512)", "linear (prefetch 1024)",
+                         "linear (none)"};
+  constexpr int kModes = 4;
   constexpr int kPasses = 6;
-  double gbs[3][kPasses];
+  double gbs[kModes][kPasses];
   for (int pass = 0; pass < kPasses; ++pass)  // the layouts interleaved, so drift hits all alike
-    for (int mode = 0; mode < 3; ++mode) gbs[mode][pass] = Pass(w, rows, mode);
+    for (int mode = 0; mode < kModes; ++mode) gbs[mode][pass] = Pass(w, rows, mode);
   std::printf("%s pages, %lld MiB, 2 threads, GB/s per pass (the first warms up)\n", argv[1],
               static_cast<long long>(mib));
-  for (int mode = 0; mode < 3; ++mode) {
+  for (int mode = 0; mode < kModes; ++mode) {
     std::printf("%-24s", names[mode]);
     for (double g : gbs[mode]) std::printf(" %5.1f", g);
     std::printf("\n");

@@ -161,8 +161,11 @@ void Direct(const uint8_t* w, int64_t l, int64_t nrows, int64_t k, const float* 
   }
 }
 
+// Row pairs side by side for MR rows of x. At m = 1 four pairs (8 weight rows read side by side,
+// as on the AVX-512 path) rather than six: on a Zen 5 host (PARA_CPU_ISA=avx2) batch-1 decode
+// ran ~6% faster with fewer concurrent row streams per thread (bench/README.md).
 constexpr int GroupsFor(int mr) {
-  return mr == 1 ? 6 : mr == 2 ? 4 : mr == 3 ? 3 : mr == 4 ? 2 : 1;
+  return mr == 1 ? 4 : mr == 2 ? 4 : mr == 3 ? 3 : mr == 4 ? 2 : 1;
 }
 
 template <int T, int MR>
