@@ -164,9 +164,7 @@ void Direct(const uint8_t* w, int64_t l, int64_t nrows, int64_t k, const float* 
 // Row pairs side by side for MR rows of x. At m = 1 four pairs (8 weight rows read side by side,
 // as on the AVX-512 path) rather than six: on a Zen 5 host (PARA_CPU_ISA=avx2) batch-1 decode
 // ran ~6% faster with fewer concurrent row streams per thread (bench/README.md).
-constexpr int GroupsFor(int mr) {
-  return mr == 1 ? 4 : mr == 2 ? 4 : mr == 3 ? 3 : mr == 4 ? 2 : 1;
-}
+constexpr int GroupsFor(int mr) { return mr <= 2 ? 4 : mr == 3 ? 3 : mr == 4 ? 2 : 1; }
 
 template <int T, int MR>
 void DecodeRows(const uint8_t* w, int64_t l, int64_t rows, const Block& b) {
@@ -276,6 +274,7 @@ void BlockT(const Block& b) {
   // of x, between blocks of k.
   for (int64_t m0 = 0; m0 < b.m; m0 += b.mc) {
     const int64_t m1 = Min(b.m, m0 + b.mc);
+    const int64_t tiles = (m1 - m0 + kMr - 1) / kMr;  // register tiles per block of k
     for (int64_t kx = 0; kx < b.k; kx += kKx) {
       const int64_t kx1 = Min(b.k, kx + kKx);
       for (int64_t p0 = 0; p0 < b.rows; p0 += kPanelRows) {
@@ -288,7 +287,6 @@ void BlockT(const Block& b) {
           const int64_t kc = Min(kKc, kx1 - k0);
           PackPanel<T>(w + p0 * l + k0 * kEs<T>, l, nr, kc, b.panel);
           const NextBlock next = NextPanelBlock(b, kEs<T>, kPanelRows, p0, k0, kx, kx1);
-          const int64_t tiles = (m1 - m0 + kMr - 1) / kMr;
           for (int64_t i0 = m0; i0 < m1; i0 += kMr) {
             PrefetchShare(next, l, (i0 - m0) / kMr, tiles);
             const int mr = static_cast<int>(Min(kMr, m1 - i0));

@@ -318,6 +318,7 @@ void BlockT(const Block& b) {
   // of x, between blocks of k.
   for (int64_t m0 = 0; m0 < b.m; m0 += b.mc) {
     const int64_t m1 = Min(b.m, m0 + b.mc);
+    const int64_t tiles = (m1 - m0 + kMr - 1) / kMr;  // register tiles per block of k
     for (int64_t kx = 0; kx < b.k; kx += kKx) {
       const int64_t kx1 = Min(b.k, kx + kKx);
       for (int64_t p0 = 0; p0 < b.rows; p0 += kPanelRows) {
@@ -330,7 +331,6 @@ void BlockT(const Block& b) {
           const int64_t kc = Min(kKc, kx1 - k0);
           PackPanel<T>(w + p0 * l + k0 * kEs<T>, l, nr, kc, b.panel);
           const NextBlock next = NextPanelBlock(b, kEs<T>, kPanelRows, p0, k0, kx, kx1);
-          const int64_t tiles = (m1 - m0 + kMr - 1) / kMr;
           for (int64_t i0 = m0; i0 < m1; i0 += kMr) {
             PrefetchShare(next, l, (i0 - m0) / kMr, tiles);
             const int mr = static_cast<int>(Min(kMr, m1 - i0));
